@@ -1,0 +1,249 @@
+"""``galviewer`` command line: open the viewer, or restore headlessly.
+
+Pixel coordinates on the command line are 0-based (x = column, y = row), the
+convention of numpy, astropy and photutils; pass ``--origin 1`` to give them
+as DS9/IRAF 1-based image coordinates.  Region files (DS9) are converted by
+``regions``, which handles their 1-based convention itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from galviewer import __version__
+from galviewer.errors import GalviewerError, ParameterError
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="checkpoint file (.safetensors or .pth) or name of a shipped model (default: the shipped "
+                        "default model)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--no-uncertainty", action="store_true",
+                   help="skip the 8 flip/rotation restorations (8x faster, no SIGMA extension)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="galviewer",
+        description="Restore HST galaxy images to JWST-like quality (Park et al. 2024) and inspect them. "
+        "With no sub-command, opens the desktop viewer on FILE.",
+    )
+    parser.add_argument("--version", action="version", version=f"galviewer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    view = sub.add_parser("view", help="open the desktop viewer (default when no command is given)")
+    view.add_argument("file", nargs="?", help="FITS image to open")
+
+    r = sub.add_parser("restore", help="restore a source (or a catalogue of sources) and write FITS stamps",
+                       description="Cut a stamp around a source, restore it, and write a FITS file: primary = "
+                       "restored stamp in the input's units with the cut-out WCS; extensions LQ, SIGMA, RESID, "
+                       "MASK; provenance in the header.  Never overwrites without --overwrite.")
+    r.add_argument("file", help="FITS image (FLT/FLC, DRZ/DRC or plain)")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--xy", nargs=2, type=float, metavar=("X", "Y"), help="source position in pixels")
+    where.add_argument("--catalog", help="ECSV/FITS table (columns x,y or xcentroid,ycentroid or ra,dec in deg) "
+                       "or DS9 region file (.reg) of sources; writes one stamp per source into -o DIR")
+    r.add_argument("--size", type=int, default=64, help="stamp side in pixels (default 64, as in the paper)")
+    r.add_argument("--ext", default=None, help="image extension, e.g. SCI,1 or SCI,2 (default: SCI,1 or the "
+                   "first image)")
+    r.add_argument("--origin", type=int, choices=(0, 1), default=0,
+                   help="coordinate origin of --xy and of x,y catalogue columns (default 0)")
+    r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
+    r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
+    r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_model_args(r)
+
+    i = sub.add_parser("info", help="print what galviewer reads from a FITS file")
+    i.add_argument("file")
+    i.add_argument("--ext", default=None)
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("models", help="list the shipped models")
+    return parser
+
+
+def _restorer(args: argparse.Namespace) -> Any:
+    from galviewer.core.restore import Restorer
+
+    kwargs = {"uncertainty": not args.no_uncertainty}
+    if args.model is not None and (Path(args.model).suffix in (".safetensors", ".pth", ".pt")
+                                   or Path(args.model).exists()):
+        return Restorer.from_file(args.model, args.device, **kwargs)
+    return Restorer.from_pretrained(args.model, args.device, **kwargs)
+
+
+def _catalog_positions(path: str, image: Any, origin: int) -> list[tuple[str, float, float]]:
+    from galviewer.errors import ImageLoadError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageLoadError(p, "catalogue file not found")
+    if p.suffix.lower() == ".reg":
+        from regions import PixCoord, Regions
+
+        try:
+            regs = Regions.read(str(p), format="ds9")
+        except Exception as exc:
+            raise ImageLoadError(p, f"not a readable DS9 region file: {exc}") from exc
+        out = []
+        for k, reg in enumerate(regs, start=1):
+            if not hasattr(reg, "to_pixel") and not hasattr(reg, "center"):
+                continue
+            if not hasattr(reg, "center") or not isinstance(reg.center, PixCoord):
+                if image.wcs is None:
+                    raise ImageLoadError(p, "sky regions need an image with a celestial WCS")
+                reg = reg.to_pixel(image.wcs)
+            if not hasattr(reg, "center"):
+                continue
+            label = str(reg.meta.get("text", k)) if hasattr(reg, "meta") else str(k)
+            out.append((label, float(reg.center.x), float(reg.center.y)))
+        if not out:
+            raise ImageLoadError(p, "no region with a centre in the file")
+        return out
+    from astropy.table import Table
+
+    try:
+        table = Table.read(str(p))
+    except Exception as exc:
+        raise ImageLoadError(p, f"not a readable ECSV/FITS table: {exc}") from exc
+    cols = {c.lower(): c for c in table.colnames}
+    ids = table[cols["id"]] if "id" in cols else range(1, len(table) + 1)
+    for xname, yname in (("x", "y"), ("xcentroid", "ycentroid"), ("x_image", "y_image")):
+        if xname in cols and yname in cols:
+            off = float(origin)
+            return [(str(i), float(x) - off, float(y) - off)
+                    for i, x, y in zip(ids, table[cols[xname]], table[cols[yname]], strict=True)]
+    if "ra" in cols and "dec" in cols:
+        if image.wcs is None:
+            raise ImageLoadError(p, "ra/dec columns need an image with a celestial WCS")
+        import numpy as np
+
+        xs, ys = image.wcs.all_world2pix(np.asarray(table[cols["ra"]], float), np.asarray(table[cols["dec"]], float), 0)
+        return [(str(i), float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)]
+    raise ImageLoadError(p, f"no position columns: need x,y or xcentroid,ycentroid or ra,dec; have {table.colnames}")
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from galviewer.core.fitsio import open_image, write_stamp
+    from galviewer.core.stamps import cutout
+
+    with open_image(args.file, args.ext) as image:
+        if args.xy is not None:
+            x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
+            out = Path(args.output)
+            if out.exists() and not args.overwrite:
+                raise ParameterError("--output", f"{out} exists; pass --overwrite to replace it")
+            stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
+            restorer = _restorer(args)
+            result = restorer.restore(stamp)
+            write_stamp(out, result, overwrite=args.overwrite)
+            print(f"{out}: restored source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} "
+                  f"({result.meta['seconds'] * 1e3:.0f} ms, model {result.meta['model']}, "
+                  f"scale {result.scale:.4g}, offset {result.offset:.4g})")
+            return 0
+        positions = _catalog_positions(args.catalog, image, args.origin)
+        outdir = Path(args.output)
+        if outdir.exists() and not outdir.is_dir():
+            raise ParameterError("--output", f"{outdir} is a file; --catalog writes into a folder")
+        outdir.mkdir(parents=True, exist_ok=True)
+        stem = Path(args.file).name.split(".")[0]
+        targets = [(label, x, y, outdir / f"{stem}_{label}.fits") for label, x, y in positions]
+        clashes = [str(t[3]) for t in targets if t[3].exists()]
+        if clashes and not args.overwrite:
+            raise ParameterError("--output", f"{len(clashes)} output files exist (e.g. {clashes[0]}); "
+                                 "pass --overwrite to replace them")
+        restorer = _restorer(args)
+        failures = 0
+        for label, x, y, path in targets:
+            try:
+                stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
+                write_stamp(path, restorer.restore(stamp), overwrite=args.overwrite)
+                print(f"{path}: source {label} at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f}")
+            except GalviewerError as exc:
+                failures += 1
+                print(f"galviewer: source {label} skipped: {exc}", file=sys.stderr)
+        print(f"{len(targets) - failures} of {len(targets)} sources restored into {outdir}")
+        return 0 if failures == 0 else 1
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import dataclasses
+    import math
+
+    from galviewer.core.fitsio import list_images, open_image
+
+    with open_image(args.file, args.ext) as image:
+        meta = dataclasses.asdict(image.meta)
+        meta = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in meta.items()}
+        info = {
+            "file": str(image.path),
+            "shape": list(image.shape),
+            "images": [f"{n},{v} {list(s)}" for n, v, s in list_images(args.file)],
+            "has_err": image.err is not None,
+            "bad_pixels": int(image.bad.sum()),
+            "wcs": image.wcs is not None,
+            **meta,
+        }
+        if image.wcs is not None:
+            ny, nx = image.shape
+            info["center_radec"] = list(image.pixel_to_world((nx - 1) / 2, (ny - 1) / 2))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for k, v in info.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from galviewer.core.resources import available_models, default_model_name, models_dir
+
+    names = available_models()
+    if not names:
+        print(f"no models shipped in {models_dir()}")
+    default = default_model_name()
+    for n in names:
+        print(f"{n}{'  (default)' if n == default else ''}")
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    try:
+        from galviewer.qt.app import run_app  # type: ignore[import-not-found]
+    except ImportError:
+        print("galviewer: the desktop viewer is not available in this version; use the sub-commands "
+              "(galviewer --help)", file=sys.stderr)
+        return 2
+    return int(run_app(args.file))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``galviewer`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = {"view", "restore", "info", "models"}
+    if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
+        argv = ["view", *argv]
+    args = parser.parse_args(argv)
+    handlers = {"view": _cmd_view, "restore": _cmd_restore, "info": _cmd_info, "models": _cmd_models}
+    try:
+        return handlers[args.command](args)
+    except GalviewerError as exc:
+        print(f"galviewer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("galviewer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,584 @@
+"""FITS input and stamp output.
+
+Reads HST calibrated products the way astronomers know them:
+
+* FLT/FLC (ACS, WFC3): ``SCI``/``ERR``/``DQ`` per chip (EXTVER 1 and 2), electrons;
+* DRZ/DRC: ``SCI``/``WHT``/``CTX``, electrons/s (WHT is a weight, not an rms);
+* any plain FITS file holding a 2-D image (primary or first image extension), ``.gz`` too.
+
+The WCS is built with ``astropy.wcs.WCS(header, hdulist)`` so SIP and
+lookup-table (``D2IMARR``/``WCSDVARR``) distortions are applied.  Uncompressed
+files are memory-mapped; the returned :class:`Image` keeps the file open until
+:meth:`Image.close` (or the end of a ``with`` block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
+from astropy.wcs import WCS, FITSFixedWarning
+
+from galviewer.errors import ImageLoadError, ParameterError
+
+__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "write_stamp"]
+
+# Refuse to map images whose declared size is absurd (protects against corrupt headers).
+MAX_PIXELS = 1 << 30
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Header facts about an image.
+
+    Attributes
+    ----------
+    kind : str
+        ``"FLT"`` (also FLC, RAW-like per-chip files), ``"DRZ"`` (also DRC) or ``"plain"``.
+    extname, extver : str, int
+        The science extension read.
+    instrument, detector, filter : str
+        From INSTRUME, DETECTOR, FILTER or FILTER1/FILTER2 (CLEAR elements dropped).
+    exptime : float
+        Seconds (NaN when absent).
+    bunit : str
+        Pixel unit as written in the header.
+    photflam, photzpt : float
+        Inverse sensitivity and zero point (NaN when absent).
+    pixel_scale : float
+        Arcsec per pixel from the WCS (NaN without a celestial WCS).
+    """
+
+    kind: str = "plain"
+    extname: str = "PRIMARY"
+    extver: int = 1
+    instrument: str = ""
+    detector: str = ""
+    filter: str = ""
+    exptime: float = float("nan")
+    bunit: str = ""
+    photflam: float = float("nan")
+    photzpt: float = float("nan")
+    pixel_scale: float = float("nan")
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class Image:
+    """A 2-D science image with its uncertainty, data quality and WCS.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Science pixels (possibly a read-only memory map, big-endian as on disk).
+    err : numpy.ndarray or None
+        1-σ uncertainty per pixel in the units of ``data`` (FLT ERR); None when unknown.
+    bad : numpy.ndarray of bool or None
+        True where the pixel must not be used (DQ ≠ 0 outside ``dq_ignore_bits``,
+        zero DRZ weight, non-finite data).
+    dq : numpy.ndarray or None
+        Raw DQ flags when present.
+    weight : numpy.ndarray or None
+        DRZ WHT array when present.
+    wcs : astropy.wcs.WCS or None
+        Full WCS including distortion; None when the header has no celestial WCS.
+    header : astropy.io.fits.Header
+        Science header merged over the primary header (science keys win).
+    meta : ImageMeta
+    path : pathlib.Path
+    """
+
+    data: np.ndarray
+    err: np.ndarray | None
+    bad: np.ndarray | None
+    dq: np.ndarray | None
+    weight: np.ndarray | None
+    wcs: WCS | None
+    header: fits.Header
+    meta: ImageMeta
+    path: Path
+    _hdul: Any = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
+        return self.data.shape  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Release the file (memory maps stay valid only while open)."""
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pixel_to_world(self, x: float, y: float) -> tuple[float, float]:
+        """RA, Dec in degrees of a 0-based pixel position (NaN without a WCS)."""
+        if self.wcs is None:
+            return float("nan"), float("nan")
+        ra, dec = self.wcs.all_pix2world(x, y, 0)
+        return float(ra), float(dec)
+
+
+def parse_ext(ext: str | int | tuple[str, int] | None) -> str | int | tuple[str, int] | None:
+    """Normalise an extension spec: ``"SCI,1"`` → ``("SCI", 1)``, ``"3"`` → ``3``.
+
+    Raises
+    ------
+    ParameterError
+        For a malformed spec.
+    """
+    if ext is None or isinstance(ext, int):
+        return ext
+    if isinstance(ext, tuple):
+        if len(ext) != 2:
+            raise ParameterError("ext", f"expected (EXTNAME, EXTVER), got {ext!r}")
+        return (str(ext[0]).upper(), int(ext[1]))
+    text = str(ext).strip()
+    if text.isdigit():
+        return int(text)
+    if "," in text:
+        name, _, ver = text.partition(",")
+        if not ver.strip().isdigit() or not name.strip():
+            raise ParameterError("ext", f"expected NAME,VER such as SCI,1, got {ext!r}")
+        return (name.strip().upper(), int(ver))
+    if not text:
+        raise ParameterError("ext", "empty extension name")
+    return (text.upper(), 1)
+
+
+def _is_image_hdu(hdu: Any) -> bool:
+    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
+
+
+def _declared_shape(hdu: Any) -> tuple[int, ...]:
+    h = hdu.header
+    naxis = int(h.get("ZNAXIS", h.get("NAXIS", 0))) if isinstance(hdu, fits.CompImageHDU) else int(h.get("NAXIS", 0))
+    key = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) else "NAXIS"
+    return tuple(int(h.get(f"{key}{i}", 0)) for i in range(naxis, 0, -1))
+
+
+def list_images(path: str | os.PathLike[str]) -> list[tuple[str, int, tuple[int, ...]]]:
+    """The 2-D image extensions of a file as ``(EXTNAME, EXTVER, shape)``; science (SCI) first.
+
+    Raises
+    ------
+    ImageLoadError
+        When the file cannot be read as FITS.
+    """
+    p = Path(path)
+    with _open_fits(p) as hdul:
+        out = []
+        for i, hdu in enumerate(hdul):
+            if not _is_image_hdu(hdu):
+                continue
+            shape = _declared_shape(hdu)
+            if len([s for s in shape if s > 1]) != 2:
+                continue
+            name = hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else str(i))
+            out.append((str(name).upper(), int(hdu.header.get("EXTVER", 1)), shape))
+    out.sort(key=lambda t: (t[0] != "SCI", t[0], t[1]))
+    return out
+
+
+class _Quiet:
+    """Collect astropy warnings during a read instead of letting them escape."""
+
+    def __enter__(self) -> list[str]:
+        self._cm = warnings.catch_warnings(record=True)
+        self._log = self._cm.__enter__()
+        warnings.simplefilter("always")
+        self.messages: list[str] = []
+        return self.messages
+
+    def __exit__(self, *exc: object) -> None:
+        self.messages.extend(str(w.message) for w in self._log)
+        self._cm.__exit__(*exc)
+
+
+def _open_fits(path: Path, memmap: bool = True) -> fits.HDUList:
+    if not path.exists():
+        raise ImageLoadError(path, "no such file")
+    if path.is_dir():
+        raise ImageLoadError(path, "is a folder, not a FITS file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(80)
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read: {exc.strerror}") from exc
+    if not head:
+        raise ImageLoadError(path, "empty file")
+    gz = head[:2] == b"\x1f\x8b"
+    if not gz and not head.startswith(b"SIMPLE  ="):
+        raise ImageLoadError(path, "not a FITS file (no SIMPLE card at the start)")
+    failure = ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = fits.open(path, memmap=memmap and not gz, lazy_load_hdus=False, ignore_missing_simple=False)
+        except Exception as exc:  # astropy raises many types for damaged files; zlib its own
+            failure = f"not a readable FITS file: {type(exc).__name__}: {exc}"
+        if failure:
+            # astropy can leave its file handle to the garbage collector when it fails mid-way;
+            # release it here, quietly, instead of leaking a ResourceWarning to the caller.
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    if failure:
+        raise ImageLoadError(path, failure)
+    damage = [str(w.message) for w in caught if issubclass(w.category, AstropyUserWarning)
+              and any(t in str(w.message).lower() for t in ("truncat", "unexpected extra", "corrupt"))]
+    if damage:
+        hdul.close()
+        raise ImageLoadError(path, f"damaged FITS file (truncated?): {damage[0]}")
+    return hdul
+
+
+def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:
+    for hdu in hdul:
+        if str(hdu.header.get("EXTNAME", "")).upper() == name and int(hdu.header.get("EXTVER", 1)) == ver:
+            return hdu
+    return None
+
+
+def _pick_science(hdul: fits.HDUList, ext: Any, path: Path) -> tuple[int, Any]:
+    if ext is None:
+        sci = _find(hdul, "SCI", 1)
+        if sci is not None:
+            return hdul.index(sci), sci
+        for i, hdu in enumerate(hdul):
+            if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) >= 2:
+                return i, hdu
+        for i, hdu in enumerate(hdul):
+            if _is_image_hdu(hdu) and _declared_shape(hdu):
+                return i, hdu
+        raise ImageLoadError(path, "no image data: the file holds no 2-D image HDU")
+    if isinstance(ext, int):
+        if not 0 <= ext < len(hdul):
+            raise ImageLoadError(path, f"extension {ext} does not exist (the file has {len(hdul)} HDUs)")
+        return ext, hdul[ext]
+    hdu = _find(hdul, ext[0], ext[1])
+    if hdu is None:
+        available = [f"{n},{v}" for n, v, _ in _images_in(hdul)]
+        raise ImageLoadError(path, f"extension {ext[0]},{ext[1]} not found; images here: {available}")
+    return hdul.index(hdu), hdu
+
+
+def _images_in(hdul: fits.HDUList) -> list[tuple[str, int, tuple[int, ...]]]:
+    out = []
+    for i, hdu in enumerate(hdul):
+        if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) == 2:
+            out.append((str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else i)), int(hdu.header.get("EXTVER", 1)),
+                        _declared_shape(hdu)))
+    return out
+
+
+def _as_2d(arr: np.ndarray | None, path: Path, what: str) -> np.ndarray:
+    if arr is None:
+        raise ImageLoadError(path, f"{what} has no data")
+    if arr.ndim < 2:
+        raise ImageLoadError(path, f"{what} is {arr.ndim}-D, not a 2-D image")
+    if arr.ndim > 2:
+        squeezed = arr.reshape([s for s in arr.shape if s != 1]) if sum(s > 1 for s in arr.shape) >= 2 else arr
+        if squeezed.ndim != 2:
+            raise ImageLoadError(path, f"{what} is a {arr.ndim}-D cube of shape {arr.shape}; choose one plane")
+        arr = squeezed
+    if 0 in arr.shape:
+        raise ImageLoadError(path, f"{what} has zero size {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise ImageLoadError(path, f"{what} has non-numeric pixels ({arr.dtype})")
+    return arr
+
+
+def _filter_name(h: fits.Header) -> str:
+    if "FILTER" in h:
+        return str(h["FILTER"]).strip()
+    names = [str(h.get(k, "")).strip() for k in ("FILTER1", "FILTER2")]
+    names = [n for n in names if n and not n.upper().startswith("CLEAR") and n.upper() != "N/A"]
+    return ";".join(names)
+
+
+def _float(h: fits.Header, key: str) -> float:
+    try:
+        return float(h[key])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+def open_image(
+    path: str | os.PathLike[str], ext: str | int | tuple[str, int] | None = None, *, dq_ignore_bits: int = 0
+) -> Image:
+    """Open a 2-D image from an HST FLT/FLC, DRZ/DRC or plain FITS file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (``.fits``, ``.fits.gz``, ...).
+    ext : str, int or (str, int), optional
+        ``"SCI,2"``, ``("SCI", 2)`` or an HDU index.  Default: ``SCI,1`` when
+        present, else the first 2-D image.
+    dq_ignore_bits : int
+        DQ bits that do not make a pixel bad (e.g. 64+32 to keep warm pixels
+        and CTE tails).  Default 0: every flagged pixel is bad.
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    ImageLoadError
+        Missing file, not FITS, damaged or truncated file, no 2-D image, a
+        cube, all-NaN data, or an unknown extension.
+    """
+    p = Path(path)
+    ext = parse_ext(ext)
+    hdul = _open_fits(p)
+    try:
+        with _Quiet() as notes:
+            idx, hdu = _pick_science(hdul, ext, p)
+            if not _is_image_hdu(hdu):
+                raise ImageLoadError(p, f"HDU {idx} is a {type(hdu).__name__}, not an image")
+            shape = _declared_shape(hdu)
+            if np.prod([max(s, 1) for s in shape], dtype=float) > MAX_PIXELS:
+                raise ImageLoadError(p, f"declared image size {shape} is too large ({MAX_PIXELS} pixels at most)")
+            try:
+                try:
+                    raw = hdu.data
+                except ValueError as exc:
+                    if "memory-mapped" not in str(exc):
+                        raise
+                    # Scaled (BZERO/BSCALE) data cannot be memory-mapped; read it into memory instead.
+                    hdul.close()
+                    hdul = _open_fits(p, memmap=False)
+                    idx, hdu = _pick_science(hdul, ext, p)
+                    raw = hdu.data
+                data = _as_2d(raw, p, f"HDU {idx}")
+            except (OSError, ValueError, TypeError, IndexError) as exc:
+                raise ImageLoadError(p, f"image data unreadable (truncated file?): {exc}") from exc
+            if data.dtype.kind in "iu" or (hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0):
+                data = np.asarray(data, dtype=np.float32)
+            finite = np.isfinite(data)
+            if not finite.any():
+                raise ImageLoadError(p, "all pixels are NaN or infinite")
+            primary = hdul[0].header
+            sci_h = hdu.header
+            merged = primary.copy() if idx != 0 else fits.Header()
+            for card in sci_h.cards:
+                if card.keyword in ("", "COMMENT", "HISTORY"):
+                    continue
+                try:
+                    merged[card.keyword] = (card.value, card.comment)
+                except (ValueError, KeyError):
+                    continue
+            extname = str(sci_h.get("EXTNAME", "PRIMARY" if idx == 0 else str(idx))).upper()
+            extver = int(sci_h.get("EXTVER", 1))
+            filetype = str(primary.get("FILETYPE", "")).upper()
+            name = p.name.lower()
+            wht = _find(hdul, "WHT", extver)
+            errh = _find(hdul, "ERR", extver)
+            dqh = _find(hdul, "DQ", extver)
+            if wht is not None or any(t in name for t in ("_drz", "_drc")):
+                kind = "DRZ"
+            elif errh is not None or dqh is not None or any(t in name for t in ("_flt", "_flc")) or filetype == "SCI":
+                kind = "FLT"
+            else:
+                kind = "plain"
+            err = _companion(errh, data.shape, p, "ERR")
+            dq = _companion(dqh, data.shape, p, "DQ")
+            weight = _companion(wht, data.shape, p, "WHT") if kind == "DRZ" else None
+            bad = ~finite
+            if dq is not None:
+                bad |= (np.asarray(dq).astype(np.int64) & ~int(dq_ignore_bits)) != 0
+            if weight is not None:
+                bad |= ~(np.asarray(weight) > 0)
+            if err is not None:
+                err = np.asarray(err, dtype=np.float32)
+            wcs = _read_wcs(sci_h, hdul, data.shape)
+            scale = float("nan")
+            if wcs is not None:
+                try:
+                    from astropy.wcs.utils import proj_plane_pixel_scales
+
+                    scales = proj_plane_pixel_scales(wcs.celestial) * 3600.0
+                    scale = float(np.sqrt(scales[0] * scales[1]))
+                except (ValueError, IndexError):
+                    scale = float("nan")
+            meta = ImageMeta(
+                kind=kind,
+                extname=extname,
+                extver=extver,
+                instrument=str(merged.get("INSTRUME", "")).strip(),
+                detector=str(merged.get("DETECTOR", "")).strip(),
+                filter=_filter_name(merged),
+                exptime=_float(merged, "EXPTIME"),
+                bunit=str(sci_h.get("BUNIT", primary.get("BUNIT", ""))).strip(),
+                photflam=_float(merged, "PHOTFLAM"),
+                photzpt=_float(merged, "PHOTZPT"),
+                pixel_scale=scale,
+            )
+        meta = dataclasses.replace(meta, warnings=tuple(dict.fromkeys(notes)))
+    except ImageLoadError:
+        hdul.close()
+        raise
+    except Exception as exc:
+        hdul.close()
+        raise ImageLoadError(p, f"could not read image: {type(exc).__name__}: {exc}") from exc
+    return Image(data=data, err=err, bad=bad if bad.any() else np.zeros(data.shape, bool), dq=dq, weight=weight,
+                 wcs=wcs, header=merged, meta=meta, path=p, _hdul=hdul)
+
+
+def _companion(hdu: Any, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray | None:
+    if hdu is None:
+        return None
+    if hdu.data is None:
+        # HST writes constant ERR/DQ arrays as header-only HDUs with NPIX1/NPIX2/PIXVALUE.
+        if "PIXVALUE" in hdu.header:
+            return np.full(shape, hdu.header["PIXVALUE"], dtype=np.float32 if what != "DQ" else np.int32)
+        return None
+    arr = np.asarray(hdu.data)
+    if arr.ndim != 2:
+        arr = arr.squeeze() if arr.size == int(np.prod(shape)) else arr
+    if arr.shape != shape:
+        raise ImageLoadError(path, f"{what} extension has shape {arr.shape}, science has {shape}")
+    return arr
+
+
+def _read_wcs(header: fits.Header, hdul: fits.HDUList, shape: tuple[int, ...]) -> WCS | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            w = WCS(header, hdul)
+        except Exception:
+            try:
+                w = WCS(header)
+            except Exception:
+                return None
+    if not w.has_celestial:
+        return None
+    w.pixel_shape = (shape[1], shape[0])
+    return w
+
+
+def _provenance_header(restoration: Any) -> fits.Header:
+    from galviewer import __version__
+
+    st = restoration.stamp
+    m = restoration.meta
+    h = fits.Header()
+    h["GV_VERS"] = (__version__, "galviewer version")
+    # Variable-length strings carry no comment, so long values never truncate (CONTINUE cards).
+    h["MODEL"] = str(m.get("model", ""))
+    h["MODELSHA"] = str(m.get("model_sha256", ""))
+    h["RESCALE"] = (str(m.get("rescale", "")), "method mapping RS to input units")
+    h["RS_SCALE"] = (float(restoration.scale), "RS_phys = RS_SCALE * RS_norm + RS_OFFS")
+    h["RS_OFFS"] = (float(restoration.offset), "offset of that mapping, input units")
+    h["TTA"] = (bool(m.get("uncertainty", False)), "SIGMA from 8 flips/rotations")
+    h["PSFFWHM"] = (float(m.get("psf_fwhm_pix", float("nan"))), "[pix] LQ Gaussian PSF FWHM")
+    if st is not None:
+        if st.source:
+            h["SRCFILE"] = os.path.basename(st.source)
+            h["SRCPATH"] = str(st.source)  # long paths use CONTINUE cards
+            h["SRCEXT"] = (st.ext, "source extension")
+        h["XCENTER"] = (float(st.center[0]), "[pix] source x in parent, 0-based")
+        h["YCENTER"] = (float(st.center[1]), "[pix] source y in parent, 0-based")
+        h["XORIGIN"] = (int(st.origin[0]), "[pix] parent x of stamp pixel 0, 0-based")
+        h["YORIGIN"] = (int(st.origin[1]), "[pix] parent y of stamp pixel 0, 0-based")
+        h["NBADPIX"] = (int(st.bad.sum()), "in-painted bad pixels")
+        h["NPADPIX"] = (int(st.padded.sum()), "pixels outside the parent image")
+        if st.wcs is not None:
+            cx, cy = st.center_in_stamp
+            ra, dec = st.wcs.all_pix2world(cx, cy, 0)
+            h["RA_CEN"] = (float(ra), "[deg] RA of the source centre")
+            h["DEC_CEN"] = (float(dec), "[deg] Dec of the source centre")
+        if st.meta is not None:
+            for key, value in (("INSTRUME", st.meta.instrument), ("DETECTOR", st.meta.detector),
+                               ("FILTER", st.meta.filter)):
+                if value:
+                    h[key] = value
+            if np.isfinite(st.meta.exptime):
+                h["EXPTIME"] = st.meta.exptime
+            for key, value in (("PHOTFLAM", st.meta.photflam), ("PHOTZPT", st.meta.photzpt)):
+                if np.isfinite(value):
+                    h[key] = value
+    return h
+
+
+def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bool = False) -> Path:
+    """Write a restoration as a FITS stamp, atomically and without clobbering.
+
+    Layout: primary HDU = restored image in the input's units with the stamp's
+    WCS and provenance keywords; extensions ``LQ`` (the input), ``SIGMA``
+    (uncertainty, when computed), ``RESID`` (LQ − PSF⊗RS) and ``MASK``
+    (1 = in-painted bad pixel, 2 = outside the parent image).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination.
+    restoration : Restoration
+        From :meth:`galviewer.Restorer.restore`.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        The file exists and ``overwrite`` is False.
+    ExportError
+        The file cannot be written.
+    """
+    from galviewer._atomic import atomic_write
+
+    st = restoration.stamp
+    wcs_header = fits.Header()
+    if st is not None and st.wcs is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            wcs_header = st.wcs.to_header(relax=True)
+    bunit = st.meta.bunit if st is not None and st.meta is not None else ""
+    primary = fits.PrimaryHDU(np.asarray(restoration.data, dtype=np.float32))
+    primary.header.update(wcs_header)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        primary.header.update(_provenance_header(restoration))
+    if bunit:
+        primary.header["BUNIT"] = bunit
+    primary.header["EXTNAME"] = "RS"
+    hdus: list[Any] = [primary]
+
+    def image(name: str, arr: np.ndarray, comment: str) -> fits.ImageHDU:
+        hdu = fits.ImageHDU(np.asarray(arr), name=name)
+        hdu.header.update(wcs_header)
+        if bunit and name != "MASK":
+            hdu.header["BUNIT"] = bunit
+        hdu.header.add_comment(comment)
+        return hdu
+
+    hdus.append(image("LQ", np.asarray(restoration.lq, dtype=np.float32), "input stamp (padded/in-painted)"))
+    if restoration.sigma is not None:
+        hdus.append(image("SIGMA", restoration.sigma, "spread of the 8 flip/rotation restorations"))
+    hdus.append(image("RESID", restoration.residual, "LQ - PSF (x) RS"))
+    if st is not None:
+        mask = st.bad.astype(np.uint8) | (st.padded.astype(np.uint8) << 1)
+        hdus.append(image("MASK", mask, "1 = in-painted bad pixel, 2 = outside the parent image"))
+    hdul = fits.HDUList(hdus)
+    return atomic_write(
+        path, lambda tmp: hdul.writeto(tmp, output_verify="exception", overwrite=True), overwrite=overwrite
+    )

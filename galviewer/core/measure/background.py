@@ -1,0 +1,85 @@
+"""Background level and noise of a stamp, as SExtractor estimates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+
+from galviewer.errors import ParameterError
+
+__all__ = ["Background", "background"]
+
+
+@dataclass(frozen=True)
+class Background:
+    """Result of :func:`background`.
+
+    Attributes
+    ----------
+    level : float
+        Background level (mode estimate or median, see ``method``).
+    rms : float
+        σ-clipped standard deviation.
+    mean, median : float
+        σ-clipped mean and median.
+    method : str
+        ``"mode"`` (2.5·median − 1.5·mean) or ``"median"`` (crowded field fallback).
+    npix : int
+        Pixels used.
+    """
+
+    level: float
+    rms: float
+    mean: float
+    median: float
+    method: str
+    npix: int
+
+
+def background(
+    image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 3.0, maxiters: int = 10
+) -> Background:
+    """Estimate the background level and rms with σ-clipping and the SExtractor mode.
+
+    The level is ``2.5·median − 1.5·mean`` of the σ-clipped pixels, unless the
+    mean and median differ by more than 30 % of σ (a crowded or source-dominated
+    region), where SExtractor falls back to the median.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D (or any-D) pixels; non-finite values are ignored.
+    mask : array_like of bool, optional
+        True for pixels to ignore.
+    sigma : float
+        Clipping threshold in σ.
+    maxiters : int
+        Clipping iterations.
+
+    Returns
+    -------
+    Background
+
+    Raises
+    ------
+    ParameterError
+        If no finite, unmasked pixel is left or the mask has another shape.
+    """
+    data = np.asarray(image, dtype=np.float64)
+    valid = np.isfinite(data)
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != data.shape:
+            raise ParameterError("mask", f"shape {m.shape} differs from the image's {data.shape}")
+        valid &= ~m
+    n = int(valid.sum())
+    if n == 0:
+        raise ParameterError("image", "no finite, unmasked pixels to estimate a background from")
+    values = data[valid]
+    mean, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=maxiters)
+    mean, median, std = float(mean), float(median), float(std)
+    if std > 0 and abs(mean - median) / std > 0.3:
+        return Background(median, std, mean, median, "median", n)
+    return Background(2.5 * median - 1.5 * mean, std, mean, median, "mode", n)

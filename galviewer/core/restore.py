@@ -1,0 +1,529 @@
+"""The restoration engine: from an LQ stamp or region to a restored image in physical units.
+
+Steps (METHOD §3–4):
+
+1. min-max normalise the input to [0, 1] (the model was trained that way);
+2. run the Restormer, optionally on the 8 flips/rotations of the input
+   (test-time augmentation), whose mean is the result and whose spread is the
+   per-pixel uncertainty; large inputs are cut into overlapping tiles that
+   are blended with smooth weights, so memory stays within a budget;
+3. bring the result back to the input's units without any ground truth, with
+   eq. 8–9 of the paper (background level and central 4×4 mean of LQ and of
+   PSF⊗RS) for stamps, or with a least-squares fit of PSF⊗RS to LQ for large
+   regions whose centre is not a source;
+4. report the residual LQ − PSF⊗RS.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from galviewer.core.degrade import convolve
+from galviewer.core.measure.background import background
+from galviewer.core.model import Restormer
+from galviewer.core.psf import gaussian_psf
+from galviewer.core.resources import available_models, default_model_name, models_dir
+from galviewer.core.stamps import Stamp, stamp_from_array
+from galviewer.core.weights import ModelMetadata, file_sha256, load_model
+from galviewer.errors import ParameterError, RestoreCancelled, RestoreError, WeightsError
+
+__all__ = ["Restoration", "Restorer", "choose_device", "dihedral", "rescale_to_physical"]
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool] | threading.Event | None
+RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
+
+# Bytes of activations per input pixel per unit of `dim` (measured on CPU for the presets; see benchmarks/).
+_BYTES_PER_PIXEL_PER_DIM = 200
+
+
+def choose_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve ``"auto"`` to CUDA, then Apple MPS, then CPU; validate anything else."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError("device", f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", "CUDA was requested but no CUDA GPU is available")
+    return dev
+
+
+def dihedral(x: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+    """Apply (or undo) the k-th of the 8 flips/rotations to the last two axes."""
+    rot, flip = k % 4, k >= 4
+    if not inverse:
+        y = np.rot90(x, rot, axes=(-2, -1))
+        return np.flip(y, axis=-1) if flip else y
+    y = np.flip(x, axis=-1) if flip else x
+    return np.rot90(y, -rot, axes=(-2, -1))
+
+
+def _cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+@dataclass
+class Restoration:
+    """A restored image with everything needed to judge it.
+
+    Attributes
+    ----------
+    lq : numpy.ndarray
+        The input, in its own units (after stamp padding / in-painting).
+    data : numpy.ndarray
+        Restored image in the input's units (``scale · normalized + offset``).
+    normalized : numpy.ndarray
+        Network output in the min-max normalised units of the input.
+    sigma : numpy.ndarray or None
+        Per-pixel spread of the 8 flip/rotation restorations, in the input's units.
+    residual : numpy.ndarray
+        ``lq − PSF ⊗ data``.
+    model_input : numpy.ndarray
+        The normalised LQ the network saw.
+    scale, offset : float
+        The eq. 8–9 (or fallback) mapping from normalised to input units.
+    psf : numpy.ndarray
+        The LQ PSF used for the rescaling and the residual.
+    stamp : Stamp or None
+    meta : dict
+        Model name and sha256, rescale method, device, timing, ...
+    """
+
+    lq: np.ndarray
+    data: np.ndarray
+    normalized: np.ndarray
+    sigma: np.ndarray | None
+    residual: np.ndarray
+    model_input: np.ndarray
+    scale: float
+    offset: float
+    psf: np.ndarray
+    stamp: Stamp | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _central_mean(img: np.ndarray, cx: float, cy: float, half: int = 2) -> float:
+    ny, nx = img.shape
+    ix = min(max(round(cx), half), nx - half)
+    iy = min(max(round(cy), half), ny - half)
+    return float(np.mean(img[iy - half : iy + half, ix - half : ix + half]))
+
+
+def rescale_to_physical(
+    lq: np.ndarray,
+    rs: np.ndarray,
+    psf: np.ndarray,
+    *,
+    method: Literal["paper", "lstsq"] = "paper",
+    center: tuple[float, float] | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[float, float, str]:
+    """Scale and offset mapping a normalised restoration to the LQ image's units.
+
+    ``paper`` is eq. 8–9 of Park et al.: with l = background level (σ-clipped
+    SExtractor mode) and u = mean of the central 4×4 pixels, measured on LQ and
+    on PSF⊗RS, ``s = (u_LQ − l_LQ)/(u_RS − l_RS)`` and ``c = −s·l_RS + l_LQ``.
+    ``lstsq`` fits ``LQ ≈ s·(PSF⊗RS) + c`` over all usable pixels, for regions
+    with no source at their centre.
+
+    Returns
+    -------
+    scale, offset : float
+    method : str
+        The method actually used (``"minmax"`` is reported by the caller's fallback).
+
+    Raises
+    ------
+    RestoreError
+        When the mapping is undefined (no contrast, or a non-positive scale).
+    """
+    conv = convolve(rs, psf)
+    if method == "paper":
+        ny, nx = lq.shape
+        cx, cy = center if center is not None else (nx // 2, ny // 2)
+        l_lq = background(lq, mask=mask).level
+        l_rs = background(conv, mask=mask).level
+        u_lq = _central_mean(lq, cx, cy)
+        u_rs = _central_mean(conv, cx, cy)
+        denom = u_rs - l_rs
+        s = (u_lq - l_lq) / denom if denom != 0 else float("nan")
+        c = -s * l_rs + l_lq
+    elif method == "lstsq":
+        ok = np.ones(lq.shape, bool) if mask is None else ~mask
+        a = np.stack([conv[ok].ravel(), np.ones(int(ok.sum()))], axis=1)
+        sol, *_ = np.linalg.lstsq(a, np.asarray(lq, dtype=np.float64)[ok].ravel(), rcond=None)
+        s, c = float(sol[0]), float(sol[1])
+    else:
+        raise ParameterError("rescale", f"unknown method {method!r}")
+    if not (math.isfinite(s) and math.isfinite(c) and s > 0):
+        raise RestoreError(f"the {method} rescaling is undefined for this input (scale {s:.3g})", "rescale")
+    return float(s), float(c), method
+
+
+class Restorer:
+    """Restore galaxy stamps and regions with a Restormer checkpoint.
+
+    Parameters
+    ----------
+    model : Restormer
+        The network (its weights are used as given).
+    metadata : ModelMetadata
+        How the model must be used (PSF FWHM, normalisation, ...).
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ...
+    uncertainty : bool
+        Default for :meth:`restore`: run the 8 flips/rotations and report their spread.
+    memory_budget_mb : float
+        Upper bound on activation memory; larger inputs are tiled.
+    batch_size : int
+        Images per forward pass.
+    model_path : path-like, optional
+        Where the model came from (for provenance).
+
+    Notes
+    -----
+    Instances are thread-safe: forward passes are serialised by a lock and
+    every call runs under ``torch.inference_mode``.
+    """
+
+    def __init__(
+        self,
+        model: Restormer,
+        metadata: ModelMetadata,
+        device: str | torch.device = "auto",
+        *,
+        uncertainty: bool = True,
+        memory_budget_mb: float = 1024.0,
+        batch_size: int = 8,
+        model_path: str | os.PathLike[str] | None = None,
+        model_sha256: str = "",
+    ) -> None:
+        if not memory_budget_mb > 0:
+            raise ParameterError("memory_budget_mb", f"must be > 0, got {memory_budget_mb}")
+        if batch_size < 1:
+            raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
+        self.device = choose_device(device)
+        self.metadata = metadata
+        self.uncertainty = bool(uncertainty)
+        self.memory_budget_mb = float(memory_budget_mb)
+        self.batch_size = int(batch_size)
+        self.model_path = None if model_path is None else Path(model_path)
+        self.model_sha256 = model_sha256
+        self.psf = gaussian_psf(metadata.psf_fwhm_pix, 7)
+        self._lock = threading.Lock()
+        self._channels_last = self.device.type == "cpu"
+        model = model.eval().to(self.device)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], device: str | torch.device = "auto", **kwargs: Any) -> Restorer:
+        """Load a checkpoint (galviewer ``.safetensors`` or a published ``.pth``)."""
+        dev = choose_device(device)
+        model, meta = load_model(path, "cpu")
+        return cls(model, meta, dev, model_path=path, model_sha256=file_sha256(path), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, device: str | torch.device = "auto", **kwargs: Any) -> Restorer:
+        """Load a model shipped in ``resources/models`` (the default one when ``name`` is None).
+
+        Raises
+        ------
+        WeightsError
+            When no model (or no model of that name) is shipped.
+        """
+        names = available_models()
+        if name is None:
+            name = default_model_name()
+            if name is None:
+                reason = (
+                    "no model is shipped with this installation; train one with `galviewer-train` "
+                    "and pass it with --model PATH (or Restorer.from_file)"
+                    if not names
+                    else f"several models are shipped ({names}) and none is marked default; pass a name"
+                )
+                raise WeightsError(models_dir(), reason)
+        if name not in names:
+            raise WeightsError(models_dir() / f"{name}.safetensors", f"no shipped model {name!r}; available: {names}")
+        return cls.from_file(models_dir() / f"{name}.safetensors", device, **kwargs)
+
+    # ------------------------------------------------------------------ network
+    @property
+    def name(self) -> str:
+        """Model name from its metadata."""
+        return self.metadata.name
+
+    def tile_pixels(self, batch: int) -> int:
+        """Largest number of pixels per image that fits the memory budget at this batch size."""
+        per_pixel = _BYTES_PER_PIXEL_PER_DIM * self.model.config.dim * max(batch, 1)
+        return max(int(self.memory_budget_mb * 2**20 / per_pixel), 32 * 32)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """Run the network on ``(B, H, W)`` normalised float32 images."""
+        t = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).unsqueeze(1)
+        t = t.to(self.device)
+        if self._channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with self._lock, torch.inference_mode():
+            out = self.model(t)
+        return out[:, 0].float().cpu().numpy()
+
+    def _run_variants(
+        self, images: Sequence[np.ndarray], tta: bool, step: Callable[[], None]
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Forward many same-or-different-shaped images, with or without the 8 dihedral variants."""
+        ks = range(8) if tta else range(1)
+        jobs: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = {}
+        for i, img in enumerate(images):
+            for k in ks:
+                v = dihedral(img, k)
+                jobs.setdefault(v.shape, []).append((i, k, v))
+        outs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(images))}
+        for shape_jobs in jobs.values():
+            for start in range(0, len(shape_jobs), self.batch_size):
+                chunk = shape_jobs[start : start + self.batch_size]
+                res = self._forward(np.stack([v for _, _, v in chunk]))
+                for (i, k, _), r in zip(chunk, res, strict=True):
+                    outs[i].append(dihedral(r, k, inverse=True))
+                step()
+        result = []
+        for i in range(len(images)):
+            stack = np.stack(outs[i])
+            if tta:
+                result.append((stack.mean(axis=0), stack.std(axis=0)))
+            else:
+                result.append((stack[0], None))
+        return result
+
+    def _tiles(self, ny: int, nx: int, tile: int) -> list[tuple[slice, slice]]:
+        def starts(n: int) -> list[int]:
+            if n <= tile:
+                return [0]
+            overlap = max(16, (tile // 4) // 8 * 8)
+            step = tile - overlap
+            s = list(range(0, n - tile, step))
+            s.append(n - tile)
+            return sorted(set(s))
+
+        return [
+            (slice(y, min(y + tile, ny)), slice(x, min(x + tile, nx))) for y in starts(ny) for x in starts(nx)
+        ]
+
+    @staticmethod
+    def _window(h: int, w: int, full_h: bool, full_w: bool) -> np.ndarray:
+        def one(n: int, full: bool) -> np.ndarray:
+            if full:
+                return np.ones(n)
+            t = (np.arange(n) + 0.5) / n
+            return np.maximum(np.sin(np.pi * t) ** 2, 1e-3)
+
+        return np.outer(one(h, full_h), one(w, full_w))
+
+    def restore_normalized(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        uncertainty: bool | None = None,
+        progress: Progress | None = None,
+        cancel: Cancel = None,
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Network output (and TTA spread) for normalised inputs, tiling where needed.
+
+        Parameters
+        ----------
+        images : sequence of 2-D arrays
+            Min-max normalised inputs.
+        uncertainty : bool, optional
+            Run the 8 flips/rotations (default: the instance's setting).
+        progress : callable(done, total), optional
+            Called after every forward batch.
+        cancel : callable or threading.Event, optional
+            Checked before every batch; raises :class:`RestoreCancelled`.
+
+        Returns
+        -------
+        list of (mean, spread)
+            ``spread`` is None without uncertainty.
+        """
+        tta = self.uncertainty if uncertainty is None else bool(uncertainty)
+        nvar = 8 if tta else 1
+        limit = self.tile_pixels(min(self.batch_size, nvar))
+        tile = max(64, int(math.sqrt(limit)) // 8 * 8)
+        small = [i for i, im in enumerate(images) if im.size <= limit]
+        large = [i for i, im in enumerate(images) if im.size > limit]
+        tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
+        total = math.ceil(len(small) * nvar / self.batch_size) + sum(
+            math.ceil(nvar / self.batch_size) * len(t) for t in tiles.values()
+        )
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        def check() -> None:
+            if _cancelled(cancel):
+                raise RestoreCancelled("restoration cancelled")
+
+        results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        if small:
+            # Batch small inputs together, checking for cancellation between groups.
+            group = max(1, self.batch_size // nvar)
+            for start in range(0, len(small), group):
+                check()
+                idx = small[start : start + group]
+                for i, r in zip(idx, self._run_variants([images[i] for i in idx], tta, step), strict=True):
+                    results[i] = r
+        for i in large:
+            ny, nx = images[i].shape
+            acc = np.zeros((ny, nx))
+            acc_s = np.zeros((ny, nx)) if tta else None
+            wsum = np.zeros((ny, nx))
+            for sy, sx in tiles[i]:
+                check()
+                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step)
+                win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile)
+                acc[sy, sx] += win * mean
+                if acc_s is not None and spread is not None:
+                    acc_s[sy, sx] += win * spread
+                wsum[sy, sx] += win
+            results[i] = (
+                (acc / wsum).astype(np.float32),
+                None if acc_s is None else (acc_s / wsum).astype(np.float32),
+            )
+        return [results[i] for i in range(len(images))]
+
+    # ------------------------------------------------------------------ public API
+    def restore(
+        self,
+        image: Stamp | np.ndarray,
+        *,
+        uncertainty: bool | None = None,
+        rescale: RescaleMethod = "auto",
+        progress: Progress | None = None,
+        cancel: Cancel = None,
+    ) -> Restoration:
+        """Restore one stamp or region.
+
+        Parameters
+        ----------
+        image : Stamp or array_like
+            A stamp from :func:`galviewer.core.stamps.cutout`, or any 2-D array in any units.
+        uncertainty : bool, optional
+            Compute ``sigma`` from the 8 flips/rotations (default: the instance's setting).
+        rescale : {"auto", "paper", "lstsq", "minmax"}
+            How to return to physical units; ``auto`` uses eq. 8–9 (``paper``) for
+            inputs up to 128×128 and ``lstsq`` for larger regions; ``minmax`` simply
+            inverts the input normalisation.
+        progress, cancel
+            See :meth:`restore_normalized`.
+
+        Returns
+        -------
+        Restoration
+
+        Raises
+        ------
+        ParameterError
+            For an input that is not a finite 2-D image.
+        RestoreError
+            For a constant image.
+        RestoreCancelled
+            When cancelled.
+        """
+        return self.restore_many([image], uncertainty=uncertainty, rescale=rescale, progress=progress,
+                                 cancel=cancel)[0]
+
+    def restore_many(
+        self,
+        images: Iterable[Stamp | np.ndarray],
+        *,
+        uncertainty: bool | None = None,
+        rescale: RescaleMethod = "auto",
+        progress: Progress | None = None,
+        cancel: Cancel = None,
+    ) -> list[Restoration]:
+        """Restore several stamps, batching forward passes (see :meth:`restore`)."""
+        if rescale not in ("auto", "paper", "lstsq", "minmax"):
+            raise ParameterError("rescale", f"must be auto, paper, lstsq or minmax, got {rescale!r}")
+        t0 = time.perf_counter()
+        stamps = [im if isinstance(im, Stamp) else stamp_from_array(im) for im in images]
+        prepared = []
+        for st in stamps:
+            lq = np.asarray(st.lq, dtype=np.float32)
+            lo, hi = float(lq.min()), float(lq.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ParameterError("image", "holds non-finite values")
+            if hi - lo <= 0 or (hi - lo) <= 1e-7 * max(abs(hi), abs(lo)):
+                raise RestoreError("the image is constant: nothing to restore", "image")
+            prepared.append(((lq - lo) / (hi - lo), lo, hi))
+        outs = self.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
+                                       cancel=cancel)
+        elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
+        results = []
+        for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
+            method = rescale
+            if method == "auto":
+                method = "paper" if max(st.lq.shape) <= 128 else "lstsq"
+            note = ""
+            mask = st.padded | st.bad
+            if method == "minmax":
+                s, c = hi - lo, lo
+            else:
+                try:
+                    s, c, _ = rescale_to_physical(
+                        st.lq, rs, self.psf, method=method, center=st.center_in_stamp,
+                        mask=mask if mask.any() and not mask.all() else None,
+                    )
+                except RestoreError as exc:
+                    note = f"{exc.reason}; fell back to inverting the min-max normalisation"
+                    s, c, method = hi - lo, lo, "minmax"
+            data = (s * rs + c).astype(np.float32)
+            residual = (st.lq - convolve(data, self.psf)).astype(np.float32)
+            sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
+            meta = {
+                "model": self.name,
+                "model_sha256": self.model_sha256 or self.metadata.weights_sha256,
+                "model_path": "" if self.model_path is None else str(self.model_path),
+                "rescale": method,
+                "rescale_note": note,
+                "scale": s,
+                "offset": c,
+                "input_min": lo,
+                "input_max": hi,
+                "uncertainty": spread is not None,
+                "device": str(self.device),
+                "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
+                "seconds": elapsed,
+            }
+            results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32), sigma=sigma,
+                                       residual=residual, model_input=norm_in.astype(np.float32), scale=s,
+                                       offset=c, psf=self.psf, stamp=st, meta=meta))
+        return results

@@ -1,0 +1,365 @@
+"""Checkpoint reading and writing.
+
+One format is written: a ``.safetensors`` file whose header metadata holds a
+JSON document (key ``galviewer``) with the model config, normalisation,
+instrument assumptions, training provenance, evaluation numbers and the sha256
+of the tensors.  The published BasicSR-style ``.pth`` checkpoints
+(``{'params': state_dict}``) are also read, always with
+``torch.load(weights_only=True)`` so that no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from galviewer._atomic import atomic_write
+from galviewer.core.model import Restormer, RestormerConfig
+from galviewer.errors import ParameterError, WeightsError
+
+__all__ = [
+    "ModelMetadata",
+    "file_sha256",
+    "infer_config",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "tensors_sha256",
+]
+
+FORMAT_VERSION = 1
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class ModelMetadata:
+    """Everything a checkpoint says about how its model must be used.
+
+    Attributes
+    ----------
+    name : str
+        Short model name.
+    config : RestormerConfig
+        Architecture.
+    normalisation : str
+        Input/target normalisation; ``"minmax"`` (each stamp to [0, 1], METHOD §3).
+    pixel_scale_arcsec : float
+        Pixel scale of the LQ images the model was trained for.
+    psf_fwhm_pix : float
+        FWHM (pixels) of the Gaussian LQ PSF used in training; used for the
+        eq. 8–9 rescaling and the residual.
+    noise_rms_range : tuple of float
+        Range of LQ noise rms (after min-max normalisation) seen in training.
+    training_data : str
+        Description of the training sets.
+    iterations : int
+        Optimiser steps.
+    metrics : dict
+        Evaluation numbers (PSNR, SSIM, ...).
+    weights_sha256 : str
+        sha256 of the tensors (see :func:`tensors_sha256`); verified on load.
+    extra : dict
+        Free-form additional provenance.
+    """
+
+    name: str = "unnamed"
+    config: RestormerConfig = field(default_factory=RestormerConfig)
+    normalisation: str = "minmax"
+    pixel_scale_arcsec: float = 0.05
+    psf_fwhm_pix: float = 1.88
+    noise_rms_range: tuple[float, float] = (0.0, 0.1)
+    training_data: str = ""
+    iterations: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    galviewer_version: str = ""
+    weights_sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string."""
+        d = dataclasses.asdict(self)
+        d["config"] = self.config.to_dict()
+        d["noise_rms_range"] = list(self.noise_rms_range)
+        d["format_version"] = FORMAT_VERSION
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, path: str | os.PathLike[str] | None = None) -> ModelMetadata:
+        """Parse :meth:`to_json` output, refusing unknown keys."""
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict):
+                raise ValueError("metadata is not a JSON object")
+            version = d.pop("format_version", FORMAT_VERSION)
+            if version > FORMAT_VERSION:
+                raise ValueError(f"format_version {version} is newer than this galviewer ({FORMAT_VERSION})")
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = set(d) - known
+            if unknown:
+                raise ValueError(f"unknown metadata keys {sorted(unknown)}")
+            d["config"] = RestormerConfig.from_dict(d.get("config", {}))
+            if "noise_rms_range" in d:
+                d["noise_rms_range"] = tuple(float(v) for v in d["noise_rms_range"])
+            return cls(**d)
+        except (ValueError, TypeError, ParameterError) as exc:
+            raise WeightsError(path, f"invalid galviewer metadata: {exc}") from exc
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of a state dict (sorted by name)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        k = key
+        changed = True
+        while changed:
+            changed = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k = k[len(p) :]
+                    changed = True
+        out[k] = value
+    return out
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Restormer,
+    metadata: ModelMetadata,
+    *,
+    overwrite: bool = False,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write a model and its metadata as one ``.safetensors`` file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``.safetensors``).
+    model : Restormer
+        The model; its config replaces ``metadata.config``.
+    metadata : ModelMetadata
+        Provenance; ``weights_sha256`` and ``created`` are filled in.
+    overwrite : bool
+        Replace an existing file.
+    dtype : torch.dtype, optional
+        Store tensors in this floating dtype (e.g. ``torch.float16`` to halve the size).
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    from galviewer import __version__
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    meta = dataclasses.replace(
+        metadata,
+        config=model.config,
+        weights_sha256=tensors_sha256(state),
+        created=metadata.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        galviewer_version=metadata.galviewer_version or __version__,
+    )
+    header = {"galviewer": meta.to_json(), "format": "pt"}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header), overwrite=overwrite,
+                 error=WeightsError)
+    return Path(path)
+
+
+def infer_config(state: dict[str, torch.Tensor], path: str | os.PathLike[str] | None = None) -> RestormerConfig:
+    """Infer the Restormer architecture from the names and shapes of a state dict.
+
+    Used for checkpoints that carry no config, such as the authors' ``.pth``.
+    """
+    try:
+        embed = state["patch_embed.proj.weight"]
+        out_w = state["output.weight"]
+    except KeyError as exc:
+        raise WeightsError(path, f"not a Restormer state dict: missing {exc.args[0]!r}") from None
+    dim, inp = int(embed.shape[0]), int(embed.shape[1])
+
+    def count(prefix: str) -> int:
+        idx = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
+        return max(idx) + 1 if idx else 0
+
+    blocks = tuple(count(f"{name}.") for name in ("encoder_level1", "encoder_level2", "encoder_level3", "latent"))
+    heads = []
+    for name in ("encoder_level1", "encoder_level2", "encoder_level3", "latent"):
+        t = state.get(f"{name}.0.attn.temperature")
+        if t is None:
+            raise WeightsError(path, f"not a Restormer state dict: missing '{name}.0.attn.temperature'")
+        heads.append(int(t.shape[0]))
+    hidden2 = int(state["encoder_level1.0.ffn.project_in.weight"].shape[0])
+    hidden = hidden2 // 2
+    factor = 2.66 if int(dim * 2.66) == hidden else hidden / dim
+    bias = "patch_embed.proj.bias" in state
+    ln = "WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree"
+    try:
+        return RestormerConfig(
+            inp_channels=inp,
+            out_channels=int(out_w.shape[0]),
+            dim=dim,
+            num_blocks=blocks,  # type: ignore[arg-type]
+            num_refinement_blocks=count("refinement."),
+            heads=tuple(heads),  # type: ignore[arg-type]
+            ffn_expansion_factor=factor,
+            bias=bias,
+            layernorm_type=ln,
+        )
+    except ParameterError as exc:
+        raise WeightsError(path, f"state dict does not describe a valid Restormer: {exc}") from exc
+
+
+def _read_pth(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it was not written with; the refusal below is what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            path, f"refused: the file needs code to unpickle (only plain tensors are loaded): {exc}"
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError, IndexError) as exc:
+        raise WeightsError(path, f"corrupt or unreadable PyTorch file: {exc}") from exc
+    if isinstance(obj, dict):
+        for key in ("params_ema", "params", "state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(path, "does not hold a state dict of tensors (expected {'params': state_dict})")
+    return _strip_prefixes(dict(obj))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], expected: RestormerConfig | None = None
+) -> tuple[dict[str, torch.Tensor], ModelMetadata]:
+    """Read a checkpoint's tensors and metadata and check they fit one another.
+
+    Parameters
+    ----------
+    path : path-like
+        A galviewer ``.safetensors`` file, or a ``.pth``/``.pt`` state dict.
+    expected : RestormerConfig, optional
+        Refuse a checkpoint of another architecture.
+
+    Returns
+    -------
+    state : dict
+        Tensors by parameter name.
+    metadata : ModelMetadata
+        Provenance (for ``.pth`` files: inferred config and defaults).
+
+    Raises
+    ------
+    WeightsError
+        Missing or corrupt file, a pickle needing code, a checksum mismatch, a
+        wrong config, missing or unexpected keys, or mismatched shapes.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(p, "no such file")
+    if p.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as fh:
+                header = fh.metadata() or {}
+            state = load_file(str(p))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise WeightsError(p, f"corrupt or unreadable safetensors file: {exc}") from exc
+        state = _strip_prefixes(state)
+        if "galviewer" in header:
+            meta = ModelMetadata.from_json(header["galviewer"], p)
+            if meta.weights_sha256 and tensors_sha256(state) != meta.weights_sha256:
+                raise WeightsError(p, "checksum mismatch: tensors differ from the sha256 stored in the metadata")
+        else:
+            meta = ModelMetadata(name=p.stem, config=infer_config(state, p))
+    else:
+        state = _read_pth(p)
+        meta = ModelMetadata(name=p.stem, config=infer_config(state, p), training_data="external checkpoint")
+    if expected is not None and meta.config != expected:
+        raise WeightsError(p, f"wrong config: checkpoint has {meta.config}, expected {expected}")
+    _check_fits(state, meta.config, p)
+    return state, meta
+
+
+def _check_fits(state: dict[str, torch.Tensor], config: RestormerConfig, path: Path) -> None:
+    reference = Restormer(config).state_dict()
+    missing = sorted(set(reference) - set(state))
+    extra = sorted(set(state) - set(reference))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)})")
+        if extra:
+            parts.append(f"unexpected keys {extra[:5]}{' ...' if len(extra) > 5 else ''} ({len(extra)})")
+        raise WeightsError(path, "; ".join(parts))
+    bad = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in reference.items() if state[k].shape != v.shape
+    ]
+    if bad:
+        raise WeightsError(path, f"shape mismatch: {bad[:3]}{' ...' if len(bad) > 3 else ''}")
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise WeightsError(path, f"tensor {k} holds NaN or inf")
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", expected: RestormerConfig | None = None
+) -> tuple[Restormer, ModelMetadata]:
+    """Build the model a checkpoint describes and load its weights (float32, eval mode).
+
+    Returns
+    -------
+    model : Restormer
+    metadata : ModelMetadata
+    """
+    state, meta = load_checkpoint(path, expected)
+    model = Restormer(meta.config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model.eval()
+    return model.to(device), meta
+
+
+def state_dict_allclose(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """True when two state dicts have the same keys and bit-identical tensors."""
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and np.array_equal(a[k].cpu().numpy(), b[k].cpu().numpy()) for k in a
+    )

@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from galviewer import open_image
+from galviewer.cli import main
+from tests.helpers import SOURCES, write_flt
+
+
+@pytest.fixture
+def flt(tmp_path):
+    return write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+
+
+def test_restore_writes_a_valid_stamp_with_the_right_wcs(flt, tmp_path, tiny_ckpt, capsys):
+    out = tmp_path / "stamp.fits"
+    x, y, _ = SOURCES[0]
+    rc = main(["restore", str(flt), "--xy", str(x + 1.5), str(y - 1.0), "--ext", "SCI,2", "--model", str(tiny_ckpt),
+               "--device", "cpu", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    with fits.open(out) as hdul:
+        assert [h.name for h in hdul] == ["RS", "LQ", "SIGMA", "RESID", "MASK"]
+        h = hdul[0].header
+        assert hdul[0].data.shape == (64, 64) and h["BUNIT"] == "ELECTRONS"
+        assert h["MODEL"] == "tiny-random" and len(h["MODELSHA"]) == 64
+        assert h["SRCFILE"] == flt.name and h["SRCEXT"] == "SCI,2"
+        assert np.isfinite(h["RS_SCALE"]) and np.isfinite(h["RS_OFFS"])
+        assert h["INSTRUME"] == "ACS" and h["FILTER"] == "F606W"
+        stamp_wcs = WCS(h)
+        sx, sy = h["XCENTER"] - h["XORIGIN"], h["YCENTER"] - h["YORIGIN"]
+        sky_stamp = stamp_wcs.all_pix2world(sx, sy, 0)
+        assert np.allclose(sky_stamp, (h["RA_CEN"], h["DEC_CEN"]), atol=1e-10)
+        assert np.array_equal(hdul["LQ"].data.shape, (64, 64))
+    with open_image(flt, "SCI,2") as im:
+        sky_parent = im.wcs.all_pix2world(h["XCENTER"], h["YCENTER"], 0)
+    assert np.allclose(sky_stamp, sky_parent, atol=1e-10)  # same sky position (SIP included)
+    assert abs(h["XCENTER"] - x) < 0.3 and abs(h["YCENTER"] - y) < 0.3
+
+
+def test_never_overwrites_without_flag(flt, tmp_path, tiny_ckpt, capsys):
+    out = tmp_path / "stamp.fits"
+    out.write_bytes(b"precious")
+    args = ["restore", str(flt), "--xy", "120", "80", "--model", str(tiny_ckpt), "-o", str(out)]
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert main([*args, "--overwrite", "--no-uncertainty"]) == 0
+    with fits.open(out) as hdul:
+        assert "SIGMA" not in [h.name for h in hdul]
+
+
+def test_catalog_ecsv_and_ds9_regions(flt, tmp_path, tiny_ckpt, capsys):
+    cat = tmp_path / "cat.ecsv"
+    Table({"id": [7, 8], "x": [s[0] + 1 for s in SOURCES[:2]], "y": [s[1] + 1 for s in SOURCES[:2]]}).write(cat)
+    outdir = tmp_path / "out"
+    rc = main(["restore", str(flt), "--catalog", str(cat), "--origin", "1", "--model", str(tiny_ckpt),
+               "--no-uncertainty", "-o", str(outdir)])
+    assert rc == 0, capsys.readouterr().err
+    files = sorted(p.name for p in outdir.iterdir())
+    assert files == ["j8pu0ypaq_flt_7.fits", "j8pu0ypaq_flt_8.fits"]
+    with fits.open(outdir / files[0]) as hdul:
+        assert abs(hdul[0].header["XCENTER"] - SOURCES[0][0]) < 0.3
+    reg = tmp_path / "src.reg"
+    # DS9 image coordinates are 1-based.
+    reg.write_text("# Region file format: DS9\nimage\n"
+                   f"circle({SOURCES[2][0] + 1},{SOURCES[2][1] + 1},5) # text={{g3}}\n")
+    outdir2 = tmp_path / "out2"
+    assert main(["restore", str(flt), "--catalog", str(reg), "--model", str(tiny_ckpt), "--no-uncertainty",
+                 "-o", str(outdir2)]) == 0
+    (only,) = outdir2.iterdir()
+    assert only.name == "j8pu0ypaq_flt_g3.fits"
+    with fits.open(only) as hdul:
+        assert abs(hdul[0].header["XCENTER"] - SOURCES[2][0]) < 0.3
+    # Existing outputs are refused as a whole before anything is written.
+    assert main(["restore", str(flt), "--catalog", str(reg), "--model", str(tiny_ckpt), "-o", str(outdir2)]) == 2
+
+
+def test_errors_name_the_file(tmp_path, tiny_ckpt, capsys):
+    missing = tmp_path / "nope.fits"
+    assert main(["restore", str(missing), "--xy", "1", "1", "--model", str(tiny_ckpt), "-o",
+                 str(tmp_path / "o.fits")]) == 2
+    assert str(missing) in capsys.readouterr().err
+    flt = write_flt(tmp_path / "a_flt.fits")
+    assert main(["restore", str(flt), "--xy", "1", "1", "-o", str(tmp_path / "o.fits"), "--model",
+                 str(tmp_path / "none.safetensors")]) == 2
+    assert "none.safetensors" in capsys.readouterr().err
+    assert main(["restore", str(flt), "--xy", "5000", "1", "--model", str(tiny_ckpt), "-o",
+                 str(tmp_path / "o.fits")]) == 2
+    assert "outside" in capsys.readouterr().err
+    assert not (tmp_path / "o.fits").exists()
+
+
+def test_info_json(flt, capsys):
+    assert main(["info", str(flt), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "FLT" and info["instrument"] == "ACS" and info["shape"] == [200, 300]
+    assert info["images"][0].startswith("SCI,1") and info["bad_pixels"] == 12
+
+
+def test_help_works_without_a_display():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    for cmd in (["galviewer", "--help"], ["galviewer", "restore", "--help"], ["galviewer-train", "--help"]):
+        pkg = "trainer" if "train" in cmd[0] else "galviewer"
+        code = f"import sys; from {pkg}.cli import main; sys.argv={cmd!r}; main()"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "usage:" in proc.stdout

@@ -1,0 +1,1 @@
+"""Training tools for galviewer models (``galviewer-train``); imports galviewer.core, never galviewer.qt."""
