@@ -294,7 +294,7 @@ class Restorer:
         return out[:, 0].float().cpu().numpy()
 
     def _run_variants(
-        self, images: Sequence[np.ndarray], tta: bool, step: Callable[[], None]
+        self, images: Sequence[np.ndarray], tta: bool, step: Callable[[], None], batch: int
     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Forward many same-or-different-shaped images, with or without the 8 dihedral variants."""
         ks = range(8) if tta else range(1)
@@ -305,8 +305,8 @@ class Restorer:
                 jobs.setdefault(v.shape, []).append((i, k, v))
         outs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(images))}
         for shape_jobs in jobs.values():
-            for start in range(0, len(shape_jobs), self.batch_size):
-                chunk = shape_jobs[start : start + self.batch_size]
+            for start in range(0, len(shape_jobs), batch):
+                chunk = shape_jobs[start : start + batch]
                 res = self._forward(np.stack([v for _, _, v in chunk]))
                 for (i, k, _), r in zip(chunk, res, strict=True):
                     outs[i].append(dihedral(r, k, inverse=True))
@@ -351,6 +351,7 @@ class Restorer:
         uncertainty: bool | None = None,
         progress: Progress | None = None,
         cancel: Cancel = None,
+        batch_size: int | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Network output (and TTA spread) for normalised inputs, tiling where needed.
 
@@ -364,6 +365,8 @@ class Restorer:
             Called after every forward batch.
         cancel : callable or threading.Event, optional
             Checked before every batch; raises :class:`RestoreCancelled`.
+        batch_size : int, optional
+            Images per forward pass (default: the instance's ``batch_size``).
 
         Returns
         -------
@@ -372,13 +375,17 @@ class Restorer:
         """
         tta = self.uncertainty if uncertainty is None else bool(uncertainty)
         nvar = 8 if tta else 1
-        limit = self.tile_pixels(min(self.batch_size, nvar))
+        batch = self.batch_size if batch_size is None else int(batch_size)
+        if batch < 1:
+            raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
+        limit = self.tile_pixels(min(batch, nvar))
         tile = max(64, int(math.sqrt(limit)) // 8 * 8)
         small = [i for i, im in enumerate(images) if im.size <= limit]
         large = [i for i, im in enumerate(images) if im.size > limit]
         tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
-        total = math.ceil(len(small) * nvar / self.batch_size) + sum(
-            math.ceil(nvar / self.batch_size) * len(t) for t in tiles.values()
+        group = max(1, batch // nvar)
+        total = sum(math.ceil(min(group, len(small) - g) * nvar / batch) for g in range(0, len(small), group)) + sum(
+            math.ceil(nvar / batch) * len(t) for t in tiles.values()
         )
         done = 0
 
@@ -395,11 +402,10 @@ class Restorer:
         results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         if small:
             # Batch small inputs together, checking for cancellation between groups.
-            group = max(1, self.batch_size // nvar)
             for start in range(0, len(small), group):
                 check()
                 idx = small[start : start + group]
-                for i, r in zip(idx, self._run_variants([images[i] for i in idx], tta, step), strict=True):
+                for i, r in zip(idx, self._run_variants([images[i] for i in idx], tta, step, batch), strict=True):
                     results[i] = r
         for i in large:
             ny, nx = images[i].shape
@@ -408,7 +414,7 @@ class Restorer:
             wsum = np.zeros((ny, nx))
             for sy, sx in tiles[i]:
                 check()
-                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step)
+                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, batch)
                 win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile)
                 acc[sy, sx] += win * mean
                 if acc_s is not None and spread is not None:
@@ -458,19 +464,23 @@ class Restorer:
         RestoreCancelled
             When cancelled.
         """
-        return self.restore_many([image], uncertainty=uncertainty, rescale=rescale, progress=progress,
+        return self.restore_many([image], None, uncertainty=uncertainty, rescale=rescale, progress=progress,
                                  cancel=cancel)[0]
 
     def restore_many(
         self,
         images: Iterable[Stamp | np.ndarray],
+        batch_size: int | None = None,
         *,
         uncertainty: bool | None = None,
         rescale: RescaleMethod = "auto",
         progress: Progress | None = None,
         cancel: Cancel = None,
     ) -> list[Restoration]:
-        """Restore several stamps, batching forward passes (see :meth:`restore`)."""
+        """Restore several stamps, batching forward passes (see :meth:`restore`).
+
+        ``batch_size`` overrides the instance's number of images per forward pass.
+        """
         if rescale not in ("auto", "paper", "lstsq", "minmax"):
             raise ParameterError("rescale", f"must be auto, paper, lstsq or minmax, got {rescale!r}")
         t0 = time.perf_counter()
@@ -485,7 +495,7 @@ class Restorer:
                 raise RestoreError("the image is constant: nothing to restore", "image")
             prepared.append(((lq - lo) / (hi - lo), lo, hi))
         outs = self.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
-                                       cancel=cancel)
+                                       cancel=cancel, batch_size=batch_size)
         elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):

@@ -111,7 +111,12 @@ def test_tiled_equals_untiled_and_has_no_seams():
 def test_restore_many_matches_single_and_is_batched():
     r = Restorer(tiny_model(), ModelMetadata(), "cpu", batch_size=8)
     stamps = [_field(noise=0.2, seed=s)[1] for s in range(5)]
-    many = r.restore_many(stamps, uncertainty=False)
+    calls = []
+    many = r.restore_many(stamps, uncertainty=False, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 1)]  # five stamps in one forward pass
+    calls.clear()
+    r.restore_many(stamps, 2, progress=lambda d, t: calls.append((d, t)))  # 8 variants each, 2 per pass
+    assert calls[-1] == (20, 20) and len(calls) == 20
     for st, res in zip(stamps, many, strict=True):
         one = r.restore(st, uncertainty=False)
         assert np.allclose(one.data, res.data, rtol=1e-4, atol=1e-4)
