@@ -98,6 +98,18 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return ny, nx
 
 
+def _inpaint(lq: np.ndarray, bad: np.ndarray, level: float, rms: float, rng: np.random.Generator) -> np.ndarray:
+    """Replace bad pixels by a Gaussian-weighted interpolation of their good neighbours (astropy);
+    pixels with no good neighbour within reach get the background level plus noise of the given rms."""
+    tmp = lq.astype(np.float64)
+    tmp[bad] = np.nan
+    filled = interpolate_replace_nans(tmp, Gaussian2DKernel(1.5), boundary="extend")
+    left = ~np.isfinite(filled)
+    if left.any():
+        filled[left] = level + rng.normal(0.0, rms, size=int(left.sum())) if rms > 0 else level
+    return filled.astype(np.float32)
+
+
 def refine_centroid(
     data: np.ndarray, x: float, y: float, box: int = 9, bad: np.ndarray | None = None, iterations: int = 20
 ) -> tuple[float, float]:
@@ -226,13 +238,7 @@ def cutout(
     if padded.any():
         lq[padded] = bkg.level + rng.normal(0.0, rms, size=int(padded.sum()))
     if badmask.any():
-        tmp = lq.astype(np.float64)
-        tmp[badmask] = np.nan
-        filled = interpolate_replace_nans(tmp, Gaussian2DKernel(1.5), boundary="extend")
-        left = ~np.isfinite(filled)
-        if left.any():
-            filled[left] = bkg.level + rng.normal(0.0, rms, size=int(left.sum()))
-        lq = filled.astype(np.float32)
+        lq = _inpaint(lq, badmask, bkg.level, rms, rng)
     if err_stamp is not None:
         fill = ~np.isfinite(err_stamp) | padded | badmask | (err_stamp <= 0)
         err_stamp[fill] = rms
@@ -273,11 +279,7 @@ def stamp_from_array(array: np.ndarray, name: str = "image") -> Stamp:
     bkg = background(lq, mask=~finite)
     bad = ~finite
     if bad.any():
-        tmp = lq.astype(np.float64)
-        tmp[bad] = np.nan
-        filled = interpolate_replace_nans(tmp, Gaussian2DKernel(1.5), boundary="extend")
-        filled[~np.isfinite(filled)] = bkg.level
-        lq = filled.astype(np.float32)
+        lq = _inpaint(lq, bad, bkg.level, 0.0, np.random.default_rng(0))
     ny, nx = lq.shape
     return Stamp(
         lq=lq,
