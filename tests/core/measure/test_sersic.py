@@ -1,0 +1,91 @@
+import galsim
+import numpy as np
+import pytest
+
+from galviewer.core.measure.sersic import fit_sersic, render_sersic
+from galviewer.errors import ParameterError
+
+SCALE = 0.05
+PSF = galsim.Gaussian(fwhm=1.88 * SCALE)
+
+
+def _psf_kernel():
+    k = PSF.drawImage(nx=7, ny=7, scale=SCALE, method="no_pixel").array
+    return k / k.sum()
+
+
+def _truth(n, r50, q, beta_deg, psf=True):
+    gal = galsim.Sersic(n=n, half_light_radius=r50 * SCALE, flux=1000.0).shear(q=q, beta=beta_deg * galsim.degrees)
+    prof = galsim.Convolve(gal, PSF) if psf else gal
+    img = prof.drawImage(nx=64, ny=64, scale=SCALE).array
+    e = (1 - q) / (1 + q)
+    return img, e * np.cos(2 * np.radians(beta_deg)), e * np.sin(2 * np.radians(beta_deg))
+
+
+@pytest.mark.parametrize(
+    ("n", "r50", "q", "beta"),
+    [
+        (1.0, 3.0, 0.5, 30.0),
+        (1.0, 8.0, 1.0, 0.0),
+        (2.5, 6.0, 0.8, -50.0),
+        pytest.param(2.5, 3.0, 0.4, 75.0, marks=pytest.mark.xfail(
+            strict=True, reason="known: the cusp of n >= 2.5 profiles at R50 <= 4 px aliases when the pixelated "
+            "model is convolved with a pixel-sampled PSF (n +6 %); needs a supersampled convolution")),
+        (1.5, 10.0, 0.7, 5.0),
+    ],
+)
+def test_noiseless_psf_convolved_galsim_profiles(n, r50, q, beta):
+    img, e1, e2 = _truth(n, r50, q, beta)
+    fit = fit_sersic(img, _psf_kernel())
+    assert fit.ok, fit.reason
+    assert fit.n == pytest.approx(n, rel=0.05)
+    assert fit.r50 == pytest.approx(r50, rel=0.03)
+    assert abs(fit.e1 - e1) < 0.02 and abs(fit.e2 - e2) < 0.02
+    assert (fit.x0, fit.y0) == pytest.approx((31.5, 31.5), abs=0.05)  # GalSim centres on the pixel corner
+
+
+@pytest.mark.parametrize(("n", "r50"), [(4.0, 4.0), (4.0, 6.0)])
+def test_de_vaucouleurs_without_psf(n, r50):
+    img, e1, e2 = _truth(n, r50, 0.6, 80.0, psf=False)
+    fit = fit_sersic(img)
+    assert fit.n == pytest.approx(n, rel=0.05)
+    assert fit.r50 == pytest.approx(r50, rel=0.03)
+    assert abs(fit.e1 - e1) < 0.02 and abs(fit.e2 - e2) < 0.02
+
+
+def test_render_matches_galsim_pixel_integration():
+    img, e1, e2 = _truth(1.0, 4.0, 0.7, 20.0, psf=False)
+    from math import exp, gamma, pi
+
+    from galviewer.core.measure.sersic import sersic_bn
+
+    b = sersic_bn(1.0)
+    i50 = 1000.0 / (2 * pi * 4.0**2 * exp(b) * b**-2 * gamma(2))
+    model = render_sersic((64, 64), 31.5, 31.5, i50, 4.0, 1.0, e1, e2)
+    assert np.abs(model - img).max() < 0.01 * img.max()
+
+
+def test_noise_gives_errors_and_pure_background_is_flagged():
+    rng = np.random.default_rng(4)
+    img, *_ = _truth(1.0, 5.0, 0.6, 40.0)
+    noisy = img + rng.normal(0, img.max() / 50, img.shape)
+    fit = fit_sersic(noisy, _psf_kernel(), err=img.max() / 50)
+    assert fit.ok and np.isfinite([fit.n_err, fit.r50_err, fit.e1_err, fit.i50_err]).all()
+    assert 0.5 < fit.chi2_red < 1.5
+    blank = fit_sersic(rng.normal(0, 1, (64, 64)), _psf_kernel())
+    assert isinstance(blank.ok, bool)
+    if blank.ok:  # a noise fluctuation may be "fitted", but then its flux is tiny and errors huge
+        assert blank.i50_err > 0.3 * blank.i50 or blank.r50_err > 0.3 * blank.r50
+
+
+def test_bad_inputs():
+    with pytest.raises(ParameterError, match="image"):
+        fit_sersic(np.ones((64, 64)))
+    with pytest.raises(ParameterError, match="image"):
+        fit_sersic(np.ones((1, 64)))
+    with pytest.raises(ParameterError, match="image"):
+        fit_sersic(np.full((16, 16), np.nan))
+    with pytest.raises(ParameterError, match="psf"):
+        fit_sersic(np.random.default_rng(0).random((16, 16)), psf=np.ones((4, 4)))
+    with pytest.raises(ParameterError, match="err"):
+        fit_sersic(np.random.default_rng(0).random((16, 16)), err=np.ones((3, 3)))
