@@ -9,7 +9,7 @@ from astropy.stats import sigma_clipped_stats
 
 from galviewer.errors import ParameterError
 
-__all__ = ["Background", "background"]
+__all__ = ["Background", "background", "usable_pixels"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,23 @@ class Background:
     median: float
     method: str
     npix: int
+
+
+def usable_pixels(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Boolean map of pixels that are finite and not masked.
+
+    Raises
+    ------
+    ParameterError
+        If ``mask`` does not have the image's shape.
+    """
+    valid = np.isfinite(data)
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != data.shape:
+            raise ParameterError("mask", f"shape {m.shape} differs from the image's {data.shape}")
+        valid &= ~m
+    return valid
 
 
 def background(
@@ -68,12 +85,7 @@ def background(
         If no finite, unmasked pixel is left or the mask has another shape.
     """
     data = np.asarray(image, dtype=np.float64)
-    valid = np.isfinite(data)
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != data.shape:
-            raise ParameterError("mask", f"shape {m.shape} differs from the image's {data.shape}")
-        valid &= ~m
+    valid = usable_pixels(data, mask)
     n = int(valid.sum())
     if n == 0:
         raise ParameterError("image", "no finite, unmasked pixels to estimate a background from")

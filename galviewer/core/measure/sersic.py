@@ -19,7 +19,7 @@ from scipy.optimize import least_squares
 from scipy.special import gammaincinv
 
 from galviewer.core.degrade import convolve
-from galviewer.core.measure.background import background
+from galviewer.core.measure.background import background, usable_pixels
 from galviewer.errors import ParameterError
 
 __all__ = ["SersicFit", "fit_sersic", "render_sersic", "sersic_bn"]
@@ -166,12 +166,7 @@ def fit_sersic(
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2 or min(img.shape) < 8:
         raise ParameterError("image", f"must be a 2-D stamp of at least 8×8 pixels, got shape {img.shape}")
-    ok = np.isfinite(img)
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != img.shape:
-            raise ParameterError("mask", f"shape {m.shape} differs from the image's {img.shape}")
-        ok &= ~m
+    ok = usable_pixels(img, mask)
     if ok.sum() < 16:
         raise ParameterError("image", "fewer than 16 finite, unmasked pixels")
     if np.ptp(img[ok]) == 0:
@@ -185,8 +180,9 @@ def fit_sersic(
     if err is None:
         sigma = np.full(img.shape, bkg.rms)
     else:
-        sigma = np.broadcast_to(np.asarray(err, dtype=np.float64), img.shape).copy() if np.ndim(err) == 0 \
-            else np.asarray(err, dtype=np.float64)
+        sigma = np.asarray(err, dtype=np.float64)
+        if sigma.ndim == 0:
+            sigma = np.full(img.shape, float(sigma))
         if sigma.shape != img.shape:
             raise ParameterError("err", f"shape {sigma.shape} differs from the image's {img.shape}")
     weighted = bool(np.all(sigma[ok] > 0) and np.isfinite(sigma[ok]).all())
