@@ -531,6 +531,7 @@ class Restorer:
                 "uncertainty": spread is not None,
                 "device": str(self.device),
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
+                "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
                 "seconds": elapsed,
             }
             results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32), sigma=sigma,

@@ -127,7 +127,7 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
         h.update(key.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -185,7 +185,9 @@ def save_checkpoint(
     """
     from galviewer import __version__
 
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    # clone(contiguous_format): channels_last weights with size-1 dims report is_contiguous() but keep odd strides.
+    state = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+             for k, v in model.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = dataclasses.replace(

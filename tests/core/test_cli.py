@@ -112,3 +112,18 @@ def test_help_works_without_a_display():
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "usage:" in proc.stdout
+
+
+def test_measure_prints_the_table_and_json(flt, tiny_ckpt, capsys):
+    x, y, _ = SOURCES[0]
+    assert main(["measure", str(flt), "--xy", str(x), str(y)]) == 0
+    out = capsys.readouterr().out
+    assert "Sérsic n" in out and "Kron flux" in out and "RS" not in out.split("\n")[1]
+    assert main(["measure", str(flt), "--xy", str(x), str(y), "--restore", "--model", str(tiny_ckpt),
+                 "--device", "cpu", "--no-uncertainty", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["photometry_ok"] and d["LQ"]["kron_flux"] > 0 and d["RS"]["kron_flux"] is not None
+    assert np.isfinite(d["residual_chi2"]) and np.isfinite(d["flux_conservation"])
+    assert d["stamp"]["x_center"] == pytest.approx(x, abs=1.0)
+    assert main(["measure", str(flt), "--xy", str(x), str(y), "--psf-fwhm", "0"]) == 2
+    assert "--psf-fwhm" in capsys.readouterr().err

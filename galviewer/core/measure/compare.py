@@ -1,0 +1,242 @@
+"""The LQ-vs-RS comparison table shown in the app, printed by ``galviewer measure`` and written to exports."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from galviewer.core.degrade import convolve
+from galviewer.core.measure.background import usable_pixels
+from galviewer.core.measure.photometry import Photometry, photometry
+from galviewer.core.measure.sersic import SersicFit, fit_sersic
+from galviewer.core.psf import gaussian_psf
+from galviewer.errors import ParameterError
+
+if TYPE_CHECKING:
+    from galviewer.core.restore import Restoration
+
+__all__ = ["Measurements", "compare", "compare_restoration"]
+
+_SERSIC_ROWS = [
+    ("Sérsic n", "", "n"),
+    ("R50", "px", "r50"),
+    ("e1", "", "e1"),
+    ("e2", "", "e2"),
+    ("I(R50)", "counts/px", "i50"),
+    ("x0 (stamp)", "px", "x0"),
+    ("y0 (stamp)", "px", "y0"),
+]
+
+
+def _pm(v: float, e: float, digits: int = 4) -> str:
+    if not math.isfinite(v):
+        return "—"
+    if not math.isfinite(e):
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits}g} ± {e:.2g}"
+
+
+@dataclass
+class Measurements:
+    """Sérsic fits and photometry of LQ and RS (and GT when given), plus how well RS explains LQ.
+
+    Attributes
+    ----------
+    fits : dict of str to SersicFit
+        ``"LQ"``, ``"RS"`` (and ``"GT"``).  LQ is fitted with the LQ PSF, RS/GT with ``rs_psf``.
+    phot : Photometry
+        Kron/isophotal photometry with apertures defined on LQ.
+    flux_conservation : float
+        Σ(PSF ⊗ RS) / Σ LQ inside the LQ Kron ellipse, both background-subtracted (1 = conserved).
+    residual_chi2 : float
+        Mean of ((LQ − PSF ⊗ RS) / σ)² over usable pixels (≈ 1 when RS explains LQ to the noise).
+    residual_rms : float
+        rms of LQ − PSF ⊗ RS (input units).
+    noise_rms : float
+        The σ used (median of the error map).
+    """
+
+    fits: dict[str, SersicFit]
+    phot: Photometry
+    flux_conservation: float
+    residual_chi2: float
+    residual_rms: float
+    noise_rms: float
+
+    @property
+    def names(self) -> list[str]:
+        """Image names in table order."""
+        return list(self.fits)
+
+    def rows(self) -> list[tuple[str, str, list[str]]]:
+        """Table rows: (quantity, unit, one formatted cell per image)."""
+        rows: list[tuple[str, str, list[str]]] = []
+        for label, unit, attr in _SERSIC_ROWS:
+            rows.append((label, unit, [_pm(getattr(f, attr), getattr(f, f"{attr}_err")) for f in self.fits.values()]))
+        rows.append(("Sérsic χ²ᵣ", "", [_pm(f.chi2_red, math.nan, 3) for f in self.fits.values()]))
+        rows.append(("Sérsic fit", "", ["ok" if f.ok else f"flagged: {f.reason}" for f in self.fits.values()]))
+        p = self.phot
+        for label, attr in (("Kron flux", "kron_flux"), ("isophotal flux", "iso_flux")):
+            rows.append((label, "counts", [
+                _pm(getattr(p.images[k], attr), getattr(p.images[k], f"{attr}_err"), 5) if p.ok and k in p.images
+                else "—" for k in self.fits]))
+        rows.append(("FWHM (profile)", "px", [
+            _pm(p.images[k].fwhm, math.nan, 3) if p.ok and k in p.images else "—" for k in self.fits]))
+        rows.append(("R50 (growth curve)", "px", [
+            _pm(p.images[k].r50_cog, math.nan, 3) if p.ok and k in p.images else "—" for k in self.fits]))
+        if "RS" not in self.fits:
+            return rows
+        extra = [""] * (len(self.fits) - 1)
+        rows.append(("flux conservation Σ PSF⊗RS / Σ LQ", "", [_pm(self.flux_conservation, math.nan, 4), *extra]))
+        rows.append(("residual χ² (LQ − PSF⊗RS)", "", [_pm(self.residual_chi2, math.nan, 3), *extra]))
+        rows.append(("residual rms / noise rms", "", [_pm(self.residual_rms / self.noise_rms, math.nan, 3)
+                                                     if self.noise_rms > 0 else "—", *extra]))
+        return rows
+
+    def as_text(self) -> str:
+        """The table as aligned plain text (what "Copy" puts on the clipboard)."""
+        head = ["quantity", "unit", *self.names]
+        body = [[q, u, *cells] for q, u, cells in self.rows()]
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body]]
+        if not self.phot.ok:
+            lines.append(f"photometry: {self.phot.reason}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable numbers (NaN → None)."""
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, float | np.floating):
+                return float(v) if math.isfinite(v) else None
+            return v
+
+        out: dict[str, Any] = {}
+        for name, f in self.fits.items():
+            d = {k: clean(getattr(f, k)) for k in f.__dataclass_fields__}
+            p = self.phot.images.get(name) if self.phot.ok else None
+            if p is not None:
+                d.update(kron_flux=clean(p.kron_flux), kron_flux_err=clean(p.kron_flux_err),
+                         iso_flux=clean(p.iso_flux), iso_flux_err=clean(p.iso_flux_err), fwhm=clean(p.fwhm),
+                         r50_cog=clean(p.r50_cog), background_level=clean(p.background))
+            out[name] = d
+        out["photometry_ok"] = self.phot.ok
+        out["photometry_reason"] = self.phot.reason
+        if self.phot.ok:
+            out["kron_ellipse"] = {"x": self.phot.x, "y": self.phot.y, "a": self.phot.kron_a, "b": self.phot.kron_b,
+                                   "theta_rad": self.phot.theta}
+            out["segment_area"] = self.phot.segment_area
+        out.update(flux_conservation=clean(self.flux_conservation), residual_chi2=clean(self.residual_chi2),
+                   residual_rms=clean(self.residual_rms), noise_rms=clean(self.noise_rms))
+        return out
+
+
+def compare(
+    lq: np.ndarray,
+    rs: np.ndarray | None,
+    psf: np.ndarray,
+    *,
+    err: np.ndarray | float | None = None,
+    mask: np.ndarray | None = None,
+    rs_psf: np.ndarray | None = None,
+    rs_err: np.ndarray | float | None = None,
+    gt: np.ndarray | None = None,
+) -> Measurements:
+    """Measure LQ and RS the same way (METHOD §4) and check that RS explains LQ.
+
+    Parameters
+    ----------
+    lq : array_like
+        LQ stamp (input units).
+    rs : array_like or None
+        Restored stamp in the same units (``Restoration.data``); None measures LQ alone.
+    psf : array_like
+        Pixel-integrated LQ PSF kernel (``Restoration.psf``).
+    err : array_like or float, optional
+        1-σ noise of LQ; default its background rms.
+    mask : array_like of bool, optional
+        Bad pixels (True).
+    rs_psf : array_like, optional
+        PSF of the restored image (the model's GT PSF) used in RS's Sérsic fit;
+        None fits RS without PSF, which slightly overestimates R50 for the smallest sources.
+    rs_err : array_like or float, optional
+        1-σ uncertainty of RS per pixel for its Sérsic fit (default: RS's background
+        rms).  Restored pixels are correlated, so either choice understates the
+        parameter errors of RS; :func:`compare_restoration` adds the 8-way spread.
+    gt : array_like, optional
+        A ground truth, measured like RS (evaluation).
+
+    Returns
+    -------
+    Measurements
+
+    Raises
+    ------
+    ParameterError
+        For images of different shapes or PSF kernels that are not odd-sided.
+    """
+    a = np.asarray(lq, dtype=np.float64)
+    if a.ndim != 2 or min(a.shape) < 8:
+        raise ParameterError("lq", f"must be a 2-D stamp of at least 8×8 pixels, got shape {a.shape}")
+    b = np.asarray(rs if rs is not None else np.zeros_like(a), dtype=np.float64)
+    if b.shape != a.shape:
+        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
+    k = np.asarray(psf, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ParameterError("psf", f"must be a 2-D kernel with odd sides, got shape {k.shape}")
+    if min(a.shape) < max(k.shape):
+        raise ParameterError("psf", f"kernel {k.shape} is larger than the stamp {a.shape}")
+    others = {"RS": b} if rs is not None else {}
+    if gt is not None:
+        g = np.asarray(gt, dtype=np.float64)
+        if g.shape != a.shape:
+            raise ParameterError("gt", f"shape {g.shape} differs from the LQ stamp's {a.shape}")
+        others["GT"] = g
+    phot = photometry(a, others, err=err, mask=mask)
+    good = usable_pixels(a, mask) & np.isfinite(b)
+    fits = {"LQ": fit_sersic(a, k, err=err, mask=~good)}
+    for name, img in others.items():
+        fits[name] = fit_sersic(img, rs_psf, err=rs_err if name == "RS" else None, mask=~good)
+    blurred = convolve(np.where(np.isfinite(b), b, 0.0), k)
+    resid = a - blurred
+    from galviewer.core.measure.background import background
+
+    bkg = background(a, mask=~good)
+    sigma = np.broadcast_to(np.asarray(err, dtype=np.float64), a.shape) if err is not None \
+        else np.full(a.shape, bkg.rms)
+    use = good & np.isfinite(sigma) & (sigma > 0)
+    chi2 = float(np.mean((resid[use] / sigma[use]) ** 2)) if use.any() else math.nan
+    rms = float(np.std(resid[good])) if good.any() else math.nan
+    if rs is None:
+        chi2 = rms = math.nan
+    if rs is not None and phot.ok and phot.kron_mask is not None and phot.kron_mask.any():
+        lq_sum = float((a - phot.images["LQ"].background)[phot.kron_mask].sum())
+        rs_level = background(blurred, mask=~good).level
+        rs_sum = float((blurred - rs_level)[phot.kron_mask].sum())
+        conservation = rs_sum / lq_sum if lq_sum > 0 else math.nan
+    else:
+        conservation = math.nan
+    noise = float(np.median(sigma[use])) if use.any() else math.nan
+    return Measurements(fits=fits, phot=phot, flux_conservation=conservation, residual_chi2=chi2,
+                        residual_rms=rms, noise_rms=noise)
+
+
+def compare_restoration(restoration: Restoration, err: np.ndarray | float | None = None) -> Measurements:
+    """:func:`compare` on a :class:`~galviewer.core.restore.Restoration`, with its stamp's error map and mask."""
+    stamp = restoration.stamp
+    if err is None and stamp is not None and stamp.err is not None:
+        err = stamp.err
+    mask = stamp.bad if stamp is not None else None
+    fwhm = restoration.meta.get("gt_psf_fwhm_pix")
+    rs_psf = gaussian_psf(float(fwhm), 7) if fwhm else None
+    rs_err = None
+    if restoration.sigma is not None:
+        from galviewer.core.measure.background import background
+
+        floor = background(restoration.data, mask=mask).rms
+        rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
+    return compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
+                   rs_err=rs_err)

@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from galviewer.errors import ParameterError
+from trainer.data import DegradeConfig, PairSampler
+from trainer.shards import ShardSet, split_indices
+from trainer.simulate import GT_RMS_MAX, load_prior, simulate
+
+
+def test_sersic_set_is_deterministic_and_independent_of_workers(tmp_path, sersic_shards):
+    s = ShardSet(sersic_shards, verify=True)
+    assert len(s) == 64 and s.kind == "sersic"
+    assert len(s.manifest["shards"]) == 2  # 40 + 24
+    again = simulate("sersic", 24, tmp_path / "again", seed=5, workers=2)
+    assert np.array_equal(ShardSet(again).gt(np.arange(24)), s.gt(np.arange(24)))
+    gt = s.gt(np.arange(64))
+    assert gt.shape == (64, 64, 64) and gt.dtype == np.float32
+    p = s.params(np.arange(64))
+    assert np.all((p[:, 0] > 0) & (p[:, 0] <= 1)) and np.all((p[:, 1] >= 0.5) & (p[:, 1] <= 6))
+    assert np.allclose(p[:, 1] / 0.05, np.round(p[:, 1] / 0.05))  # n quantised so GalSim's tables are reused
+    # §3.3's criterion: GT rms after min-max below 0.02
+    assert np.all(p[:, 4] / np.ptp(gt, axis=(1, 2)) < GT_RMS_MAX)
+    # the light is centred
+    yy, xx = np.mgrid[:64, :64]
+    w = np.clip(gt - np.median(gt, axis=(1, 2), keepdims=True), 0, None)
+    cx = (w * xx).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
+    assert np.all(np.abs(cx - 31.5) < 3)
+
+
+def test_realistic_set_has_galaxies_stars_and_blanks(realistic_shards):
+    s = ShardSet(realistic_shards)
+    p = s.params(np.arange(len(s)))
+    stars = p[:, 3] == 0
+    blanks = np.isnan(p[:, 2])
+    assert stars.sum() >= 1 and (~stars & ~blanks).sum() > 40
+    gt = s.gt(np.arange(len(s)))
+    assert np.isfinite(gt).all()
+
+
+def test_existing_output_is_refused_and_bad_arguments_named(tmp_path, sersic_shards):
+    with pytest.raises(ParameterError, match="exists"):
+        simulate("sersic", 4, sersic_shards, seed=1)
+    with pytest.raises(ParameterError, match="kind"):
+        simulate("jwst", 4, tmp_path / "x")
+    with pytest.raises(ParameterError, match="count"):
+        simulate("sersic", 0, tmp_path / "x")
+    with pytest.raises(ParameterError, match="prior_from"):
+        simulate("sersic", 4, tmp_path / "x", prior_from=tmp_path / "missing.ecsv")
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{not json")
+    with pytest.raises(ParameterError, match="manifest"):
+        ShardSet(tmp_path / "broken")
+
+
+def test_kde_prior_keeps_correlations(tmp_path):
+    rng = np.random.default_rng(0)
+    m = 400
+    log_r = rng.normal(1.4, 0.4, m)
+    log_f = 6 + 1.5 * log_r + rng.normal(0, 0.2, m)  # strongly correlated size and flux
+    t = Table({"q": rng.uniform(0.3, 0.95, m), "n": np.exp(rng.normal(0.3, 0.4, m)), "flux": np.exp(log_f),
+               "r50": np.exp(log_r), "noise": np.full(m, 0.1) * np.exp(rng.normal(0, 0.1, m))})
+    cat = tmp_path / "cat.ecsv"
+    t.write(cat)
+    prior = load_prior(cat)
+    draws = prior.sample(np.random.default_rng(1), 2000)
+    rho = np.corrcoef(np.log(draws[:, 2]), np.log(draws[:, 3]))[0, 1]
+    assert rho > 0.8
+    out = simulate("sersic", 8, tmp_path / "kde", prior_from=cat)
+    assert "gaussian_kde of 400" in json.loads((out / "manifest.json").read_text())["prior"]
+    t.remove_column("noise")
+    t.write(tmp_path / "bad.ecsv")
+    with pytest.raises(ParameterError, match="noise"):
+        load_prior(tmp_path / "bad.ecsv")
+
+
+def test_pairs_are_degraded_as_configured(sersic_shards):
+    s = ShardSet(sersic_shards)
+    cfg = DegradeConfig(noise_range=(0.05, 0.05), fwhm_range=(1.88, 1.88), augment=False)
+    sampler = PairSampler(s, "all", cfg, seed=3)
+    lq, gt, info = sampler.make(np.arange(16), np.random.default_rng(0))
+    assert lq.shape == gt.shape == (16, 1, 64, 64)
+    assert float(lq.min()) == 0.0 and float(lq.max()) == pytest.approx(1.0)
+    # LQ noise after min-max is about the requested 0.05 (a little less: the noise widens the range)
+    corner = lq[:, 0, :12, :12].numpy()
+    assert 0.03 < float(np.median(corner.std(axis=(1, 2)))) < 0.055
+    # batches are a pure function of (seed, iteration), and ranks split one global batch
+    a, _ = sampler.batch(7, 8)
+    b, _ = sampler.batch(7, 8)
+    r1, _ = sampler.batch(7, 8, rank=1, world=2)
+    assert np.array_equal(a.numpy(), b.numpy()) and np.array_equal(a[4:].numpy(), r1.numpy())
+    with pytest.raises(ParameterError, match="noise_range"):
+        DegradeConfig(noise_range=(0.2, 0.1))
+    assert len(split_indices(100, "train")) == 80 and len(split_indices(100, "test")) == 10
