@@ -226,7 +226,7 @@ def train(
     config: TrainConfig,
     *,
     resume: bool = False,
-    stop_after: int | None = None,
+    stop_at: int | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> Path:
     """Run (or resume) training.
@@ -236,8 +236,9 @@ def train(
     config : TrainConfig
     resume : bool
         Continue from ``out/state.pt``; refused if the saved configuration differs.
-    stop_after : int, optional
-        Stop (saving the state) after this many iterations of this call — used to test resume.
+    stop_at : int, optional
+        Stop (saving the state) when the iteration counter reaches this value, keeping the
+        learning-rate schedule of ``config.iterations`` — for time-boxed runs; resuming later continues it.
     echo : callable, optional
         Receives progress lines (default: print to stderr from rank 0).
 
@@ -332,7 +333,8 @@ def train(
     done_here = 0
     it = start
     per_rank = config.batch_size // world
-    while it < config.iterations:
+    end = config.iterations if stop_at is None else min(config.iterations, stop_at)
+    while it < end:
         net.train()
         lq, gt = sampler.batch(it, config.batch_size, rank, world)
         lq, gt = lq.to(device), gt.to(device)
@@ -372,8 +374,6 @@ def train(
         if rank == 0 and it % config.val_every == 0:
             save_state(it)
             _plot(log_path, out / "curves.png")
-        if stop_after is not None and done_here >= stop_after:
-            break
     save_state(it)
     if rank == 0:
         _plot(log_path, out / "curves.png")

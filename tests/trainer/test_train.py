@@ -23,7 +23,7 @@ def _cfg(data, out, **kw):
 def test_training_writes_a_loadable_model_and_resumes_exactly(sersic_shards, tmp_path):
     a = train(_cfg(sersic_shards, tmp_path / "a"), echo=lambda m: None)
     b_cfg = _cfg(sersic_shards, tmp_path / "b")
-    train(b_cfg, stop_after=2, echo=lambda m: None)  # "killed" after 2 iterations
+    train(b_cfg, stop_at=2, echo=lambda m: None)  # "killed" after 2 iterations
     with pytest.raises(ParameterError, match="--resume"):
         train(b_cfg, echo=lambda m: None)
     train(b_cfg, resume=True, echo=lambda m: None)
