@@ -14,10 +14,10 @@ import argparse
 import itertools
 import platform
 import time
-from pathlib import Path
 
 import galsim
 import numpy as np
+from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
 from galviewer.core.measure import fit_sersic
 from galviewer.core.psf import gaussian_psf
@@ -71,10 +71,7 @@ def main() -> None:
     lines += ["", f"Median time per 64×64 fit: {np.median(times) * 1e3:.0f} ms "
               f"(min {np.min(times) * 1e3:.0f}, max {np.max(times) * 1e3:.0f}); "
               "reproduce: `python benchmarks/sersic_accuracy.py`."]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, lines)
 
 
 if __name__ == "__main__":

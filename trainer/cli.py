@@ -106,7 +106,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fwhm", type=float, default=1.88, help="LQ PSF FWHM in pixels (default 1.88)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
+
+    x = sub.add_parser("export", help="write a checkpoint for shipping, with its evaluation in the metadata",
+                       description="Copy a checkpoint into galviewer's format with the summary of an evaluate "
+                       "report (metrics.json) stored in its metadata; optionally as float16.")
+    x.add_argument("model", help="checkpoint (.safetensors or .pth)")
+    x.add_argument("--metrics", help="metrics.json written by evaluate")
+    x.add_argument("--name", help="model name (default: the checkpoint's)")
+    x.add_argument("-o", "--out", required=True, help="output .safetensors")
+    x.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from galviewer.core.weights import load_model, save_checkpoint
+
+    model, meta = load_model(args.model, "cpu")
+    metrics = dict(meta.metrics)
+    if args.metrics:
+        try:
+            res = json.loads(Path(args.metrics).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _usage(f"--metrics {args.metrics}: unreadable ({exc})") from exc
+        metrics = {k: res[k] for k in ("table1", "morphology", "photometry", "point_sources", "blank", "edges",
+                                        "baseline_params", "test_stamps", "data_kind") if k in res}
+        metrics["evaluated_on"] = Path(res.get("data", "")).name
+    meta = dataclasses.replace(meta, name=args.name or meta.name, metrics=metrics, weights_sha256="")
+    out = save_checkpoint(args.out, model, meta, overwrite=args.overwrite,
+                          dtype=torch.float16 if args.fp16 else None)
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, model {meta.name}")
+    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -150,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    commands = {"simulate": _cmd_simulate, "train": _cmd_train}
+    commands = {"simulate": _cmd_simulate, "train": _cmd_train, "export": _cmd_export}
     if args.command is None:
         parser.print_help()
         return 0

@@ -192,7 +192,7 @@ def evaluate(
         raise ParameterError("data", f"{shards.path}: too few stamps for a test and a validation split")
     t_start = time.perf_counter()
     res: dict[str, Any] = {"model": str(model), "model_name": restorer.name, "data": str(shards.path),
-                           "data_kind": shards.kind, "config": cfg.__dict__, "test_stamps": int(len(test))}
+                           "data_kind": shards.kind, "config": cfg.__dict__, "test_stamps": len(test)}
 
     def norm_restore(lq_norms: list[np.ndarray]) -> list[np.ndarray]:
         return [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
@@ -394,7 +394,8 @@ def report_markdown(res: dict[str, Any]) -> str:
                      f"{v['rmse_rs']:.4g} | {v['scatter_lq']:.4g} | {v['scatter_rs']:.4g} | {v['reduction']:.2f}× |")
     lines += ["", "(n, R50, I50: relative deviations; e1, e2: absolute.)", "",
               "## Photometry (Fig. 7; apertures from LQ)", "",
-              "| | scatter LQ | scatter RS | median bias LQ | median bias RS | reduction |", "|---|---|---|---|---|---|"]
+              "| | scatter LQ | scatter RS | median bias LQ | median bias RS | reduction |",
+              "|---|---|---|---|---|---|"]
     for k, v in res["photometry"].items():
         lines.append(f"| {k} | {v['scatter_lq']:.4f} | {v['scatter_rs']:.4f} | {v.get('bias_lq', math.nan):+.4f} | "
                      f"{v.get('bias_rs', math.nan):+.4f} | {v['reduction']:.2f}× |")

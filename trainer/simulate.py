@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from galviewer.core.resources import resource_path
+from galviewer.core.synth import realistic_galaxy
 from galviewer.errors import ParameterError
 from trainer.shards import PARAM_NAMES, ShardWriter
 
@@ -149,12 +150,6 @@ def load_prior(catalog: str | os.PathLike[str] | None = None) -> GaussianPrior |
 # --------------------------------------------------------------------------------------------- rendering
 
 
-def _galsim_seed(rng: np.random.Generator):
-    import galsim
-
-    return galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
-
-
 def _draw(obj, rng: np.random.Generator, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     import galsim
 
@@ -183,58 +178,6 @@ def render_sersic_gt(params: Sequence[float], rng: np.random.Generator) -> np.nd
     return _finish(_draw(gal, rng, off), noise, rng)
 
 
-def _spiral_arms(r_disk: float, flux: float, rng: np.random.Generator):
-    import galsim
-
-    n_arms = int(rng.choice([2, 2, 3]))
-    pitch = math.radians(rng.uniform(12, 30))
-    phase = rng.uniform(0, 2 * math.pi)
-    blobs = []
-    n_per = 24
-    for arm in range(n_arms):
-        for j in range(n_per):
-            r = r_disk * (0.4 + 2.2 * j / n_per)
-            phi = phase + 2 * math.pi * arm / n_arms + math.log(r / (0.4 * r_disk)) / math.tan(pitch)
-            w = math.exp(-r / (1.5 * r_disk))
-            blobs.append(galsim.Gaussian(sigma=max(0.35 * r_disk * (0.3 + j / n_per), 0.5), flux=w)
-                         .shift(r * math.cos(phi), r * math.sin(phi)))
-    arms = galsim.Sum(blobs)
-    return arms.withFlux(flux)
-
-
-def _realistic_galaxy(rng: np.random.Generator, scale: float = 1.0):
-    import galsim
-
-    r_disk = scale * float(np.exp(rng.uniform(np.log(2.0), np.log(10.0))))
-    flux = float(np.exp(rng.uniform(np.log(300), np.log(20000))))
-    bt = float(rng.beta(1.2, 2.5))  # bulge-to-total
-    f_knots = float(rng.uniform(0.0, 0.35)) if rng.random() < 0.7 else 0.0
-    f_arms = float(rng.uniform(0.1, 0.3)) if rng.random() < 0.35 else 0.0
-    f_disk = max(1.0 - bt - f_knots - f_arms, 0.05)
-    q = float(rng.uniform(0.2, 1.0))
-    beta = float(rng.uniform(0, math.pi)) * galsim.radians
-    parts = [galsim.Exponential(half_light_radius=r_disk, flux=f_disk * flux)]
-    if f_knots > 0:
-        parts.append(galsim.RandomKnots(int(rng.integers(10, 80)), half_light_radius=r_disk * rng.uniform(0.7, 1.3),
-                                        flux=f_knots * flux, rng=_galsim_seed(rng)))
-    if f_arms > 0:
-        parts.append(_spiral_arms(r_disk, f_arms * flux, rng))
-    disk = galsim.Sum(parts).shear(q=q, beta=beta)
-    components = [disk]
-    if bt > 0.02:
-        r_bulge = r_disk * float(rng.uniform(0.15, 0.6))
-        n_b = float(np.clip(np.round(rng.uniform(2.0, 5.0) / 0.5) * 0.5, 2.0, 5.0))
-        bulge = galsim.Sersic(n=n_b, half_light_radius=max(r_bulge, 0.5), flux=bt * flux)
-        components.append(bulge.shear(q=float(rng.uniform(0.6, 1.0)), beta=beta))
-    gal = galsim.Sum(components)
-    if rng.random() < 0.3:  # lopsided: a displaced clump of star formation
-        clump = galsim.Gaussian(sigma=float(rng.uniform(0.6, 2.0)), flux=float(rng.uniform(0.03, 0.15)) * flux)
-        ang = rng.uniform(0, 2 * math.pi)
-        rr = r_disk * rng.uniform(0.5, 1.5)
-        gal = gal + clump.shift(rr * math.cos(ang), rr * math.sin(ang))
-    return gal, flux
-
-
 def render_realistic(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One realistic GT stamp and its parameters (q, n, flux, r50, noise; NaN where not defined).
 
@@ -255,9 +198,9 @@ def render_realistic(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         img = _draw(galsim.DeltaFunction(flux=flux), rng, pos)
         noise = _noise_for(img, rng)
         return _finish(img, noise, rng), np.array([1.0, np.nan, flux, 0.0, noise])
-    gal, flux = _realistic_galaxy(rng)
+    gal, flux = realistic_galaxy(rng)
     if rng.random() < 0.25:
-        comp, _ = _realistic_galaxy(rng, scale=float(rng.uniform(0.3, 0.8)))
+        comp, _ = realistic_galaxy(rng, scale=float(rng.uniform(0.3, 0.8)))
         comp = comp.withFlux(flux * float(rng.uniform(0.05, 0.6)))
         ang = rng.uniform(0, 2 * math.pi)
         sep = rng.uniform(6, 24)

@@ -18,7 +18,8 @@ def test_simulate_train_evaluate_end_to_end(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--iterations", "5",
                  "--batch-size", "4", "--val-every", "5", "--val-count", "4", "--device", "cpu"]) == 0
     ckpt = run / "best.safetensors"
-    assert Restorer.from_file(ckpt, "cpu").restore(np.random.default_rng(0).normal(size=(64, 64))).data.shape == (64, 64)
+    restored = Restorer.from_file(ckpt, "cpu").restore(np.random.default_rng(0).normal(size=(64, 64)))
+    assert restored.data.shape == (64, 64)
     args = ["evaluate", str(ckpt), "--data", str(data), "-o", str(rep), "--count", "6", "--morph-count", "2",
             "--stars", "4", "--blank-seeds", "1", "--blank-per-seed", "3", "--tune-count", "4", "--device", "cpu"]
     assert main(args) == 0
@@ -32,6 +33,12 @@ def test_simulate_train_evaluate_end_to_end(tmp_path, capsys):
     assert "Table 1" in text and "Richardson" in text and "pseudo-sources" in text
     assert main(args) == 2  # never overwrites a report silently
     assert "already holds a report" in capsys.readouterr().err
+    shipped = tmp_path / "shipped.safetensors"
+    assert main(["export", str(ckpt), "--metrics", str(rep / "metrics.json"), "--name", "ci-model", "--fp16",
+                 "-o", str(shipped)]) == 0
+    r = Restorer.from_file(shipped, "cpu")
+    assert r.name == "ci-model" and r.metadata.metrics["table1"]["RS"]["psnr"] == res["table1"]["RS"]["psnr"]
+    assert next(iter(r.model.parameters())).dtype.is_floating_point
 
 
 def test_fair_baselines_deconvolve_and_are_tuned():

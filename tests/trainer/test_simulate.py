@@ -24,7 +24,7 @@ def test_sersic_set_is_deterministic_and_independent_of_workers(tmp_path, sersic
     # §3.3's criterion: GT rms after min-max below 0.02
     assert np.all(p[:, 4] / np.ptp(gt, axis=(1, 2)) < GT_RMS_MAX)
     # the light is centred
-    yy, xx = np.mgrid[:64, :64]
+    xx = np.mgrid[:64, :64][1]
     w = np.clip(gt - np.median(gt, axis=(1, 2), keepdims=True), 0, None)
     cx = (w * xx).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
     assert np.all(np.abs(cx - 31.5) < 3)
@@ -81,7 +81,7 @@ def test_pairs_are_degraded_as_configured(sersic_shards):
     s = ShardSet(sersic_shards)
     cfg = DegradeConfig(noise_range=(0.05, 0.05), fwhm_range=(1.88, 1.88), augment=False)
     sampler = PairSampler(s, "all", cfg, seed=3)
-    lq, gt, info = sampler.make(np.arange(16), np.random.default_rng(0))
+    lq, gt, _ = sampler.make(np.arange(16), np.random.default_rng(0))
     assert lq.shape == gt.shape == (16, 1, 64, 64)
     assert float(lq.min()) == 0.0 and float(lq.max()) == pytest.approx(1.0)
     # LQ noise after min-max is about the requested 0.05 (a little less: the noise widens the range)

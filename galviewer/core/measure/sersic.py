@@ -12,6 +12,7 @@ so round galaxies have no degenerate angle.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,15 +39,9 @@ def _shape(e1: float, e2: float) -> tuple[float, float]:
     return (1.0 - e) / (1.0 + e), 0.5 * math.atan2(e2, e1)
 
 
-def render_sersic(
-    shape: tuple[int, int], x0: float, y0: float, i50: float, r50: float, n: float, e1: float, e2: float,
-    oversample: int = 10, inner: float = 5.0,
-) -> np.ndarray:
-    """Render an elliptical Sérsic profile on a pixel grid (no PSF).
-
-    Pixels whose centre lies within ``inner`` px of the profile centre are the
-    mean of ``oversample``² sub-pixel samples; the others are sampled at their centre.
-    """
+def _profile(x0: float, y0: float, i50: float, r50: float, n: float, e1: float, e2: float
+             ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The elliptical Sérsic surface brightness as a function of (x, y) (METHOD eq. 1–2)."""
     q, theta = _shape(e1, e2)
     b = sersic_bn(n)
     c, s = math.cos(theta), math.sin(theta)
@@ -57,6 +52,20 @@ def render_sersic(
         u, v = c * dx + s * dy, -s * dx + c * dy
         r = np.hypot(u * sq, v / sq) / r50
         return i50 * np.exp(-b * (np.power(r, 1.0 / n) - 1.0))
+
+    return profile
+
+
+def render_sersic(
+    shape: tuple[int, int], x0: float, y0: float, i50: float, r50: float, n: float, e1: float, e2: float,
+    oversample: int = 10, inner: float = 5.0,
+) -> np.ndarray:
+    """Render an elliptical Sérsic profile on a pixel grid (no PSF).
+
+    Pixels whose centre lies within ``inner`` px of the profile centre are the
+    mean of ``oversample``² sub-pixel samples; the others are sampled at their centre.
+    """
+    profile = _profile(x0, y0, i50, r50, n, e1, e2)
 
     ny, nx = shape
     yy, xx = np.mgrid[:ny, :nx].astype(np.float64)
@@ -112,16 +121,7 @@ def render_convolved(
     ay, ax = kf.shape[0] // 2, kf.shape[1] // 2
     fy = ylo - ay / FINE + np.arange((yhi - ylo) * FINE + 1 + 2 * ay) / FINE
     fx = xlo - ax / FINE + np.arange((xhi - xlo) * FINE + 1 + 2 * ax) / FINE
-    q, theta = _shape(e1, e2)
-    b = sersic_bn(n)
-    c, s = math.cos(theta), math.sin(theta)
-    sq = math.sqrt(q)
-
-    def profile(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        dx, dy = x - x0, y - y0
-        u, v = c * dx + s * dy, -s * dx + c * dy
-        r = np.hypot(u * sq, v / sq) / r50
-        return i50 * np.exp(-b * (np.power(r, 1.0 / n) - 1.0))
+    profile = _profile(x0, y0, i50, r50, n, e1, e2)
 
     yy, xx = np.meshgrid(fy, fx, indexing="ij")
     fine = profile(xx, yy)

@@ -1,0 +1,156 @@
+"""Restoration speed of galviewer against a plain-PyTorch NCHW eager baseline of the same weights.
+
+    python benchmarks/speed.py [--presets small galaxy] [--threads 1 2] [--out benchmarks/results/speed.md]
+
+For each preset (the shipped weights for ``small`` when present, random weights otherwise — speed does
+not depend on the values) and each thread count:
+
+* one 64×64 stamp through ``Restorer.restore`` (normalisation, network, eq. 8–9 rescaling, residual),
+  with and without the 8-way flip/rotation uncertainty: median, min, max over repeats;
+* the baseline: the same module in NCHW memory format, ``torch.no_grad``, one forward per stamp and
+  per flip (the reference script's way), timed the same way; outputs are compared (max |Δ|);
+* throughput of 64 stamps through ``Restorer.restore_many`` (batched);
+* a 512×512 and (``small`` only) a 2048×2048 region, tiled under a 1 GB budget, each in a fresh
+  subprocess so that its peak resident memory (``ru_maxrss``) is its own.
+
+Ratios are measured in the same run on the same machine. Results are written as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
+
+from galviewer.core.model import Restormer, RestormerConfig
+from galviewer.core.restore import Restorer, dihedral
+from galviewer.core.weights import ModelMetadata
+
+
+def _restorer(preset: str) -> Restorer:
+    if preset == "small":
+        try:
+            return Restorer.from_pretrained(device="cpu")
+        except Exception:  # no shipped model: random weights of the same size
+            pass
+    torch.manual_seed(0)
+    model = Restormer(RestormerConfig.from_preset(preset))
+    return Restorer(model, ModelMetadata(name=f"{preset}-random", config=model.config), "cpu")
+
+
+def _times(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _baseline(model: torch.nn.Module, stamp: np.ndarray, tta: bool) -> np.ndarray:
+    """The reference way: NCHW, no_grad, one forward per stamp and per flip."""
+    lo, hi = stamp.min(), stamp.max()
+    x = (stamp - lo) / (hi - lo)
+    outs = []
+    for k in range(8 if tta else 1):
+        v = np.ascontiguousarray(dihedral(x, k), dtype=np.float32)
+        with torch.no_grad():
+            y = model(torch.from_numpy(v)[None, None])[0, 0].numpy()
+        outs.append(dihedral(y, k, inverse=True))
+    return np.mean(outs, axis=0)
+
+
+def _region_child(preset: str, side: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    r = _restorer(preset)
+    img = np.random.default_rng(1).normal(100, 5, (side, side)).astype(np.float32)
+    t0 = time.perf_counter()
+    r.restore(img, uncertainty=False)
+    dt = time.perf_counter() - t0
+    import resource
+
+    return {"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _region(preset: str, side: int, threads: int) -> dict:
+    code = (f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import speed; "
+            f"print(json.dumps(speed._region_child({preset!r}, {side}, {threads})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="galviewer restoration speed")
+    ap.add_argument("--presets", nargs="+", default=["small", "galaxy"])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--no-regions", action="store_true", help="skip the 512² and 2048² regions")
+    ap.add_argument("--out", default="benchmarks/results/speed.md")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    stamp = (rng.normal(0, 1, (64, 64)) + 50 * np.exp(-((np.mgrid[:64, :64] - 31.5) ** 2).sum(0) / 20)).astype(
+        np.float32)
+    rows = []
+    for preset in args.presets:
+        r = _restorer(preset)
+        base_model = Restormer(r.model.config)
+        base_model.load_state_dict({k: v.clone(memory_format=torch.contiguous_format)
+                                    for k, v in r.model.state_dict().items()})
+        base_model.eval()
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            reps = args.repeats if preset != "galaxy" else max(args.repeats // 3, 3)
+            row = {"preset": preset, "threads": threads}
+            for tta in (False, True):
+                ours = _times(lambda tta=tta, r=r: r.restore(stamp, uncertainty=tta), reps)
+                base = _times(lambda tta=tta, m=base_model: _baseline(m, stamp, tta), reps)
+                got = r.restore(stamp, uncertainty=tta).normalized
+                ref = _baseline(base_model, stamp, tta)
+                key = "tta" if tta else "one"
+                row[f"{key}_ms"] = 1e3 * statistics.median(ours)
+                row[f"{key}_min_ms"] = 1e3 * min(ours)
+                row[f"{key}_max_ms"] = 1e3 * max(ours)
+                row[f"{key}_base_ms"] = 1e3 * statistics.median(base)
+                row[f"{key}_ratio"] = statistics.median(base) / statistics.median(ours)
+                row[f"{key}_maxdiff"] = float(np.abs(got - ref).max())
+            stamps = [stamp + rng.normal(0, 1, stamp.shape).astype(np.float32) for _ in range(64)]
+            t0 = time.perf_counter()
+            r.restore_many(stamps, uncertainty=False)
+            row["batch64_per_s"] = 64 / (time.perf_counter() - t0)
+            if not args.no_regions:
+                row["r512"] = _region(preset, 512, threads)
+                if preset == "small":
+                    row["r2048"] = _region(preset, 2048, threads)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    lines = [f"# galviewer restoration speed ({platform.machine()}, {torch.get_num_threads()} max threads, "
+             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')})", "",
+             "One 64×64 stamp, median (min–max) ms; baseline = same weights, NCHW eager, one forward per flip.", "",
+             "| preset | threads | 1 pass | baseline | speed-up | max abs Δ | 8-way uncertainty | baseline | speed-up "
+             "| max abs Δ | 64 stamps/s | 512² region | 2048² region |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for w in rows:
+        def reg(k: str, w: dict = w) -> str:
+            return f"{w[k]['seconds']:.1f} s, {w[k]['peak_mb']:.0f} MB" if k in w else "—"
+        lines.append(
+            f"| {w['preset']} | {w['threads']} | {w['one_ms']:.0f} ({w['one_min_ms']:.0f}–{w['one_max_ms']:.0f}) | "
+            f"{w['one_base_ms']:.0f} | {w['one_ratio']:.2f}× | {w['one_maxdiff']:.1e} | "
+            f"{w['tta_ms']:.0f} ({w['tta_min_ms']:.0f}–{w['tta_max_ms']:.0f}) | {w['tta_base_ms']:.0f} | "
+            f"{w['tta_ratio']:.2f}× | {w['tta_maxdiff']:.1e} | {w['batch64_per_s']:.0f} | {reg('r512')} | "
+            f"{reg('r2048')} |")
+    lines += ["", "Reproduce: `python benchmarks/speed.py`."]
+    write_table(args.out, lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The one worker abstraction of the GUI: background jobs with progress, cancel and "latest request wins".
+
+A job is a plain function ``job(progress, cancelled) -> result`` run on a Qt thread pool.
+``progress(done, total)`` reports progress; ``cancelled()`` is polled at safe points
+(between tiles or batches — :class:`galviewer.core.restore.Restorer` accepts it as
+its ``cancel`` argument) and the job stops by raising
+:class:`galviewer.errors.RestoreCancelled`.
+
+Each :class:`JobRunner` has *channels* (e.g. ``"restore"``, ``"measure"``).  Submitting on a
+channel cancels the running job of that channel and bumps its generation number; results,
+progress and errors of any older generation are dropped, so a panel only ever shows the
+answer to the latest request.  Errors are forwarded to one signal, never swallowed.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from galviewer.errors import RestoreCancelled
+
+__all__ = ["Job", "JobRunner"]
+
+Progress = Callable[[int, int], None]
+Cancelled = Callable[[], bool]
+
+
+@dataclass
+class Job:
+    """A submitted job: its channel, generation and cancel flag."""
+
+    channel: str
+    generation: int
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next cancel point."""
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel was requested."""
+        return self.cancel_event.is_set()
+
+
+class _Signals(QObject):
+    progress = Signal(str, int, int, int)  # channel, generation, done, total
+    result = Signal(str, int, object)
+    error = Signal(str, int, object)  # the exception, with ``__traceback_text__`` attached
+    cancelled = Signal(str, int)
+    finished = Signal(str, int)
+
+
+class _Runnable(QRunnable):
+    def __init__(self, fn: Callable[[Progress, Cancelled], Any], job: Job, signals: _Signals) -> None:
+        super().__init__()
+        self.fn, self.job, self.signals = fn, job, signals
+        self.setAutoDelete(True)
+
+    def run(self) -> None:
+        ch, gen = self.job.channel, self.job.generation
+        try:
+            result = self.fn(lambda d, t: self.signals.progress.emit(ch, gen, int(d), int(t)),
+                             lambda: self.job.cancelled)
+        except RestoreCancelled:
+            self.signals.cancelled.emit(ch, gen)
+        except BaseException as exc:  # forwarded to the GUI's error handler, never swallowed
+            exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
+            self.signals.error.emit(ch, gen, exc)
+        else:
+            if self.job.cancelled:
+                self.signals.cancelled.emit(ch, gen)
+            else:
+                self.signals.result.emit(ch, gen, result)
+        finally:
+            self.signals.finished.emit(ch, gen)
+
+
+class JobRunner(QObject):
+    """Runs jobs in the background; only the latest job of each channel reports.
+
+    Signals
+    -------
+    progress(channel, done, total)
+    result(channel, value)
+    error(channel, exception)
+    cancelled(channel)
+    busy(channel, is_busy)
+    """
+
+    progress = Signal(str, int, int)
+    result = Signal(str, object)
+    error = Signal(str, object)
+    cancelled = Signal(str)
+    busy = Signal(str, bool)
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 2) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self._signals = _Signals()
+        self._signals.progress.connect(self._on_progress)
+        self._signals.result.connect(self._on_result)
+        self._signals.error.connect(self._on_error)
+        self._signals.cancelled.connect(self._on_cancelled)
+        self._signals.finished.connect(self._on_finished)
+        self._current: dict[str, Job] = {}
+        self._generation: dict[str, int] = {}
+        self.dropped = 0  # stale results that were not delivered (for tests and diagnostics)
+
+    def submit(self, channel: str, fn: Callable[[Progress, Cancelled], Any]) -> Job:
+        """Run ``fn(progress, cancelled)`` in the background, superseding the channel's running job."""
+        self.cancel(channel)
+        gen = self._generation.get(channel, 0) + 1
+        self._generation[channel] = gen
+        job = Job(channel, gen)
+        self._current[channel] = job
+        self.busy.emit(channel, True)
+        self.pool.start(_Runnable(fn, job, self._signals))
+        return job
+
+    def cancel(self, channel: str) -> None:
+        """Cancel the channel's running job (its result, if any, is dropped)."""
+        job = self._current.pop(channel, None)
+        if job is not None:
+            job.cancel()
+            self.busy.emit(channel, False)
+
+    def is_busy(self, channel: str) -> bool:
+        """Whether the channel has a job whose answer is still awaited."""
+        return channel in self._current
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Block until every job has finished (for shutdown and tests)."""
+        return self.pool.waitForDone(msecs)
+
+    def shutdown(self) -> None:
+        """Cancel everything and wait for the threads."""
+        for ch in list(self._current):
+            self.cancel(ch)
+        self.wait()
+
+    def _latest(self, channel: str, gen: int) -> bool:
+        job = self._current.get(channel)
+        return job is not None and job.generation == gen
+
+    def _on_progress(self, channel: str, gen: int, done: int, total: int) -> None:
+        if self._latest(channel, gen):
+            self.progress.emit(channel, done, total)
+
+    def _on_result(self, channel: str, gen: int, value: object) -> None:
+        if self._latest(channel, gen):
+            self.result.emit(channel, value)
+        else:
+            self.dropped += 1
+
+    def _on_error(self, channel: str, gen: int, exc: object) -> None:
+        if self._latest(channel, gen):
+            self.error.emit(channel, exc)
+
+    def _on_cancelled(self, channel: str, gen: int) -> None:
+        if self._latest(channel, gen):
+            self.cancelled.emit(channel)
+
+    def _on_finished(self, channel: str, gen: int) -> None:
+        if self._latest(channel, gen):
+            del self._current[channel]
+            self.busy.emit(channel, False)
