@@ -1,0 +1,158 @@
+"""LQ | RS | residual | uncertainty panels with linked zoom and one shared stretch, and the measurement table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from galviewer.core.measure.background import background
+from galviewer.core.measure.compare import Measurements
+from galviewer.core.restore import Restoration
+from galviewer.qt.image_view import ImageView, compute_limits
+
+__all__ = ["ComparisonPanels", "MeasurementPanel"]
+
+PANELS = ("LQ", "RS", "residual", "uncertainty")
+
+
+class ComparisonPanels(QWidget):
+    """Four linked views of one restoration.
+
+    LQ and RS share display limits (from LQ, so brightness is comparable); the residual
+    LQ − PSF⊗RS is shown symmetric about zero at ±5× the LQ noise; the uncertainty map
+    from 0 to its 99.5th percentile.  "Blink" alternates the RS panel between RS and LQ.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.views = {name: ImageView(title=name) for name in PANELS}
+        for v in self.views.values():
+            v.setMinimumSize(150, 150)
+            row.addWidget(v)
+        first = self.views["LQ"].vb
+        for name in PANELS[1:]:
+            self.views[name].vb.setXLink(first)
+            self.views[name].vb.setYLink(first)
+        layout.addLayout(row)
+        bar = QHBoxLayout()
+        self.info = QLabel("Click a source to restore it.")
+        self.blink_button = QPushButton("Blink LQ/RS")
+        self.blink_button.setCheckable(True)
+        self.blink_button.toggled.connect(self._blink)
+        bar.addWidget(self.info, 1)
+        bar.addWidget(self.blink_button)
+        layout.addLayout(bar)
+        self._timer = QTimer(self)
+        self._timer.setInterval(600)
+        self._timer.timeout.connect(self._blink_step)
+        self._blink_state = False
+        self.restoration: Restoration | None = None
+
+    def show_restoration(self, r: Restoration) -> None:
+        """Fill the panels with ``r``."""
+        self.restoration = r
+        levels = compute_limits(r.lq, "99.5%")
+        noise = background(r.lq).rms or float(np.nanstd(r.residual)) or 1.0
+        self.views["LQ"].set_data(r.lq, levels)
+        self.views["RS"].set_data(r.data, levels)
+        self.views["residual"].set_data(r.residual, (-5 * noise, 5 * noise))
+        if r.sigma is not None:
+            hi = float(np.nanpercentile(r.sigma, 99.5)) or 1.0
+            self.views["uncertainty"].set_data(r.sigma, (0.0, hi))
+        else:
+            self.views["uncertainty"].set_data(np.zeros_like(r.data), (0.0, 1.0))
+        m = r.meta
+        self.info.setText(f"model {m.get('model')} · {m.get('seconds', 0) * 1e3:.0f} ms on {m.get('device')} · "
+                          f"RS = {r.scale:.4g}·out + {r.offset:.4g} ({m.get('rescale')})"
+                          + ("" if r.sigma is not None else " · no uncertainty (TTA off)"))
+
+    def set_stretch(self, kind: str) -> None:
+        """One stretch for every panel."""
+        for v in self.views.values():
+            v.set_display(stretch_kind=kind)
+
+    def set_colormap(self, name: str) -> None:
+        """One colour map for every panel."""
+        for v in self.views.values():
+            v.set_colormap(name)
+            v._redraw()
+
+    def _blink(self, on: bool) -> None:
+        if on:
+            self._timer.start()
+        else:
+            self._timer.stop()
+            if self.restoration is not None:
+                self.views["RS"].set_data(self.restoration.data, self.views["LQ"].levels, autorange=False)
+
+    def _blink_step(self) -> None:
+        if self.restoration is None:
+            return
+        self._blink_state = not self._blink_state
+        data = self.restoration.lq if self._blink_state else self.restoration.data
+        self.views["RS"].set_data(data, self.views["LQ"].levels, autorange=False)
+
+
+class MeasurementPanel(QWidget):
+    """The ``compare()`` table for LQ and RS, a radial-profile plot, and Copy."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["quantity", "unit", "LQ", "RS"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.profile = pg.PlotWidget(title="radial profile (background-subtracted)")
+        self.profile.setLogMode(False, True)
+        self.profile.addLegend()
+        self.profile.setLabel("bottom", "radius", units="px")
+        self.profile.setMinimumHeight(160)
+        self.copy_button = QPushButton("Copy table")
+        self.copy_button.clicked.connect(self.copy)
+        row = QHBoxLayout()
+        row.addWidget(self.table, 3)
+        row.addWidget(self.profile, 2)
+        layout.addLayout(row)
+        layout.addWidget(self.copy_button)
+        self.measurements: Measurements | None = None
+
+    def show_measurements(self, m: Measurements) -> None:
+        """Fill the table and the profile plot."""
+        self.measurements = m
+        rows = m.rows()
+        names = m.names
+        self.table.setColumnCount(2 + len(names))
+        self.table.setHorizontalHeaderLabels(["quantity", "unit", *names])
+        self.table.setRowCount(len(rows))
+        for i, (q, unit, cells) in enumerate(rows):
+            for j, text in enumerate([q, unit, *cells]):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.profile.clear()
+        if m.phot.ok:
+            colours = {"LQ": "#e4572e", "RS": "#4c9be8", "GT": "#76b041"}
+            for name, p in m.phot.images.items():
+                good = p.profile > 0
+                self.profile.plot(p.radii[good], p.profile[good], pen=pg.mkPen(colours.get(name, "w"), width=2),
+                                  symbol="o", symbolSize=4, name=name)
+
+    def copy(self) -> None:
+        """Put the table on the clipboard as plain text."""
+        if self.measurements is not None:
+            QGuiApplication.clipboard().setText(self.measurements.as_text())
