@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
         self.view = ImageView(title="")
+        self.view.stretch_kind = "linear"
         self.view.clicked.connect(self.restore_at)
         self.view.hovered.connect(self._readout)
         self.panels = ComparisonPanels()
@@ -126,8 +127,9 @@ class MainWindow(QMainWindow):
         self.chip.activated.connect(lambda i: self.open_file(self.path, self.chip.currentText()) if self.path else None)
         self.stretch_box = QComboBox()
         self.stretch_box.addItems(STRETCHES)
-        self.stretch_box.setCurrentText("asinh")
-        self.stretch_box.currentTextChanged.connect(self._set_stretch)
+        self.stretch_box.setCurrentText("linear")  # DS9's default for the field; the panels keep asinh
+        self.stretch_box.setToolTip("stretch of the main image (the comparison panels use asinh)")
+        self.stretch_box.currentTextChanged.connect(lambda k: self.view.set_display(stretch_kind=k))
         self.limits_box = QComboBox()
         self.limits_box.addItems(LIMITS)
         self.limits_box.currentTextChanged.connect(lambda t: self.view.set_display(limits=t))
@@ -195,10 +197,6 @@ class MainWindow(QMainWindow):
         a.triggered.connect(slot)
         menu.addAction(a)
         return a
-
-    def _set_stretch(self, kind: str) -> None:
-        self.view.set_display(stretch_kind=kind)
-        self.panels.set_stretch(kind)
 
     def _set_cmap(self, name: str) -> None:
         self.view.set_colormap(name)

@@ -81,11 +81,6 @@ class ComparisonPanels(QWidget):
                           f"RS = {r.scale:.4g}·out + {r.offset:.4g} ({m.get('rescale')})"
                           + ("" if r.sigma is not None else " · no uncertainty (TTA off)"))
 
-    def set_stretch(self, kind: str) -> None:
-        """One stretch for every panel."""
-        for v in self.views.values():
-            v.set_display(stretch_kind=kind)
-
     def set_colormap(self, name: str) -> None:
         """One colour map for every panel."""
         for v in self.views.values():

@@ -49,36 +49,33 @@ class Job:
 
 
 class _Signals(QObject):
+    # Only plain (str, int) arguments cross threads: Python objects travel through the outbox, because
+    # queued signals carrying PyObjects have crashed PySide6 with reference-count errors.
     progress = Signal(str, int, int, int)  # channel, generation, done, total
-    result = Signal(str, int, object)
-    error = Signal(str, int, object)  # the exception, with ``__traceback_text__`` attached
-    cancelled = Signal(str, int)
     finished = Signal(str, int)
 
 
 class _Runnable(QRunnable):
-    def __init__(self, fn: Callable[[Progress, Cancelled], Any], job: Job, signals: _Signals) -> None:
+    def __init__(self, fn: Callable[[Progress, Cancelled], Any], job: Job, signals: _Signals,
+                 outbox: dict[tuple[str, int], tuple[str, Any]], lock: threading.Lock) -> None:
         super().__init__()
-        self.fn, self.job, self.signals = fn, job, signals
+        self.fn, self.job, self.signals, self.outbox, self.lock = fn, job, signals, outbox, lock
         self.setAutoDelete(True)
 
     def run(self) -> None:
         ch, gen = self.job.channel, self.job.generation
         try:
-            result = self.fn(lambda d, t: self.signals.progress.emit(ch, gen, int(d), int(t)),
-                             lambda: self.job.cancelled)
+            value = self.fn(lambda d, t: self.signals.progress.emit(ch, gen, int(d), int(t)),
+                            lambda: self.job.cancelled)
+            outcome: tuple[str, Any] = ("cancelled", None) if self.job.cancelled else ("result", value)
         except RestoreCancelled:
-            self.signals.cancelled.emit(ch, gen)
+            outcome = ("cancelled", None)
         except BaseException as exc:  # forwarded to the GUI's error handler, never swallowed
             exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-            self.signals.error.emit(ch, gen, exc)
-        else:
-            if self.job.cancelled:
-                self.signals.cancelled.emit(ch, gen)
-            else:
-                self.signals.result.emit(ch, gen, result)
-        finally:
-            self.signals.finished.emit(ch, gen)
+            outcome = ("error", exc)
+        with self.lock:
+            self.outbox[(ch, gen)] = outcome
+        self.signals.finished.emit(ch, gen)
 
 
 class JobRunner(QObject):
@@ -105,10 +102,9 @@ class JobRunner(QObject):
         self.pool.setMaxThreadCount(max_threads)
         self._signals = _Signals()
         self._signals.progress.connect(self._on_progress)
-        self._signals.result.connect(self._on_result)
-        self._signals.error.connect(self._on_error)
-        self._signals.cancelled.connect(self._on_cancelled)
         self._signals.finished.connect(self._on_finished)
+        self._outbox: dict[tuple[str, int], tuple[str, Any]] = {}
+        self._lock = threading.Lock()
         self._current: dict[str, Job] = {}
         self._generation: dict[str, int] = {}
         self.dropped = 0  # stale results that were not delivered (for tests and diagnostics)
@@ -121,7 +117,7 @@ class JobRunner(QObject):
         job = Job(channel, gen)
         self._current[channel] = job
         self.busy.emit(channel, True)
-        self.pool.start(_Runnable(fn, job, self._signals))
+        self.pool.start(_Runnable(fn, job, self._signals, self._outbox, self._lock))
         return job
 
     def cancel(self, channel: str) -> None:
@@ -153,21 +149,17 @@ class JobRunner(QObject):
         if self._latest(channel, gen):
             self.progress.emit(channel, done, total)
 
-    def _on_result(self, channel: str, gen: int, value: object) -> None:
-        if self._latest(channel, gen):
-            self.result.emit(channel, value)
-        else:
-            self.dropped += 1
-
-    def _on_error(self, channel: str, gen: int, exc: object) -> None:
-        if self._latest(channel, gen):
-            self.error.emit(channel, exc)
-
-    def _on_cancelled(self, channel: str, gen: int) -> None:
-        if self._latest(channel, gen):
-            self.cancelled.emit(channel)
-
     def _on_finished(self, channel: str, gen: int) -> None:
-        if self._latest(channel, gen):
-            del self._current[channel]
-            self.busy.emit(channel, False)
+        with self._lock:
+            kind, value = self._outbox.pop((channel, gen))
+        if not self._latest(channel, gen):
+            self.dropped += kind == "result"
+            return
+        del self._current[channel]
+        self.busy.emit(channel, False)
+        if kind == "result":
+            self.result.emit(channel, value)
+        elif kind == "error":
+            self.error.emit(channel, value)
+        else:
+            self.cancelled.emit(channel)
