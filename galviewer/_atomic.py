@@ -13,6 +13,16 @@ from galviewer.errors import ExportError, OutputExistsError
 __all__ = ["atomic_write"]
 
 
+def _file_mode() -> int:
+    """Permissions of a newly created file under the process umask (mkstemp would leave 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def _temp_beside(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -59,6 +69,7 @@ def atomic_write(
     try:
         with _temp_beside(dest) as tmp:
             write(tmp)
+            os.chmod(tmp, _MODE)
             if not overwrite and dest.exists():
                 raise OutputExistsError(dest, "file appeared while writing; not replaced")
             os.replace(tmp, dest)

@@ -158,3 +158,14 @@ def test_wrong_config_and_bad_metadata(tmp_path):
     save_file(state, str(lie), metadata={"galviewer": json.dumps(doc)})
     with pytest.raises(WeightsError, match="shape mismatch"):
         load_checkpoint(lie)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    from galviewer._atomic import atomic_write
+
+    out = atomic_write(tmp_path / "x.txt", lambda p: p.write_text("hi"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~mask)
