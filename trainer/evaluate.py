@@ -138,6 +138,17 @@ def _moment_fwhm(img: np.ndarray, x0: float, y0: float, r: float = 6.0) -> float
     return float(2.3548 * math.sqrt(max(var, 0.0)))
 
 
+def _recentre(img: np.ndarray, x: float, y: float, half: int = 12) -> np.ndarray:
+    """A (2·half+1)² box centred (cubic-spline sub-pixel shift) on (x, y), background-subtracted, unit sum."""
+    from scipy import ndimage
+
+    ix, iy = round(x), round(y)
+    box = img[iy - half - 2:iy + half + 3, ix - half - 2:ix + half + 3].astype(np.float64)
+    box = box - np.median(box)
+    box = ndimage.shift(box, (iy - y, ix - x), order=3, mode="nearest")[2:-2, 2:-2]
+    return box / box.sum() if box.sum() > 0 else box
+
+
 def _count_sources(img: np.ndarray, threshold: float) -> int:
     from photutils.segmentation import detect_sources
     from photutils.utils.exceptions import NoDetectionsWarning
@@ -293,21 +304,22 @@ def evaluate(
     rng = np.random.default_rng(cfg.seed + 7)
     import galsim
 
-    fw = {"GT": [], "LQ": [], "RS": []}
-    stars_lq = []
+    stacks = {"GT": [], "LQ": [], "RS": []}
+    stars_gt, stars_lq = [], []
     pos = rng.uniform(-12, 12, (cfg.stars, 2))
+    psf = gaussian_psf(cfg.fwhm, 7)
     for x, y in pos:
         img = galsim.Gaussian(fwhm=GT_PSF_FWHM, flux=1000.0).drawImage(nx=64, ny=64, scale=1.0,
                                                                         offset=(x, y)).array.astype(float)
-        psf = gaussian_psf(cfg.fwhm, 7)
         blurred = convolve(img, psf)
-        lq = blurred + rng.normal(0, cfg.noise_rms * np.ptp(blurred), img.shape)
-        stars_lq.append(_minmax(lq))
-        fw["GT"].append(_moment_fwhm(img, 31.5 + x, 31.5 + y))
-        fw["LQ"].append(_moment_fwhm(blurred, 31.5 + x, 31.5 + y))
-    for (x, y), o in zip(pos, norm_restore(stars_lq), strict=True):
-        fw["RS"].append(_moment_fwhm(o, 31.5 + x, 31.5 + y))
-    res["point_sources"] = {k: float(np.nanmedian(v)) for k, v in fw.items()}
+        stars_gt.append(_minmax(img))
+        stars_lq.append(_minmax(blurred + rng.normal(0, cfg.noise_rms * np.ptp(blurred), img.shape)))
+    for (x, y), g, q, o in zip(pos, stars_gt, stars_lq, norm_restore(stars_lq), strict=True):
+        for name, im in (("GT", g), ("LQ", q), ("RS", o)):
+            stacks[name].append(_recentre(im, 31.5 + x, 31.5 + y))
+    # The paper stacks the stars (§6.2): noise averages out and the FWHM of each stack is compared.
+    res["point_sources"] = {k: _moment_fwhm(np.mean(v, axis=0), 12.0, 12.0) for k, v in stacks.items()}
+    res["point_sources"]["stars"] = len(pos)
     res["point_sources"]["rs_over_gt"] = res["point_sources"]["RS"] / res["point_sources"]["GT"]
     echo(f"point sources: FWHM GT {res['point_sources']['GT']:.2f}, RS {res['point_sources']['RS']:.2f} px")
 
@@ -401,8 +413,9 @@ def report_markdown(res: dict[str, Any]) -> str:
                      f"{v.get('bias_rs', math.nan):+.4f} | {v['reduction']:.2f}× |")
     ps, bl, ed, cn = res["point_sources"], res["blank"], res["edges"], res["correlated_noise"]
     lines += ["", "## Limits (§6)", "",
-              f"- Point sources ({res['config']['stars']} stars, random positions in the central 24×24 px): "
-              f"median FWHM GT {ps['GT']:.3f} px, LQ {ps['LQ']:.3f} px, RS {ps['RS']:.3f} px "
+              f"- Point sources ({res['config']['stars']} stars, random positions in the central 24×24 px, "
+              "each re-centred and stacked): "
+              f"stack FWHM GT {ps['GT']:.3f} px, LQ {ps['LQ']:.3f} px, RS {ps['RS']:.3f} px "
               f"(RS/GT = {ps['rs_over_gt']:.3f}).",
               f"- Blank noise-only stamps: {bl['pseudo_sources']} pseudo-sources (photutils, 5 connected pixels "
               f"above 3σ of the LQ noise) in {bl['stamps']} stamps; RS background rms / LQ rms = "
