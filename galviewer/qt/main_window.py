@@ -346,6 +346,23 @@ class MainWindow(QMainWindow):
         self.panels.info.setText(f"restoring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("restore", job)
 
+    def measure_at(self, x: float, y: float) -> None:
+        """imexam-style `r`/`a`: Sérsic fit, Kron/isophotal photometry and radial profile of LQ at (x, y)."""
+        if self.image is None:
+            return
+        image, size = self.image, self.size_box.value()
+        fwhm = self.restorer.metadata.psf_fwhm_pix if self.restorer is not None else 1.88
+
+        def job(progress, cancelled):
+            from galviewer.core.measure.compare import compare
+            from galviewer.core.psf import gaussian_psf
+
+            stamp = cutout(image, x, y, size)
+            return stamp, compare(stamp.lq, None, gaussian_psf(fwhm, 7), err=stamp.err, mask=stamp.bad)
+
+        self.statusBar().showMessage(f"measuring x={x:.1f} y={y:.1f}…")
+        self.jobs.submit("measure", job)
+
     def _show_result(self, res: ClickResult) -> None:
         self.result = res
         self.panels.show_restoration(res.restoration)
@@ -406,6 +423,15 @@ class MainWindow(QMainWindow):
                 self.restore_at(x, y)
         elif channel == "restore":
             self._show_result(value)
+        elif channel == "measure":
+            stamp, m = value
+            self.table.show_measurements(m)
+            cx, cy = stamp.center
+            p = m.phot
+            kron = f"Kron flux {p.images['LQ'].kron_flux:.5g} ± {p.images['LQ'].kron_flux_err:.2g}" if p.ok \
+                else p.reason
+            self.statusBar().showMessage(f"LQ at x={cx:.2f} y={cy:.2f}: Sérsic n {m.fits['LQ'].n:.3g}, "
+                                         f"R50 {m.fits['LQ'].r50:.3g} px, {kron}", 15000)
 
     def _on_error(self, channel: str, exc: object) -> None:
         titles = {"load": "Could not open the image", "model": "Could not load the model",
@@ -444,9 +470,11 @@ class MainWindow(QMainWindow):
         self.readout.setText(f"x {x:.1f}  y {y:.1f}  {v:.4g} {self.image.meta.bunit}{sky}")
 
     def keyPressEvent(self, ev) -> None:
-        if ev.key() == Qt.Key.Key_T and self.view.underMouse():
+        """imexam keys over the image: `t` cut out and restore, `r`/`a` radial profile and photometry of LQ."""
+        actions = {Qt.Key.Key_T: self.restore_at, Qt.Key.Key_R: self.measure_at, Qt.Key.Key_A: self.measure_at}
+        if ev.key() in actions and self.view.underMouse():
             pos = self.view.vb.mapSceneToView(self.view.mapToScene(self.view.mapFromGlobal(self.cursor().pos())))
-            self.restore_at(float(pos.x()), float(pos.y()))
+            actions[ev.key()](float(pos.x()), float(pos.y()))
         else:
             super().keyPressEvent(ev)
 

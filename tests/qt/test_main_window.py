@@ -91,3 +91,16 @@ def test_load_error_shows_a_dialog_and_the_app_stays_usable(qtbot, window, tmp_p
         d.close()
     _open(qtbot, window, write_flt(tmp_path / "ok_flt.fits"))
     assert window.view.data is not None
+
+
+def test_measure_key_fills_the_table_with_lq_only(qtbot, window, tmp_path):
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    x, y, _ = SOURCES[0]
+    with qtbot.waitSignal(window.jobs.result, timeout=30000, check_params_cb=lambda ch, v: ch == "measure"):
+        window.measure_at(x, y)
+    table = window.table.table
+    assert table.columnCount() == 3  # quantity, unit, LQ
+    labels = [table.item(i, 0).text() for i in range(table.rowCount())]
+    kron = table.item(labels.index("Kron flux"), 2).text()
+    assert float(kron.split("±")[0]) > 0
+    assert "Kron flux" in window.statusBar().currentMessage()
