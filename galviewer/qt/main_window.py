@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.fitsio import Image, list_images, open_image, write_stamp
-from galviewer.core.measure.compare import Measurements, compare_restoration
+from galviewer.core.measure.compare import Measurements, compare, compare_restoration
+from galviewer.core.psf import gaussian_psf
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
@@ -354,9 +355,6 @@ class MainWindow(QMainWindow):
         fwhm = self.restorer.metadata.psf_fwhm_pix if self.restorer is not None else 1.88
 
         def job(progress, cancelled):
-            from galviewer.core.measure.compare import compare
-            from galviewer.core.psf import gaussian_psf
-
             stamp = cutout(image, x, y, size)
             return stamp, compare(stamp.lq, None, gaussian_psf(fwhm, 7), err=stamp.err, mask=stamp.bad)
 

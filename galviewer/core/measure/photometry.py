@@ -238,7 +238,8 @@ def photometry(
                 s = cat.get_label(label) if hasattr(cat, "get_label") else cat.select_label(label)
         radii, prof, perr, cog_r, cog, fwhm = _profiles(data, xy, bad | neighbours, err_map, rmax)
         kf = float(s.kron_flux)
-        half = np.interp(0.5 * kf, cog, cog_r) if kf > 0 and np.all(np.diff(cog) > -np.inf) else math.nan
+        # np.interp needs increasing abscissae: noise can make the growth curve dip, so take its running maximum.
+        half = float(np.interp(0.5 * kf, np.maximum.accumulate(cog), cog_r)) if kf > 0 else math.nan
         results[name] = ImagePhotometry(
             kron_flux=kf, kron_flux_err=float(s.kron_flux_err), iso_flux=float(s.segment_flux),
             iso_flux_err=float(s.segment_flux_err), background=float(levels[name]), fwhm=fwhm, radii=radii,
