@@ -13,6 +13,10 @@ from galviewer.errors import GalviewerError
 __all__ = ["build_parser", "main"]
 
 
+class _UsageError(Exception):
+    """A command-line mistake, reported through argparse's error()."""
+
+
 def _progress(label: str):
     t0 = time.perf_counter()
     last = [0.0]
@@ -134,7 +138,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         try:
             res = json.loads(Path(args.metrics).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise _usage(f"--metrics {args.metrics}: unreadable ({exc})") from exc
+            raise _UsageError(f"--metrics {args.metrics}: unreadable ({exc})") from exc
         metrics = {k: res[k] for k in ("table1", "morphology", "photometry", "point_sources", "blank", "edges",
                                         "baseline_params", "test_stamps", "data_kind") if k in res}
         metrics["evaluated_on"] = Path(res.get("data", "")).name
@@ -168,18 +172,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         degrade_correlated_fraction=args.correlated_fraction,
     )
     if not cfg.data:
-        raise _usage("--data (or 'data' in --config) is required")
+        raise _UsageError("--data (or 'data' in --config) is required")
     out = train(cfg, resume=args.resume, stop_at=args.stop_at)
     print(out)
     return 0
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _usage(msg: str) -> _UsageError:
-    return _UsageError(msg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -124,7 +124,7 @@ class PairSampler:
         blurred = F.conv2d(F.pad(gt_t, (pad, pad, pad, pad), mode="reflect").transpose(0, 1),
                            gaussian_kernels(fwhm, d.psf_size), groups=b).transpose(0, 1)
         span = (blurred.amax(dim=(-2, -1)) - blurred.amin(dim=(-2, -1))).numpy()[:, 0]
-        noise = np.empty(blurred.shape[1:] if b == 0 else (b, *blurred.shape[2:]), dtype=np.float32)
+        noise = np.empty((b, *blurred.shape[2:]), dtype=np.float32)
         for i in range(b):
             nrng = np.random.default_rng(int(noise_seeds[i]))
             sd = float(rms[i] * span[i])

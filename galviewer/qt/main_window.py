@@ -201,7 +201,6 @@ class MainWindow(QMainWindow):
 
     def _set_cmap(self, name: str) -> None:
         self.view.set_colormap(name)
-        self.view._redraw()
         self.panels.set_colormap(name)
 
     # ------------------------------------------------------------------ files

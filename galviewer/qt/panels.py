@@ -85,7 +85,6 @@ class ComparisonPanels(QWidget):
         """One colour map for every panel."""
         for v in self.views.values():
             v.set_colormap(name)
-            v._redraw()
 
     def _blink(self, on: bool) -> None:
         if on:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galviewer.core.degrade import convolve
-from galviewer.core.measure.background import usable_pixels
+from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
 from galviewer.core.measure.sersic import SersicFit, fit_sersic
 from galviewer.core.psf import gaussian_psf
@@ -200,25 +200,19 @@ def compare(
     fits = {"LQ": fit_sersic(a, k, err=err, mask=~good)}
     for name, img in others.items():
         fits[name] = fit_sersic(img, rs_psf, err=rs_err if name == "RS" else None, mask=~good)
-    blurred = convolve(np.where(np.isfinite(b), b, 0.0), k)
-    resid = a - blurred
-    from galviewer.core.measure.background import background
-
-    bkg = background(a, mask=~good)
     sigma = np.broadcast_to(np.asarray(err, dtype=np.float64), a.shape) if err is not None \
-        else np.full(a.shape, bkg.rms)
+        else np.full(a.shape, background(a, mask=~good).rms)
     use = good & np.isfinite(sigma) & (sigma > 0)
-    chi2 = float(np.mean((resid[use] / sigma[use]) ** 2)) if use.any() else math.nan
-    rms = float(np.std(resid[good])) if good.any() else math.nan
-    if rs is None:
-        chi2 = rms = math.nan
-    if rs is not None and phot.ok and phot.kron_mask is not None and phot.kron_mask.any():
-        lq_sum = float((a - phot.images["LQ"].background)[phot.kron_mask].sum())
-        rs_level = background(blurred, mask=~good).level
-        rs_sum = float((blurred - rs_level)[phot.kron_mask].sum())
-        conservation = rs_sum / lq_sum if lq_sum > 0 else math.nan
-    else:
-        conservation = math.nan
+    chi2 = rms = conservation = math.nan
+    if rs is not None:
+        blurred = convolve(np.where(np.isfinite(b), b, 0.0), k)
+        resid = a - blurred
+        chi2 = float(np.mean((resid[use] / sigma[use]) ** 2)) if use.any() else math.nan
+        rms = float(np.std(resid[good])) if good.any() else math.nan
+        if phot.ok and phot.kron_mask is not None and phot.kron_mask.any():
+            lq_sum = float((a - phot.images["LQ"].background)[phot.kron_mask].sum())
+            rs_sum = float((blurred - background(blurred, mask=~good).level)[phot.kron_mask].sum())
+            conservation = rs_sum / lq_sum if lq_sum > 0 else math.nan
     noise = float(np.median(sigma[use])) if use.any() else math.nan
     return Measurements(fits=fits, phot=phot, flux_conservation=conservation, residual_chi2=chi2,
                         residual_rms=rms, noise_rms=noise)
@@ -234,8 +228,6 @@ def compare_restoration(restoration: Restoration, err: np.ndarray | float | None
     rs_psf = gaussian_psf(float(fwhm), 7) if fwhm else None
     rs_err = None
     if restoration.sigma is not None:
-        from galviewer.core.measure.background import background
-
         floor = background(restoration.data, mask=mask).rms
         rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
     return compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,

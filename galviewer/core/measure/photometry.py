@@ -191,7 +191,7 @@ def photometry(
         if not np.isfinite(err_map[~bad]).all():
             raise ParameterError("err", "contains NaN or inf where the data are usable")
     images = {"LQ": data_lq, **others}
-    levels = {k: background(v, mask=bad).level for k, v in images.items()}
+    levels = {"LQ": bkg.level, **{k: background(v, mask=bad).level for k, v in others.items()}}
     sub = {k: np.where(bad, 0.0, v - levels[k]) for k, v in images.items()}
     smooth = convolve(sub["LQ"], gaussian_psf(2.0, 5))
     ny, nx = data_lq.shape
