@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem, QWidget
+
+from galviewer.core.regions import Region
 
 __all__ = ["COLORMAPS", "LIMITS", "STRETCHES", "ImageView", "compute_limits", "stretch"]
 
@@ -55,18 +57,25 @@ def stretch(data: np.ndarray, lo: float, hi: float, kind: str, contrast: float =
 
 
 class _ViewBox(pg.ViewBox):
-    """Left click selects, middle drag pans, wheel zooms, right drag sets contrast (y) and bias (x)."""
+    """Left click selects, middle drag pans, wheel zooms, right drag sets contrast (y) and bias (x).
+
+    With ``draw_shape`` set to ``"rectangle"`` or ``"ellipse"``, a left drag draws that shape
+    (a dashed preview follows the mouse) and emits ``drawn(shape, x0, y0, x1, y1)``.
+    """
 
     clicked = Signal(float, float)
     contrast_changed = Signal(float, float)
+    drawn = Signal(str, float, float, float, float)
 
     def __init__(self) -> None:
         super().__init__(lockAspect=True, enableMenu=False)
         self._cb0 = (1.0, 0.5)
         self.contrast, self.bias = 1.0, 0.5
+        self.draw_shape: str | None = None
+        self._preview: QGraphicsRectItem | QGraphicsEllipseItem | None = None
 
     def mouseClickEvent(self, ev) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton:
+        if ev.button() == Qt.MouseButton.LeftButton and self.draw_shape is None:
             p = self.mapSceneToView(ev.scenePos())
             self.clicked.emit(float(p.x()), float(p.y()))
             ev.accept()
@@ -74,7 +83,25 @@ class _ViewBox(pg.ViewBox):
             ev.ignore()
 
     def mouseDragEvent(self, ev, axis=None) -> None:
-        if ev.button() == Qt.MouseButton.MiddleButton:
+        if ev.button() == Qt.MouseButton.LeftButton and self.draw_shape is not None:
+            ev.accept()
+            p0 = self.mapSceneToView(ev.buttonDownScenePos())
+            p1 = self.mapSceneToView(ev.scenePos())
+            rect = QRectF(p0, p1).normalized()
+            if self._preview is None:
+                cls = QGraphicsEllipseItem if self.draw_shape == "ellipse" else QGraphicsRectItem
+                self._preview = cls()
+                pen = pg.mkPen("y", width=1, style=Qt.PenStyle.DashLine)
+                pen.setCosmetic(True)
+                self._preview.setPen(pen)
+                self._preview.setZValue(20)
+                self.addItem(self._preview, ignoreBounds=True)
+            self._preview.setRect(rect)
+            if ev.isFinish():
+                self.removeItem(self._preview)
+                self._preview = None
+                self.drawn.emit(self.draw_shape, float(p0.x()), float(p0.y()), float(p1.x()), float(p1.y()))
+        elif ev.button() == Qt.MouseButton.MiddleButton:
             super().mouseDragEvent(ev, axis)
         elif ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
@@ -102,10 +129,19 @@ class ImageView(pg.GraphicsLayoutWidget):
         Left click, 0-based pixel coordinates.
     hovered(x, y)
         Mouse position over the image.
+    region_drawn(object)
+        A :class:`~galviewer.core.regions.Region` was drawn (draw mode) and added.
+    region_selected(object)
+        A region was clicked (or drawn): the selected one.
+    region_edited(object)
+        A region was moved, resized or rotated (after the mouse is released).
     """
 
     clicked = Signal(float, float)
     hovered = Signal(float, float)
+    region_drawn = Signal(object)
+    region_selected = Signal(object)
+    region_edited = Signal(object)
 
     def __init__(self, parent: QWidget | None = None, title: str = "") -> None:
         super().__init__(parent)
@@ -127,7 +163,13 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.limits_mode, self.stretch_kind, self.cmap = "zscale", "asinh", "gray"
         self.levels: tuple[float, float] | None = None
         self.fixed_levels: tuple[float, float] | None = None
+        self.sources_item = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#8fd16a", width=1), brush=None, symbol="s")
+        self.sources_item.setZValue(9)
+        self.vb.addItem(self.sources_item)
+        self.rois: list[pg.ROI] = []
+        self.selected_roi: pg.ROI | None = None
         self.vb.clicked.connect(self.clicked)
+        self.vb.drawn.connect(self._drawn)
         self.vb.contrast_changed.connect(lambda c, b: self._redraw())
         self.scene().sigMouseMoved.connect(self._moved)
         self.set_colormap("gray")
@@ -202,3 +244,95 @@ class ImageView(pg.GraphicsLayoutWidget):
         if 0 <= i < self.data.shape[0] and 0 <= j < self.data.shape[1]:
             return float(self.data[i, j])
         return None
+
+    # ------------------------------------------------------------------ detections
+    def set_sources(self, xy: np.ndarray | None) -> None:
+        """Square markers at detected sources (None clears them)."""
+        if xy is None or len(xy) == 0:
+            self.sources_item.clear()
+        else:
+            self.sources_item.setData(x=np.asarray(xy)[:, 0], y=np.asarray(xy)[:, 1])
+
+    # ------------------------------------------------------------------ regions
+    def set_draw_mode(self, shape: str | None) -> None:
+        """``"rectangle"`` or ``"ellipse"``: left drag draws that shape; None: left click selects/restores."""
+        if shape not in (None, "rectangle", "ellipse"):
+            raise ValueError(f"unknown region shape {shape!r}")
+        self.vb.draw_shape = shape
+
+    def _drawn(self, shape: str, x0: float, y0: float, x1: float, y1: float) -> None:
+        w, h = abs(x1 - x0), abs(y1 - y0)
+        if w < 4 or h < 4:  # a click or a slip, not a region
+            return
+        region = Region(shape, (x0 + x1) / 2, (y0 + y1) / 2, w, h)  # type: ignore[arg-type]
+        roi = self.add_region(region)
+        self.select_region(roi)
+        self.region_drawn.emit(region)
+
+    def add_region(self, region: Region) -> pg.ROI:
+        """Show a region as an editable ROI (drag to move, handles to resize and rotate)."""
+        pen = pg.mkPen("#f2c14e", width=1.5)
+        theta = np.deg2rad(region.angle)
+        c, s = np.cos(theta), np.sin(theta)
+        hw, hh = region.width / 2, region.height / 2
+        pos = (region.x - (c * hw - s * hh), region.y - (s * hw + c * hh))
+        size = (region.width, region.height)
+        if region.shape == "ellipse":
+            roi = pg.EllipseROI(pos, size, angle=region.angle, pen=pen, removable=True)
+        else:
+            roi = pg.ROI(pos, size, angle=region.angle, pen=pen, removable=True)
+            roi.addScaleHandle((1, 1), (0, 0))
+            roi.addScaleHandle((0, 0), (1, 1))
+            roi.addRotateHandle((1, 0), (0.5, 0.5))
+        roi.region_shape = region.shape
+        roi.region_label = region.label
+        roi.setZValue(15)
+        roi.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
+        roi.sigClicked.connect(lambda r, ev: self.select_region(r))
+        roi.sigRegionChangeFinished.connect(self._edited)
+        roi.sigRemoveRequested.connect(self.remove_region)
+        self.vb.addItem(roi)
+        self.rois.append(roi)
+        return roi
+
+    def region_of(self, roi: pg.ROI) -> Region:
+        """The :class:`Region` an ROI shows now."""
+        w, h = float(roi.size().x()), float(roi.size().y())
+        angle = float(roi.angle())
+        theta = np.deg2rad(angle)
+        c, s = np.cos(theta), np.sin(theta)
+        p = roi.pos()
+        x = float(p.x()) + c * w / 2 - s * h / 2
+        y = float(p.y()) + s * w / 2 + c * h / 2
+        return Region(roi.region_shape, x, y, max(w, 1.0), max(h, 1.0), angle % 360.0, roi.region_label)
+
+    def regions(self) -> list[Region]:
+        """Every region on the image."""
+        return [self.region_of(r) for r in self.rois]
+
+    def select_region(self, roi: pg.ROI | None) -> None:
+        """Highlight ``roi`` (and un-highlight the others)."""
+        self.selected_roi = roi
+        for r in self.rois:
+            r.setPen(pg.mkPen("#4cc9f0" if r is roi else "#f2c14e", width=2.5 if r is roi else 1.5))
+        if roi is not None:
+            self.region_selected.emit(self.region_of(roi))
+
+    def _edited(self, roi: pg.ROI) -> None:
+        self.select_region(roi)
+        self.region_edited.emit(self.region_of(roi))
+
+    def remove_region(self, roi: pg.ROI | None = None) -> None:
+        """Remove one ROI (default: the selected one)."""
+        roi = roi if roi is not None else self.selected_roi
+        if roi is None or roi not in self.rois:
+            return
+        self.rois.remove(roi)
+        self.vb.removeItem(roi)
+        if self.selected_roi is roi:
+            self.selected_roi = None
+
+    def clear_regions(self) -> None:
+        """Remove every ROI."""
+        for roi in list(self.rois):
+            self.remove_region(roi)

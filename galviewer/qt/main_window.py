@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -28,18 +29,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from galviewer.core.batch import detect, export_batch, restore_sources
 from galviewer.core.fitsio import Image, list_images, open_image, write_stamp
 from galviewer.core.measure.compare import Measurements, compare, compare_restoration
 from galviewer.core.psf import gaussian_psf
+from galviewer.core.regions import Region, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
-from galviewer.errors import GalviewerError, RestoreCancelled
+from galviewer.errors import GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
 from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
+from galviewer.qt.sources import SourcesPanel
 from galviewer.qt.workers import JobRunner
 
 __all__ = ["ClickResult", "MainWindow", "clean_cosmic_rays"]
+
+MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse")
 
 
 @dataclass
@@ -48,7 +54,7 @@ class ClickResult:
 
     stamp: Stamp
     restoration: Restoration
-    measurements: Measurements
+    measurements: Measurements | None  # None for a region
     cosmic_rays: int
 
 
@@ -94,6 +100,7 @@ class MainWindow(QMainWindow):
         self.path: Path | None = None
         self.restorer = restorer
         self.result: ClickResult | None = None
+        self.region_result: RegionRestoration | None = None
         self.last_error = ""
         self._pending_click: tuple[float, float] | None = None
         self._build()
@@ -108,6 +115,8 @@ class MainWindow(QMainWindow):
         self.view.stretch_kind = "linear"
         self.view.clicked.connect(self.restore_at)
         self.view.hovered.connect(self._readout)
+        self.view.region_drawn.connect(self.restore_region)
+        self.view.region_edited.connect(self.restore_region)
         self.panels = ComparisonPanels()
         self.table = MeasurementPanel()
         right = QWidget()
@@ -120,6 +129,16 @@ class MainWindow(QMainWindow):
         split.addWidget(right)
         split.setSizes([600, 900])
         self.setCentralWidget(split)
+        self.sources_panel = SourcesPanel()
+        self.sources_panel.detect_requested.connect(self.detect_sources)
+        self.sources_panel.restore_requested.connect(self.restore_sources)
+        self.sources_panel.export_requested.connect(self._export_batch_dialog)
+        self.sources_panel.source_activated.connect(self._show_source)
+        self.sources_dock = QDockWidget("Sources (batch)", self)
+        self.sources_dock.setObjectName("sourcesDock")
+        self.sources_dock.setWidget(self.sources_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.sources_dock)
+        self.sources_dock.hide()
 
         tb = QToolBar("display")
         self.addToolBar(tb)
@@ -149,14 +168,19 @@ class MainWindow(QMainWindow):
         self.cr_box = QCheckBox("clean CRs")
         self.cr_box.setChecked(True)
         self.cr_box.setToolTip("L.A.Cosmic on FLT/FLC stamps before restoring (paper §5.1)")
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(MODES)
+        self.mode_box.setToolTip("left mouse: restore a 64×64 stamp at the click, or draw a region to restore")
+        self.mode_box.currentIndexChanged.connect(
+            lambda i: self.view.set_draw_mode((None, "rectangle", "ellipse")[i]))
         self.dq_box = QCheckBox("DQ mask")
         self.dq_box.toggled.connect(self._toggle_mask)
         self.model_box = QComboBox()
         self.model_box.addItems([*available_models(), "Other checkpoint…"])
         self.model_box.activated.connect(self._choose_model)
         self.device_label = QLabel("")
-        for label, w in (("ext", self.chip), ("stretch", self.stretch_box), ("limits", self.limits_box),
-                         ("colours", self.cmap_box), ("stamp", self.size_box)):
+        for label, w in (("ext", self.chip), ("mouse", self.mode_box), ("stretch", self.stretch_box),
+                         ("limits", self.limits_box), ("colours", self.cmap_box), ("stamp", self.size_box)):
             tb.addWidget(QLabel(f" {label} "))
             tb.addWidget(w)
         tb.addSeparator()
@@ -172,7 +196,7 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(lambda: self.jobs.cancel("restore"))
+        self.cancel_button.clicked.connect(self.cancel)
         self.readout = QLabel("")
         self.statusBar().addPermanentWidget(self.readout)
         self.statusBar().addPermanentWidget(self.progress)
@@ -190,6 +214,20 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "&Header…", None, self._show_header)
+        view_menu.addAction(self.sources_dock.toggleViewAction())
+        reg = self.menuBar().addMenu("&Regions")
+        self._action(reg, "&Restore selected region", QKeySequence("Ctrl+R"), self.restore_selected_region)
+        self._action(reg, "&Delete selected region", QKeySequence.StandardKey.Delete, self.view.remove_region)
+        self._action(reg, "&Clear regions", None, self.view.clear_regions)
+        reg.addSeparator()
+        self._action(reg, "&Import DS9 regions…", None, self._import_regions_dialog)
+        self._action(reg, "&Export DS9 regions…", None, self._export_regions_dialog)
+        batch = self.menuBar().addMenu("&Batch")
+        self._action(batch, "&Detect sources", QKeySequence("Ctrl+D"),
+                     lambda: self.detect_sources(self.sources_panel.nsigma.value()))
+        self._action(batch, "Restore &all sources", None,
+                     lambda: self.restore_sources(list(self.sources_panel.sources)))
+        self._action(batch, "&Export batch…", None, self._export_batch_dialog)
 
     def _action(self, menu, text: str, key, slot) -> QAction:
         a = QAction(text, self)
@@ -242,6 +280,9 @@ class MainWindow(QMainWindow):
             self.chip.setCurrentText(current)
         self.view.set_data(data if data is not None else np.asarray(image.data, dtype=np.float32))
         self._toggle_mask(self.dq_box.isChecked())
+        self.view.clear_regions()
+        self.view.set_sources(None)
+        self.sources_panel.set_sources([])
         m = image.meta
         ny, nx = image.data.shape
         self.setWindowTitle(f"galviewer — {path.name} [{current}]")
@@ -346,6 +387,141 @@ class MainWindow(QMainWindow):
         self.panels.info.setText(f"restoring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("restore", job)
 
+    def restore_region(self, region: Region) -> None:
+        """Restore a region as one piece (tiled), in the background with progress and Cancel; latest wins."""
+        if self.image is None:
+            return
+        if self.restorer is None:
+            self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
+            return
+        image, restorer, tta = self.image, self.restorer, self.tta_box.isChecked()
+        clean = clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+
+        def job(progress, cancelled):
+            return restore_region(restorer, image, region, uncertainty=tta, clean=clean, progress=progress,
+                                  cancel=cancelled)
+
+        self.panels.info.setText(f"restoring {region.describe()}…")
+        self.jobs.submit("restore", job)
+
+    def restore_selected_region(self) -> None:
+        """Restore the selected region (or the last one drawn)."""
+        roi = self.view.selected_roi or (self.view.rois[-1] if self.view.rois else None)
+        if roi is None:
+            self.statusBar().showMessage("no region: choose a drag mode in the toolbar and draw one", 5000)
+            return
+        self.restore_region(self.view.region_of(roi))
+
+    def import_regions(self, path: str | os.PathLike[str]) -> list[Region]:
+        """Add the rectangles, ellipses and circles of a DS9 region file (others are listed in the status bar)."""
+        regions, skipped = read_regions(path, self.image.wcs if self.image is not None else None)
+        for r in regions:
+            self.view.add_region(r)
+        msg = f"{len(regions)} regions read from {Path(path).name}"
+        if skipped:
+            msg += f"; {len(skipped)} skipped ({skipped[0]}{', …' if len(skipped) > 1 else ''})"
+        self.statusBar().showMessage(msg, 15000)
+        return regions
+
+    def export_regions(self, path: str | os.PathLike[str], *, sky: bool = False, overwrite: bool = False) -> Path:
+        """Write the regions as a DS9 file (image coordinates, or fk5 with ``sky`` when the image has a WCS)."""
+        wcs = self.image.wcs if sky and self.image is not None else None
+        out = write_regions(path, self.view.regions(), wcs=wcs, overwrite=overwrite)
+        self.statusBar().showMessage(f"wrote {out}", 8000)
+        return out
+
+    def _import_regions_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import DS9 regions", "", "DS9 regions (*.reg);;All (*)")
+        if path:
+            try:
+                self.import_regions(path)
+            except GalviewerError as exc:
+                self._error_dialog("Could not read the regions", str(exc))
+
+    def _export_regions_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export DS9 regions", "galviewer.reg", "DS9 regions (*.reg)")
+        if path:
+            try:
+                self.export_regions(path, sky=self.image is not None and self.image.wcs is not None, overwrite=True)
+            except GalviewerError as exc:
+                self._error_dialog("Could not write the regions", str(exc))
+
+    # ------------------------------------------------------------------ batch
+    def detect_sources(self, nsigma: float = 3.0) -> None:
+        """Detect sources (photutils) on the open image in the background and list them."""
+        if self.image is None:
+            return
+        image = self.image
+
+        def job(progress, cancelled):
+            return detect(image, nsigma=nsigma)
+
+        self.sources_dock.show()
+        self.statusBar().showMessage(f"detecting sources above {nsigma:g}σ…")
+        self.jobs.submit("detect", job)
+
+    def restore_sources(self, ids: list[int]) -> None:
+        """Restore and measure the listed sources in the background (batched), with progress and Cancel."""
+        if self.image is None or not ids:
+            return
+        if self.restorer is None:
+            self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
+            return
+        sources = [self.sources_panel.sources[i] for i in ids if i in self.sources_panel.sources]
+        image, restorer, size, tta = self.image, self.restorer, self.size_box.value(), self.tta_box.isChecked()
+        clean = clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+
+        def job(progress, cancelled):
+            return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
+                                   progress=progress, cancel=cancelled)
+
+        self.statusBar().showMessage(f"restoring {len(sources)} sources…")
+        self.jobs.submit("batch", job)
+
+    def export_batch(self, folder: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:
+        """Write every restored source of the batch (FITS stamps) and the catalogue (ECSV) into ``folder``."""
+        results = [r for r in self.sources_panel.results.values() if r.restoration is not None]
+        stem = self.path.name.split(".")[0] if self.path is not None else "source"
+        out = export_batch(folder, results, stem=stem, wcs=self.image.wcs if self.image is not None else None,
+                           overwrite=overwrite)
+        self.statusBar().showMessage(f"wrote {len(out) - 1} stamps and {out[-1].name} into {folder}", 10000)
+        return out
+
+    def _export_batch_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the batch into a folder")
+        if not folder:
+            return
+        try:
+            self.export_batch(folder)
+        except OutputExistsError as exc:
+            answer = QMessageBox.question(self, "Replace files?", f"{exc}\n\nReplace them?")
+            if answer == QMessageBox.StandardButton.Yes:
+                try:
+                    self.export_batch(folder, overwrite=True)
+                except GalviewerError as exc2:
+                    self._error_dialog("Export failed", str(exc2))
+        except GalviewerError as exc:
+            self._error_dialog("Export failed", str(exc))
+
+    def _show_source(self, sid: int) -> None:
+        src = self.sources_panel.sources.get(sid)
+        if src is None:
+            return
+        self.view.set_markers(np.array([[src.x, src.y]]))
+        half = max(self.size_box.value(), 32)
+        self.view.vb.setRange(xRange=(src.x - 2 * half, src.x + 2 * half), yRange=(src.y - 2 * half, src.y + 2 * half))
+        res = self.sources_panel.results.get(sid)
+        if res is not None and res.restoration is not None:
+            self.result = ClickResult(res.stamp, res.restoration, res.measurements, res.cosmic_rays)
+            self.panels.show_restoration(res.restoration)
+            if res.measurements is not None:
+                self.table.show_measurements(res.measurements)
+
+    def cancel(self) -> None:
+        """Cancel the running restoration(s): click, region or batch."""
+        for ch in ("restore", "batch", "detect"):
+            self.jobs.cancel(ch)
+
     def measure_at(self, x: float, y: float) -> None:
         """imexam-style `r`/`a`: Sérsic fit, Kron/isophotal photometry and radial profile of LQ at (x, y)."""
         if self.image is None:
@@ -359,6 +535,28 @@ class MainWindow(QMainWindow):
 
         self.statusBar().showMessage(f"measuring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("measure", job)
+
+    def _show_region(self, rr: RegionRestoration) -> None:
+        r = rr.restoration
+        self.result = ClickResult(r.stamp, r, None, 0)
+        self.region_result = rr
+        self.panels.show_restoration(r, outside=None if rr.inside.all() else ~rr.inside)
+        s = rr.summary()
+
+        def f(v: float, d: int = 4) -> str:
+            return f"{v:.{d}g}" if math.isfinite(v) else "—"
+
+        unit = self.image.meta.bunit if self.image is not None else ""
+        rows = [("pixels inside", "px", [f"{s['pixels']:.0f}", ""]),
+                ("flux (bkg-subtracted sum)", unit, [f(s["flux_lq"]), f(s["flux_rs"])]),
+                ("flux conservation Σ PSF⊗RS / Σ LQ", "", ["", f(s["conservation"], 3)]),
+                ("background rms", unit, [f(s["noise_lq"], 3), f(s["noise_rs"], 3)]),
+                ("residual rms / LQ noise", "", ["", f(s["resid_rms_over_noise"], 3)]),
+                ("median uncertainty", unit, ["", f(s["sigma_median"], 3)])]
+        self.table.show_rows(["LQ", "RS"], rows)
+        self.panels.info.setText(f"{rr.region.describe()} · " + self.panels.info.text())
+        self.statusBar().showMessage(f"restored {rr.region.describe()} in {r.meta['seconds']:.2f} s; "
+                                     f"residual rms {s['resid_rms_over_noise']:.2f}× the noise", 15000)
 
     def _show_result(self, res: ClickResult) -> None:
         self.result = res
@@ -419,7 +617,23 @@ class MainWindow(QMainWindow):
                 self._pending_click = None
                 self.restore_at(x, y)
         elif channel == "restore":
-            self._show_result(value)
+            if isinstance(value, RegionRestoration):
+                self._show_region(value)
+            else:
+                self._show_result(value)
+        elif channel == "detect":
+            self.sources_panel.set_sources(value)
+            self.view.set_sources(np.array([[s.x, s.y] for s in value]) if value else None)
+            self.statusBar().showMessage(f"{len(value)} sources detected — select rows and Restore, or Restore all",
+                                         10000)
+        elif channel == "batch":
+            self.sources_panel.set_results(value)
+            bad = [r for r in value if r.error]
+            points = sum(1 for r in value if r.measurements is not None and r.measurements.point_like)
+            self.statusBar().showMessage(
+                f"restored {len(value) - len(bad)} of {len(value)} sources"
+                + (f"; {len(bad)} failed (see the status column)" if bad else "")
+                + (f"; {points} unresolved (class 'point': not sharpened by the model)" if points else ""), 15000)
         elif channel == "measure":
             stamp, m = value
             self.table.show_measurements(m)
@@ -432,7 +646,7 @@ class MainWindow(QMainWindow):
 
     def _on_error(self, channel: str, exc: object) -> None:
         titles = {"load": "Could not open the image", "model": "Could not load the model",
-                  "restore": "Restoration failed"}
+                  "restore": "Restoration failed", "detect": "Detection failed", "batch": "Batch restoration failed"}
         if channel == "model":
             self.device_label.setText(" no model ")
         self._error_dialog(titles.get(channel, "Error"), str(exc))
@@ -446,14 +660,15 @@ class MainWindow(QMainWindow):
         box.show()  # non-modal: the app keeps running
 
     def _on_progress(self, channel: str, done: int, total: int) -> None:
-        if channel == "restore":
+        if channel in ("restore", "batch"):
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(done)
 
     def _on_busy(self, channel: str, busy: bool) -> None:
-        if channel == "restore":
-            self.progress.setVisible(busy)
-            self.cancel_button.setVisible(busy)
+        if channel in ("restore", "batch", "detect"):
+            running = any(self.jobs.is_busy(ch) for ch in ("restore", "batch", "detect")) or busy
+            self.progress.setVisible(running)
+            self.cancel_button.setVisible(running)
             if busy:
                 self.progress.setRange(0, 0)
 

@@ -62,18 +62,24 @@ class ComparisonPanels(QWidget):
         self._timer.timeout.connect(self._blink_step)
         self._blink_state = False
         self.restoration: Restoration | None = None
+        self.outside: np.ndarray | None = None
 
-    def show_restoration(self, r: Restoration) -> None:
-        """Fill the panels with ``r``."""
+    def show_restoration(self, r: Restoration, outside: np.ndarray | None = None) -> None:
+        """Fill the panels with ``r``; pixels where ``outside`` is True (e.g. beyond an ellipse) are blanked."""
         self.restoration = r
-        levels = compute_limits(r.lq, "99.5%")
-        noise = background(r.lq).rms or float(np.nanstd(r.residual)) or 1.0
-        self.views["LQ"].set_data(r.lq, levels)
-        self.views["RS"].set_data(r.data, levels)
-        self.views["residual"].set_data(r.residual, (-5 * noise, 5 * noise))
+        self.outside = outside
+
+        def cut(a: np.ndarray) -> np.ndarray:
+            return a if outside is None else np.where(outside, np.nan, a)
+
+        levels = compute_limits(cut(r.lq), "99.5%")
+        noise = background(r.lq, mask=outside).rms or float(np.nanstd(r.residual)) or 1.0
+        self.views["LQ"].set_data(cut(r.lq), levels)
+        self.views["RS"].set_data(cut(r.data), levels)
+        self.views["residual"].set_data(cut(r.residual), (-5 * noise, 5 * noise))
         if r.sigma is not None:
-            hi = float(np.nanpercentile(r.sigma, 99.5)) or 1.0
-            self.views["uncertainty"].set_data(r.sigma, (0.0, hi))
+            hi = float(np.nanpercentile(cut(r.sigma), 99.5)) or 1.0
+            self.views["uncertainty"].set_data(cut(r.sigma), (0.0, hi))
         else:
             self.views["uncertainty"].set_data(np.zeros_like(r.data), (0.0, 1.0))
         m = r.meta
@@ -92,14 +98,18 @@ class ComparisonPanels(QWidget):
         else:
             self._timer.stop()
             if self.restoration is not None:
-                self.views["RS"].set_data(self.restoration.data, self.views["LQ"].levels, autorange=False)
+                self.views["RS"].set_data(self._masked(self.restoration.data), self.views["LQ"].levels,
+                                          autorange=False)
+
+    def _masked(self, a: np.ndarray) -> np.ndarray:
+        return a if self.outside is None else np.where(self.outside, np.nan, a)
 
     def _blink_step(self) -> None:
         if self.restoration is None:
             return
         self._blink_state = not self._blink_state
         data = self.restoration.lq if self._blink_state else self.restoration.data
-        self.views["RS"].set_data(data, self.views["LQ"].levels, autorange=False)
+        self.views["RS"].set_data(self._masked(data), self.views["LQ"].levels, autorange=False)
 
 
 class MeasurementPanel(QWidget):
@@ -126,18 +136,30 @@ class MeasurementPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.copy_button)
         self.measurements: Measurements | None = None
+        self.text = ""
 
-    def show_measurements(self, m: Measurements) -> None:
-        """Fill the table and the profile plot."""
-        self.measurements = m
-        rows = m.rows()
-        names = m.names
+    def show_rows(self, names: list[str], rows: list[tuple[str, str, list[str]]]) -> None:
+        """Fill the table with ``(quantity, unit, cells)`` rows for the images ``names``; clears the plot."""
+        self.measurements = None
+        self._fill(names, rows)
+        self.profile.clear()
+
+    def _fill(self, names: list[str], rows: list[tuple[str, str, list[str]]]) -> None:
         self.table.setColumnCount(2 + len(names))
         self.table.setHorizontalHeaderLabels(["quantity", "unit", *names])
         self.table.setRowCount(len(rows))
         for i, (q, unit, cells) in enumerate(rows):
             for j, text in enumerate([q, unit, *cells]):
                 self.table.setItem(i, j, QTableWidgetItem(text))
+        lines = ["\t".join(["quantity", "unit", *names])]
+        lines += ["\t".join([q, unit, *cells]) for q, unit, cells in rows]
+        self.text = "\n".join(lines)
+
+    def show_measurements(self, m: Measurements) -> None:
+        """Fill the table and the profile plot."""
+        self._fill(m.names, m.rows())
+        self.measurements = m
+        self.text = m.as_text()
         self.profile.clear()
         if m.phot.ok:
             colours = {"LQ": "#e4572e", "RS": "#4c9be8", "GT": "#76b041"}
@@ -148,5 +170,5 @@ class MeasurementPanel(QWidget):
 
     def copy(self) -> None:
         """Put the table on the clipboard as plain text."""
-        if self.measurements is not None:
-            QGuiApplication.clipboard().setText(self.measurements.as_text())
+        if self.text:
+            QGuiApplication.clipboard().setText(self.text)

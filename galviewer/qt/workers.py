@@ -87,6 +87,7 @@ class JobRunner(QObject):
     result(channel, value)
     error(channel, exception)
     cancelled(channel)
+        A running job was cancelled by :meth:`cancel` (not when a newer job supersedes it).
     busy(channel, is_busy)
     """
 
@@ -111,7 +112,7 @@ class JobRunner(QObject):
 
     def submit(self, channel: str, fn: Callable[[Progress, Cancelled], Any]) -> Job:
         """Run ``fn(progress, cancelled)`` in the background, superseding the channel's running job."""
-        self.cancel(channel)
+        self._drop(channel)
         gen = self._generation.get(channel, 0) + 1
         self._generation[channel] = gen
         job = Job(channel, gen)
@@ -121,11 +122,17 @@ class JobRunner(QObject):
         return job
 
     def cancel(self, channel: str) -> None:
-        """Cancel the channel's running job (its result, if any, is dropped)."""
+        """Cancel the channel's running job (its result, if any, is dropped) and emit ``cancelled``."""
+        if self._drop(channel):
+            self.cancelled.emit(channel)
+
+    def _drop(self, channel: str) -> bool:
         job = self._current.pop(channel, None)
-        if job is not None:
-            job.cancel()
-            self.busy.emit(channel, False)
+        if job is None:
+            return False
+        job.cancel()
+        self.busy.emit(channel, False)
+        return True
 
     def is_busy(self, channel: str) -> bool:
         """Whether the channel has a job whose answer is still awaited."""

@@ -1,9 +1,11 @@
 import math
+import time
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtCore import QEvent, QPointF, QSettings, Qt
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from galviewer.core.restore import Restorer
@@ -104,3 +106,101 @@ def test_measure_key_fills_the_table_with_lq_only(qtbot, window, tmp_path):
     kron = table.item(labels.index("Kron flux"), 2).text()
     assert float(kron.split("±")[0]) > 0
     assert "Kron flux" in window.statusBar().currentMessage()
+
+
+def _view_pos(win, x, y):
+    return win.view.mapFromScene(win.view.vb.mapViewToScene(QPointF(x, y)))
+
+
+def _drag(qtbot, win, xy0, xy1, steps=8):
+    """A left-button drag over the image, sent as real mouse events (QTest moves carry no buttons).
+
+    pyqtgraph drops move events closer than 1/60 s apart, so the moves are paced.
+    """
+    vp = win.view.viewport()
+
+    def send(kind, pos, button, buttons):
+        ev = QMouseEvent(kind, QPointF(pos), QPointF(vp.mapToGlobal(pos)), button, buttons,
+                         Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(vp, ev)
+
+    p0, p1 = _view_pos(win, *xy0), _view_pos(win, *xy1)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    send(QEvent.Type.MouseButtonPress, p0, left, left)
+    for t in np.linspace(0, 1, steps):
+        p = p0 + (p1 - p0) * float(t)
+        qtbot.wait(40)
+        send(QEvent.Type.MouseMove, p, none, left)
+    send(QEvent.Type.MouseButtonRelease, p1, left, none)
+
+
+def test_drawing_an_ellipse_restores_it_as_one_piece(qtbot, window, tmp_path):
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    window.mode_box.setCurrentIndex(2)  # drag: ellipse
+    x, y, _ = SOURCES[0]
+    with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"):
+        _drag(qtbot, window, (x - 40, y - 25), (x + 40, y + 25))
+    assert len(window.view.rois) == 1
+    reg = window.view.regions()[0]
+    assert reg.shape == "ellipse" and abs(reg.x - x) < 1.5 and abs(reg.width - 80) < 3 and abs(reg.height - 50) < 3
+    rr = window.region_result
+    assert rr is not None and rr.restoration.data.shape == rr.inside.shape
+    assert abs(rr.inside.sum() - math.pi * reg.width * reg.height / 4) < 0.03 * rr.inside.size
+    shown = window.panels.views["RS"].data
+    assert np.isnan(shown[0, 0]) and np.isfinite(shown[rr.inside]).all()  # outside the ellipse is blanked
+    table = window.table.table
+    labels = [table.item(i, 0).text() for i in range(table.rowCount())]
+    cons = table.item(labels.index("flux conservation Σ PSF⊗RS / Σ LQ"), 3).text()
+    assert math.isfinite(float(cons))
+    # a click inside the region selects it rather than restoring a stamp; the FITS export carries the region
+    out = window.export_stamp(tmp_path / "region.fits")
+    with fits.open(out) as hdul:
+        assert hdul["RS"].data.shape == rr.inside.shape
+    # DS9 round trip through the window
+    reg_file = window.export_regions(tmp_path / "mine.reg")
+    window.view.clear_regions()
+    assert window.import_regions(reg_file)[0].shape == "ellipse" and len(window.view.rois) == 1
+
+
+def test_a_region_restore_shows_progress_and_can_be_cancelled(qtbot, window, tmp_path):
+    from galviewer.core.regions import Region
+
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    window.restorer.memory_budget_mb = 1.0  # many small tiles, so the job runs long enough to cancel
+    window.tta_box.setChecked(True)
+    with qtbot.waitSignal(window.jobs.progress, timeout=30000,
+                          check_params_cb=lambda ch, d, t: ch == "restore" and t > 4):
+        window.restore_region(Region("rectangle", 150.0, 100.0, 290.0, 190.0))
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    with qtbot.waitSignal(window.jobs.cancelled, timeout=5000, check_params_cb=lambda ch: ch == "restore"):
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert not window.cancel_button.isVisible() and "cancelled" in window.statusBar().currentMessage()
+    t0 = time.perf_counter()
+    window.jobs.wait()
+    assert time.perf_counter() - t0 < 5  # the worker stops at the next tile, it does not finish the region
+    qtbot.wait(50)
+    assert window.region_result is None
+
+
+def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    with qtbot.waitSignal(window.jobs.result, timeout=30000, check_params_cb=lambda ch, v: ch == "detect"):
+        qtbot.mouseClick(window.sources_panel.detect_button, Qt.MouseButton.LeftButton)
+    panel = window.sources_panel
+    assert window.sources_dock.isVisible() and panel.table.rowCount() == len(SOURCES)
+    assert len(window.view.sources_item.data) == len(SOURCES)
+    window.tta_box.setChecked(False)
+    with qtbot.waitSignal(window.jobs.result, timeout=120000, check_params_cb=lambda ch, v: ch == "batch"):
+        qtbot.mouseClick(panel.restore_all_button, Qt.MouseButton.LeftButton)
+    cols = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
+    for i in range(panel.table.rowCount()):
+        assert math.isfinite(float(panel.table.item(i, cols.index("n RS")).text()))
+        assert panel.table.item(i, cols.index("status")).text() == "ok"
+    panel.table.selectRow(0)
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton,
+                     pos=panel.table.visualItemRect(panel.table.item(0, 0)).center())
+    assert window.panels.views["RS"].data.shape == (64, 64)
+    files = window.export_batch(tmp_path / "out")
+    assert len(files) == len(SOURCES) + 1 and files[-1].suffix == ".ecsv"
+    with pytest.raises(OutputExistsError):
+        window.export_batch(tmp_path / "out")

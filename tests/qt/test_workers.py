@@ -65,7 +65,8 @@ def test_progress_cancel_and_errors_are_reported(qtbot, runner):
     started = threading.Event()
     runner.submit("measure", _slow(1, 3.0, started))
     assert started.wait(5)
-    runner.cancel("measure")
+    with qtbot.waitSignal(runner.cancelled, timeout=1000):
+        runner.cancel("measure")
     assert not runner.is_busy("measure")
     runner.wait()
 

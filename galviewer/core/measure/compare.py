@@ -18,7 +18,7 @@ from galviewer.errors import ParameterError
 if TYPE_CHECKING:
     from galviewer.core.restore import Restoration
 
-__all__ = ["Measurements", "compare", "compare_restoration"]
+__all__ = ["POINT_R50_PIX", "Measurements", "compare", "compare_restoration"]
 
 _SERSIC_ROWS = [
     ("Sérsic n", "", "n"),
@@ -37,6 +37,10 @@ def _pm(v: float, e: float, digits: int = 4) -> str:
     if not math.isfinite(e):
         return f"{v:.{digits}g}"
     return f"{v:.{digits}g} ± {e:.2g}"
+
+
+POINT_R50_PIX = 0.75
+"""LQ half-light radius (pixels, PSF-deconvolved) below which a source counts as unresolved."""
 
 
 @dataclass
@@ -70,6 +74,15 @@ class Measurements:
     def names(self) -> list[str]:
         """Image names in table order."""
         return list(self.fits)
+
+    @property
+    def point_like(self) -> bool:
+        """True when the LQ Sérsic fit is unresolved (R50 < POINT_R50_PIX): a star or compact source.
+
+        The network is not trained to sharpen point sources (README, Limits); callers flag them.
+        """
+        f = self.fits.get("LQ")
+        return f is not None and f.ok and f.r50 < POINT_R50_PIX
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Table rows: (quantity, unit, one formatted cell per image)."""

@@ -1,0 +1,73 @@
+import math
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from galviewer.core.batch import Source, detect, export_batch, restore_sources
+from galviewer.core.fitsio import open_image
+from galviewer.core.restore import Restorer
+from galviewer.errors import OutputExistsError, ParameterError, RestoreCancelled
+from tests.helpers import SOURCES, write_flt
+
+
+@pytest.fixture
+def flt(tmp_path):
+    return write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+
+
+def test_detect_finds_the_injected_galaxies_brightest_first(flt):
+    with open_image(flt, "SCI,1") as image:
+        sources = detect(image, nsigma=3.0)
+    truth = sorted(SOURCES, key=lambda s: -s[2])
+    assert len(sources) == len(SOURCES)
+    for s, (x, y, _) in zip(sources, truth, strict=True):
+        assert math.hypot(s.x - x, s.y - y) < 0.5
+        assert s.snr > 20
+    assert [s.flux for s in sources] == sorted((s.flux for s in sources), reverse=True)
+    with pytest.raises(ParameterError, match="nsigma"):
+        detect(image.data, nsigma=0)
+    assert detect(np.random.default_rng(1).normal(0, 1, (128, 128)), nsigma=6.0) == []
+
+
+def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
+    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    with open_image(flt, "SCI,1") as image:
+        sources = detect(image)
+        ghost = Source(999, 5000.0, 5000.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)  # off the image
+        steps = []
+        res = restore_sources(restorer, image, [*sources, ghost], uncertainty=False, chunk=2,
+                              progress=lambda d, t: steps.append((d, t)))
+        assert steps[-1] == (8, 8)
+        ok, bad = res[:-1], res[-1]
+        assert "outside" in bad.error and bad.restoration is None
+        for r in ok:
+            row = r.row()
+            assert r.error == "" and r.restoration.data.shape == (64, 64)
+            assert math.isfinite(row["n_LQ"]) and math.isfinite(row["kron_flux_RS"])
+            assert abs(row["x_stamp"] - r.source.x) < 1 and row["status"] == "ok"
+        with pytest.raises(RestoreCancelled):
+            restore_sources(restorer, image, sources, uncertainty=False, cancel=lambda: True)
+
+
+def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt, tmp_path):
+    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    with open_image(flt, "SCI,1") as image:
+        res = restore_sources(restorer, image, detect(image), uncertainty=False, measure=False)
+        out = tmp_path / "batch"
+        files = export_batch(out, res, stem="j8pu0ypaq", wcs=image.wcs)
+    assert len(files) == 4 and files[-1].name == "j8pu0ypaq_catalog.ecsv"
+    table = Table.read(files[-1])
+    assert len(table) == 3 and {"ra", "dec", "n_RS", "flux_conservation"} <= set(table.colnames)
+    assert str(table["ra"].unit) == "deg"
+    with fits.open(files[0]) as hdul:
+        assert hdul["RS"].data.shape == (64, 64) and hdul["LQ"].data.shape == (64, 64)
+    mtimes = [os.stat(f).st_mtime_ns for f in files]
+    with pytest.raises(OutputExistsError, match="nothing was written"):
+        export_batch(out, res, stem="j8pu0ypaq")
+    assert [os.stat(f).st_mtime_ns for f in files] == mtimes
+    assert len(export_batch(out, res, stem="j8pu0ypaq", overwrite=True)) == 4
+    with pytest.raises(ParameterError, match="nothing to export"):
+        export_batch(out, [], stem="x")
