@@ -56,6 +56,13 @@ def stretch(data: np.ndarray, lo: float, hi: float, kind: str, contrast: float =
     return np.clip((x - bias) * contrast + 0.5, 0.0, 1.0)
 
 
+class _Markers(pg.ScatterPlotItem):
+    """Markers that let clicks through to the image (a second click on a marked source restores it again)."""
+
+    def mouseClickEvent(self, ev) -> None:
+        ev.ignore()
+
+
 class _ViewBox(pg.ViewBox):
     """Left click selects, middle drag pans, wheel zooms, right drag sets contrast (y) and bias (x).
 
@@ -156,14 +163,14 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.mask_item.setVisible(False)
         self.vb.addItem(self.image_item)
         self.vb.addItem(self.mask_item)
-        self.markers = pg.ScatterPlotItem(size=14, pen=pg.mkPen("c", width=1.2), brush=None, symbol="o")
+        self.markers = _Markers(size=14, pen=pg.mkPen("c", width=1.2), brush=None, symbol="o")
         self.markers.setZValue(10)
         self.vb.addItem(self.markers)
         self.data: np.ndarray | None = None
         self.limits_mode, self.stretch_kind, self.cmap = "zscale", "asinh", "gray"
         self.levels: tuple[float, float] | None = None
         self.fixed_levels: tuple[float, float] | None = None
-        self.sources_item = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#8fd16a", width=1), brush=None, symbol="s")
+        self.sources_item = _Markers(size=11, pen=pg.mkPen("#8fd16a", width=1), brush=None, symbol="s")
         self.sources_item.setZValue(9)
         self.vb.addItem(self.sources_item)
         self.rois: list[pg.ROI] = []

@@ -54,7 +54,7 @@ class ClickResult:
 
     stamp: Stamp
     restoration: Restoration
-    measurements: Measurements | None  # None for a region
+    measurements: Measurements | None  # filled by the "compare" job after the panels show; None for a region
     cosmic_rays: int
 
 
@@ -381,7 +381,7 @@ class MainWindow(QMainWindow):
             r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled)
             if cancelled():
                 raise RestoreCancelled("superseded")
-            return ClickResult(stamp, r, compare_restoration(r), n_cr)
+            return ClickResult(stamp, r, None, n_cr)
 
         self.view.set_markers(np.array([[x, y]]))
         self.panels.info.setText(f"restoring x={x:.1f} y={y:.1f}…")
@@ -513,6 +513,7 @@ class MainWindow(QMainWindow):
         res = self.sources_panel.results.get(sid)
         if res is not None and res.restoration is not None:
             self.result = ClickResult(res.stamp, res.restoration, res.measurements, res.cosmic_rays)
+            self.region_result = None
             self.panels.show_restoration(res.restoration)
             if res.measurements is not None:
                 self.table.show_measurements(res.measurements)
@@ -559,16 +560,35 @@ class MainWindow(QMainWindow):
                                      f"residual rms {s['resid_rms_over_noise']:.2f}× the noise", 15000)
 
     def _show_result(self, res: ClickResult) -> None:
+        """Show the restoration at once; the measurements follow from their own job (latest wins)."""
         self.result = res
+        self.region_result = None
         self.panels.show_restoration(res.restoration)
-        self.table.show_measurements(res.measurements)
         cx, cy = res.stamp.center
-        ra, dec = self.image.pixel_to_world(cx, cy) if self.image is not None else (math.nan, math.nan)
         self.view.set_markers(np.array([[cx, cy]]))
+        r = res.restoration
+
+        def job(progress, cancelled):
+            return r, compare_restoration(r)
+
+        self.table.show_rows(["LQ", "RS"], [("measuring…", "", ["", ""])])
+        self.jobs.submit("compare", job)
+        self.statusBar().showMessage(f"restored x={cx:.2f} y={cy:.2f} in {r.meta['seconds'] * 1e3:.0f} ms, "
+                                     f"{res.cosmic_rays} cosmic-ray pixels cleaned; measuring…", 15000)
+
+    def _show_measurements(self, r: Restoration, m: Measurements) -> None:
+        if self.result is None or self.result.restoration is not r:
+            return  # a newer restoration is on show
+        self.result.measurements = m
+        self.table.show_measurements(m)
+        cx, cy = self.result.stamp.center
+        ra, dec = self.image.pixel_to_world(cx, cy) if self.image is not None else (math.nan, math.nan)
+        point = " — unresolved source: the model does not sharpen point sources (README, Limits)" \
+            if m.point_like else ""
         self.statusBar().showMessage(
-            f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {res.cosmic_rays} cosmic-ray pixels "
-            f"cleaned, flux conservation {res.measurements.flux_conservation:.3f}, "
-            f"residual χ² {res.measurements.residual_chi2:.2f}", 15000)
+            f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {self.result.cosmic_rays} cosmic-ray "
+            f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
+            f"{point}", 15000)
 
     # ------------------------------------------------------------------ export
     def export_stamp(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -621,6 +641,8 @@ class MainWindow(QMainWindow):
                 self._show_region(value)
             else:
                 self._show_result(value)
+        elif channel == "compare":
+            self._show_measurements(*value)
         elif channel == "detect":
             self.sources_panel.set_sources(value)
             self.view.set_sources(np.array([[s.x, s.y] for s in value]) if value else None)
@@ -646,7 +668,8 @@ class MainWindow(QMainWindow):
 
     def _on_error(self, channel: str, exc: object) -> None:
         titles = {"load": "Could not open the image", "model": "Could not load the model",
-                  "restore": "Restoration failed", "detect": "Detection failed", "batch": "Batch restoration failed"}
+                  "restore": "Restoration failed",
+                  "compare": "Measurement failed", "detect": "Detection failed", "batch": "Batch restoration failed"}
         if channel == "model":
             self.device_label.setText(" no model ")
         self._error_dialog(titles.get(channel, "Error"), str(exc))

@@ -38,7 +38,8 @@ def _click(qtbot, win, x, y):
     vb = win.view.vb
     scene = vb.mapViewToScene(QPointF(x, y))
     pos = win.view.mapFromScene(scene)
-    with qtbot.waitSignal(win.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"):
+    with qtbot.waitSignal(win.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"), \
+            qtbot.waitSignal(win.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "compare"):
         qtbot.mouseClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
 
 
@@ -79,6 +80,9 @@ def test_a_new_click_supersedes_the_running_one(qtbot, window, tmp_path):
     window.jobs.wait()
     qtbot.wait(100)
     assert abs(window.result.stamp.center[0] - x2) < 1.5  # the latest click's answer is what is shown
+    first = window.result
+    _click(qtbot, window, x2, y2)  # the same source again: the marker on it must not swallow the click
+    assert window.result is not first and window.result.measurements is not None
 
 
 def test_load_error_shows_a_dialog_and_the_app_stays_usable(qtbot, window, tmp_path):
