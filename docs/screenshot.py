@@ -1,8 +1,9 @@
 """Take the README screenshot: the demo field, one galaxy clicked and restored with the default model.
 
-    QT_QPA_PLATFORM=offscreen python docs/screenshot.py [--model PATH] [--out docs/screenshot.png]
+    xvfb-run -s "-screen 0 1920x1200x24" python docs/screenshot.py [--model PATH] [--out docs/screenshot.png]
 
-(or under Xvfb with a real window manager: ``xvfb-run python docs/screenshot.py``).
+(a real X11 window under Xvfb; ``QT_QPA_PLATFORM=offscreen`` also works).  It opens the demo field,
+detects sources, restores ten galaxies in the batch table and clicks one galaxy.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default="docs/screenshot.png")
+    ap.add_argument("--batch", type=int, default=10, help="galaxies restored in the batch table")
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -41,23 +43,48 @@ def main() -> int:
     app = QApplication(sys.argv[:1])  # noqa: F841  (must exist while the window lives)
     restorer = Restorer.from_file(args.model) if args.model else Restorer.from_pretrained()
     win = MainWindow(restorer=restorer)
-    win.resize(1600, 900)
+    win.resize(1600, 1000)
     win.show()
     from PySide6.QtCore import QEventLoop, QTimer
 
-    def wait_for(channel: str) -> None:
+    def run_and_wait(channel: str, action) -> None:
         # An event loop, not a processEvents() spin: on Python 3.11 millions of calls to a PySide6
         # function returning None underflow None's reference count and abort the interpreter.
-        loop = QEventLoop()
-        win.jobs.result.connect(lambda ch, v: loop.quit() if ch == channel else None)
-        win.jobs.error.connect(lambda ch, exc: (print(exc), loop.quit()))
-        loop.exec()
+        # The listener is connected before the action, so a fast answer is not missed.
+        loop, got = QEventLoop(), {}
 
-    win.open_demo()
-    wait_for("load")
+        def done(ch: str, v: object) -> None:
+            if ch == channel:
+                got["v"] = v
+                loop.quit()
+
+        def failed(ch: str, exc: object) -> None:
+            print(f"{ch}: {exc}")
+            loop.quit()
+
+        win.jobs.result.connect(done)
+        win.jobs.error.connect(failed)
+        action()
+        if "v" not in got:
+            loop.exec()
+        win.jobs.result.disconnect(done)
+        win.jobs.error.disconnect(failed)
+        if "v" not in got:
+            raise SystemExit(f"no {channel} result")
+
+    run_and_wait("load", win.open_demo)
+    run_and_wait("detect", lambda: win.detect_sources(5.0))
+    galaxies = [s.id for s in win.sources_panel.sources.values() if s.a > 2.0][: args.batch]
+    win.tta_box.setChecked(False)
+    run_and_wait("batch", lambda: win.restore_sources(galaxies))
+    win.tta_box.setChecked(True)
+    from PySide6.QtCore import Qt
+
+    from galviewer.qt.sources import COLUMNS
+
+    win.sources_panel.table.sortItems(COLUMNS.index("flux cons."), Qt.SortOrder.DescendingOrder)  # restored first
     x, y = _pick_galaxy(win.view.data)
-    win.restore_at(x, y)
-    wait_for("restore")
+    run_and_wait("compare", lambda: win.restore_at(x, y))
     settle = QEventLoop()
     QTimer.singleShot(500, settle.quit)
     settle.exec()

@@ -452,6 +452,7 @@ class MainWindow(QMainWindow):
         if self.image is None:
             return
         image = self.image
+        self.sources_panel.nsigma.setValue(nsigma)
 
         def job(progress, cancelled):
             return detect(image, nsigma=nsigma)
