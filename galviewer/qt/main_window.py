@@ -173,7 +173,9 @@ class MainWindow(QMainWindow):
         self.mode_box.setToolTip("left mouse: restore a 64×64 stamp at the click, or draw a region to restore")
         self.mode_box.currentIndexChanged.connect(
             lambda i: self.view.set_draw_mode((None, "rectangle", "ellipse")[i]))
-        self.dq_box = QCheckBox("DQ mask")
+        self.dq_box = QCheckBox("masks")
+        self.dq_box.setToolTip("red overlay: DQ-flagged pixels on the image; flagged and cosmic-ray pixels "
+                               "(in-painted before restoring) on the LQ panel")
         self.dq_box.toggled.connect(self._toggle_mask)
         self.model_box = QComboBox()
         self.model_box.addItems([*available_models(), "Other checkpoint…"])
@@ -319,6 +321,13 @@ class MainWindow(QMainWindow):
     def _toggle_mask(self, on: bool) -> None:
         self.view.set_mask(np.asarray(self.image.bad) if on and self.image is not None and self.image.bad is not None
                            else None)
+        self._show_stamp_mask()
+
+    def _show_stamp_mask(self) -> None:
+        """The in-painted pixels (DQ-flagged and cosmic rays) of the stamp on show, over the LQ panel."""
+        st = self.result.stamp if self.result is not None else None
+        show = self.dq_box.isChecked() and st is not None and bool(st.bad.any())
+        self.panels.views["LQ"].set_mask(st.bad if show else None)
 
     def _show_header(self) -> None:
         if self.image is None:
@@ -543,6 +552,7 @@ class MainWindow(QMainWindow):
         self.result = ClickResult(r.stamp, r, None, 0)
         self.region_result = rr
         self.panels.show_restoration(r, outside=None if rr.inside.all() else ~rr.inside)
+        self._show_stamp_mask()
         s = rr.summary()
 
         def f(v: float, d: int = 4) -> str:
@@ -565,6 +575,7 @@ class MainWindow(QMainWindow):
         self.result = res
         self.region_result = None
         self.panels.show_restoration(res.restoration)
+        self._show_stamp_mask()
         cx, cy = res.stamp.center
         self.view.set_markers(np.array([[cx, cy]]))
         r = res.restoration

@@ -55,6 +55,17 @@ def test_click_a_source_fills_the_panels_and_the_table(qtbot, window, tmp_path):
     for name in ("LQ", "RS", "residual", "uncertainty"):
         assert window.panels.views[name].data.shape == (64, 64)
     assert np.allclose(window.panels.views["residual"].data, res.restoration.residual)
+    # the in-painted pixels (DQ + cosmic rays) are outlined on the LQ panel when "masks" is on
+    lq_mask = window.panels.views["LQ"].mask_item
+    window.dq_box.setChecked(True)
+    assert not res.stamp.bad.any() and not lq_mask.isVisible()  # this stamp has nothing flagged
+    window.dq_box.setChecked(False)
+    res.stamp.bad[5, 7] = True  # as if a cosmic ray had been cleaned there
+    window.dq_box.setChecked(True)
+    assert lq_mask.isVisible() and lq_mask.image[5, 7, 0] == 255 and lq_mask.image[6, 7, 0] == 0
+    window.dq_box.setChecked(False)
+    assert not lq_mask.isVisible()
+    res.stamp.bad[5, 7] = False
     table = window.table.table
     labels = [table.item(i, 0).text() for i in range(table.rowCount())]
     assert "Sérsic n" in labels and "Kron flux" in labels
