@@ -135,13 +135,15 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Two-pass mean and variance: on CPU, torch.var_mean over the channel axis is ~15× slower than two
+        # plain means (measured in benchmarks/speed.py's history), and this form stays differentiable.
         x32 = x.float()
-        var, mean = torch.var_mean(x32, dim=1, keepdim=True, correction=0)
+        d = x32 - x32.mean(1, keepdim=True)
+        r = torch.rsqrt((d * d).mean(1, keepdim=True) + 1e-5)
+        w = self.weight.float().view(1, -1, 1, 1)
         if self.bias is None:
-            y = x32 * torch.rsqrt(var + 1e-5)
-            return (y * self.weight.float().view(1, -1, 1, 1)).to(x.dtype)
-        y = (x32 - mean) * torch.rsqrt(var + 1e-5)
-        return (y * self.weight.float().view(1, -1, 1, 1) + self.bias.float().view(1, -1, 1, 1)).to(x.dtype)
+            return (x32 * r * w).to(x.dtype)
+        return torch.addcmul(self.bias.float().view(1, -1, 1, 1), d * r, w).to(x.dtype)
 
 
 class LayerNorm(nn.Module):

@@ -125,6 +125,43 @@ class Restoration:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _convolve32(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """PSF convolution kept in float32 for large images (a 4096² float64 copy alone is 128 MB)."""
+    if image.size <= 256 * 256:
+        return convolve(image, psf)
+    from scipy import ndimage
+
+    k = np.asarray(psf, dtype=np.float64)[::-1, ::-1]
+    return ndimage.convolve(np.asarray(image, dtype=np.float32), k, output=np.float32, mode="reflect")
+
+
+def _lstsq_line(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, rows: int = 256) -> tuple[float, float]:
+    """Least-squares ``y ≈ s·x + c`` over unmasked pixels, accumulating the normal equations by row blocks.
+
+    Float64 sums over blocks of ``rows`` rows keep the memory to a few blocks whatever the image size.
+    """
+    n = sx = sy = sxx = sxy = 0.0
+    for r0 in range(0, x.shape[0], rows):
+        xb = np.asarray(x[r0: r0 + rows], dtype=np.float64)
+        yb = np.asarray(y[r0: r0 + rows], dtype=np.float64)
+        if mask is not None:
+            keep = ~mask[r0: r0 + rows]
+            xb, yb = xb[keep], yb[keep]
+        xb, yb = xb.ravel(), yb.ravel()
+        n += xb.size
+        sx += float(xb.sum())
+        sy += float(yb.sum())
+        sxx += float(np.dot(xb, xb))
+        sxy += float(np.dot(xb, yb))
+    if n < 2:
+        return float("nan"), float("nan")
+    var = sxx - sx * sx / n
+    if not var > 0:
+        return float("nan"), float("nan")
+    s = (sxy - sx * sy / n) / var
+    return float(s), float((sy - s * sx) / n)
+
+
 def _central_mean(img: np.ndarray, cx: float, cy: float, half: int = 2) -> float:
     ny, nx = img.shape
     ix = min(max(round(cx), half), nx - half)
@@ -160,7 +197,7 @@ def rescale_to_physical(
     RestoreError
         When the mapping is undefined (no contrast, or a non-positive scale).
     """
-    conv = convolve(rs, psf)
+    conv = _convolve32(rs, psf)
     if method == "paper":
         ny, nx = lq.shape
         cx, cy = center if center is not None else (nx // 2, ny // 2)
@@ -172,10 +209,7 @@ def rescale_to_physical(
         s = (u_lq - l_lq) / denom if denom != 0 else float("nan")
         c = -s * l_rs + l_lq
     elif method == "lstsq":
-        ok = np.ones(lq.shape, bool) if mask is None else ~mask
-        a = np.stack([conv[ok].ravel(), np.ones(int(ok.sum()))], axis=1)
-        sol, *_ = np.linalg.lstsq(a, np.asarray(lq, dtype=np.float64)[ok].ravel(), rcond=None)
-        s, c = float(sol[0]), float(sol[1])
+        s, c = _lstsq_line(conv, lq, mask)
     else:
         raise ParameterError("rescale", f"unknown method {method!r}")
     if not (math.isfinite(s) and math.isfinite(c) and s > 0):
@@ -197,7 +231,11 @@ class Restorer:
     uncertainty : bool
         Default for :meth:`restore`: run the 8 flips/rotations and report their spread.
     memory_budget_mb : float
-        Upper bound on activation memory; larger inputs are tiled.
+        Upper bound on the network's activation memory per forward pass: inputs are batched and
+        large inputs tiled so that one pass stays within it (the tile side never drops below 64).
+        Beside it, restoring an H×W region holds about ten H×W float32 arrays (input, its
+        normalised copy, accumulators, the restored image, residual and uncertainty), e.g. 0.7 GB
+        for 4096×4096; see ``benchmarks/tile_memory.py``.
     batch_size : int
         Images per forward pass.
     model_path : path-like, optional
@@ -378,14 +416,19 @@ class Restorer:
         batch = self.batch_size if batch_size is None else int(batch_size)
         if batch < 1:
             raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
-        limit = self.tile_pixels(min(batch, nvar))
-        tile = max(64, int(math.sqrt(limit)) // 8 * 8)
+        # The budget bounds the pixels of one forward pass, all images in it together.
+        budget_px = self.tile_pixels(1)
+        per_image = min(batch, nvar)  # variants of one image that share a forward pass
+        limit = max(budget_px // per_image, 64 * 64)  # largest image (or tile) run whole
+        tile = max(64, math.isqrt(limit) // 8 * 8)
         small = [i for i, im in enumerate(images) if im.size <= limit]
         large = [i for i, im in enumerate(images) if im.size > limit]
         tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
-        group = max(1, batch // nvar)
-        total = sum(math.ceil(min(group, len(small) - g) * nvar / batch) for g in range(0, len(small), group)) + sum(
-            math.ceil(nvar / batch) * len(t) for t in tiles.values()
+        # Small inputs are batched, as many per forward pass as the budget allows.
+        fwd = max(1, min(batch, budget_px // max((images[i].size for i in small), default=1)))
+        group = max(1, fwd // nvar)
+        total = sum(math.ceil(min(group, len(small) - g) * nvar / fwd) for g in range(0, len(small), group)) + sum(
+            math.ceil(nvar / per_image) * len(t) for t in tiles.values()
         )
         done = 0
 
@@ -405,25 +448,27 @@ class Restorer:
             for start in range(0, len(small), group):
                 check()
                 idx = small[start : start + group]
-                for i, r in zip(idx, self._run_variants([images[i] for i in idx], tta, step, batch), strict=True):
+                for i, r in zip(idx, self._run_variants([images[i] for i in idx], tta, step, fwd), strict=True):
                     results[i] = r
         for i in large:
             ny, nx = images[i].shape
-            acc = np.zeros((ny, nx))
-            acc_s = np.zeros((ny, nx)) if tta else None
-            wsum = np.zeros((ny, nx))
+            # float32 accumulators: three (two without TTA) input-sized arrays beside the input.
+            acc = np.zeros((ny, nx), np.float32)
+            acc_s = np.zeros((ny, nx), np.float32) if tta else None
+            wsum = np.zeros((ny, nx), np.float32)
             for sy, sx in tiles[i]:
                 check()
-                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, batch)
-                win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile)
+                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, per_image)
+                win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile).astype(np.float32)
                 acc[sy, sx] += win * mean
                 if acc_s is not None and spread is not None:
                     acc_s[sy, sx] += win * spread
                 wsum[sy, sx] += win
-            results[i] = (
-                (acc / wsum).astype(np.float32),
-                None if acc_s is None else (acc_s / wsum).astype(np.float32),
-            )
+            acc /= wsum
+            if acc_s is not None:
+                acc_s /= wsum
+            del wsum
+            results[i] = (acc, acc_s)
         return [results[i] for i in range(len(images))]
 
     # ------------------------------------------------------------------ public API
@@ -516,7 +561,7 @@ class Restorer:
                     note = f"{exc.reason}; fell back to inverting the min-max normalisation"
                     s, c, method = hi - lo, lo, "minmax"
             data = (s * rs + c).astype(np.float32)
-            residual = (st.lq - convolve(data, self.psf)).astype(np.float32)
+            residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
             sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
             meta = {
                 "model": self.name,
@@ -534,7 +579,7 @@ class Restorer:
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
                 "seconds": elapsed,
             }
-            results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32), sigma=sigma,
-                                       residual=residual, model_input=norm_in.astype(np.float32), scale=s,
+            results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32, copy=False), sigma=sigma,
+                                       residual=residual, model_input=norm_in.astype(np.float32, copy=False), scale=s,
                                        offset=c, psf=self.psf, stamp=st, meta=meta))
         return results
