@@ -84,7 +84,7 @@ def baseline(kind: str, lq_norm: np.ndarray, psf: np.ndarray, param: float) -> n
     return _fair(out)
 
 
-RL_GRID = (5, 10, 20, 40, 80)
+RL_GRID = (1, 2, 3, 5, 10, 20, 40, 80)
 WIENER_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 

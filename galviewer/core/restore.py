@@ -45,6 +45,10 @@ RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
 # Bytes of activations per input pixel per unit of `dim` (measured on CPU for the presets; see benchmarks/).
 _BYTES_PER_PIXEL_PER_DIM = 200
+# Work (pixels × dim) per forward pass beyond which batching more images stops paying on CPU: measured per
+# image, the small preset (dim 16) runs 64×64 stamps fastest at batch 4–8, the galaxy preset (dim 48) at
+# batch 1 (batch 8 is 1.5–1.7× slower per image); see benchmarks/speed.py.
+_FORWARD_PX_DIM = 300_000
 
 
 def choose_device(device: str | torch.device = "auto") -> torch.device:
@@ -424,11 +428,18 @@ class Restorer:
         small = [i for i, im in enumerate(images) if im.size <= limit]
         large = [i for i, im in enumerate(images) if im.size > limit]
         tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
-        # Small inputs are batched, as many per forward pass as the budget allows.
-        fwd = max(1, min(batch, budget_px // max((images[i].size for i in small), default=1)))
+        dim = self.model.config.dim
+
+        def work_cap(px: int) -> int:
+            return max(1, _FORWARD_PX_DIM // (dim * max(px, 1)))
+
+        # Small inputs are batched, as many per forward pass as the budget and the work cap allow.
+        small_px = max((images[i].size for i in small), default=1)
+        fwd = max(1, min(batch, budget_px // small_px, work_cap(small_px)))
         group = max(1, fwd // nvar)
+        per_tile = max(1, min(per_image, work_cap(tile * tile)))
         total = sum(math.ceil(min(group, len(small) - g) * nvar / fwd) for g in range(0, len(small), group)) + sum(
-            math.ceil(nvar / per_image) * len(t) for t in tiles.values()
+            math.ceil(nvar / per_tile) * len(t) for t in tiles.values()
         )
         done = 0
 
@@ -458,7 +469,7 @@ class Restorer:
             wsum = np.zeros((ny, nx), np.float32)
             for sy, sx in tiles[i]:
                 check()
-                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, per_image)
+                (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, per_tile)
                 win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile).astype(np.float32)
                 acc[sy, sx] += win * mean
                 if acc_s is not None and spread is not None:
