@@ -5,6 +5,9 @@
 For each preset (the shipped weights for ``small`` when present, random weights otherwise — speed does
 not depend on the values) and each thread count:
 
+Timings of galviewer, the baseline and "ours NCHW" are interleaved repetition by repetition, so that
+speed drifts of the (virtual) machine affect all three alike.
+
 * one 64×64 stamp through ``Restorer.restore`` (normalisation, network, eq. 8–9 rescaling, residual),
   with and without the 8-way flip/rotation uncertainty: median, min, max over repeats;
 * the baseline: the same architecture and weights laid out as the published Restormer code does it —
@@ -82,13 +85,17 @@ def _reference_model(model: Restormer) -> Restormer:
     return ref.eval()
 
 
-def _times(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
-    out = []
+def _times(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Time several callables *interleaved* (a, b, c, a, b, c, …) so that drifts of a shared or virtual
+    machine's speed hit all of them alike and their ratios stay fair."""
+    for fn in fns.values():
+        fn()  # warm-up
+    out: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[k].append(time.perf_counter() - t0)
     return out
 
 
@@ -148,9 +155,10 @@ def main() -> None:
             reps = args.repeats if preset != "galaxy" else max(args.repeats // 3, 3)
             row = {"preset": preset, "threads": threads}
             for tta in (False, True):
-                ours = _times(lambda tta=tta, r=r: r.restore(stamp, uncertainty=tta), reps)
-                base = _times(lambda tta=tta, m=base_model: _baseline(m, stamp, tta), reps)
-                nchw = _times(lambda tta=tta, m=ours_nchw: _baseline(m, stamp, tta), reps)
+                t = _times({"ours": lambda tta=tta, r=r: r.restore(stamp, uncertainty=tta),
+                            "base": lambda tta=tta, m=base_model: _baseline(m, stamp, tta),
+                            "nchw": lambda tta=tta, m=ours_nchw: _baseline(m, stamp, tta)}, reps)
+                ours, base, nchw = t["ours"], t["base"], t["nchw"]
                 got = r.restore(stamp, uncertainty=tta).normalized
                 ref = _baseline(base_model, stamp, tta)
                 key = "tta" if tta else "one"

@@ -71,3 +71,18 @@ def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt,
     assert len(export_batch(out, res, stem="j8pu0ypaq", overwrite=True)) == 4
     with pytest.raises(ParameterError, match="nothing to export"):
         export_batch(out, [], stem="x")
+
+
+def test_cli_detect_writes_a_catalogue_that_restore_reads(flt, tmp_path, tiny_ckpt, capsys):
+    from galviewer.cli import main
+
+    cat = tmp_path / "cat.ecsv"
+    assert main(["detect", str(flt), "-o", str(cat)]) == 0
+    table = Table.read(cat)
+    assert len(table) == len(SOURCES) and {"x", "y", "ra", "dec", "snr"} <= set(table.colnames)
+    assert main(["detect", str(flt), "-o", str(cat)]) == 2  # never overwrites without --overwrite
+    assert "exists" in capsys.readouterr().err
+    out = tmp_path / "stamps"
+    assert main(["restore", str(flt), "--catalog", str(cat), "-o", str(out), "--model", str(tiny_ckpt),
+                 "--device", "cpu", "--no-uncertainty"]) == 0
+    assert len(list(out.glob("*.fits"))) == len(SOURCES)
