@@ -45,10 +45,10 @@ RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
 # Bytes of activations per input pixel per unit of `dim` (measured on CPU for the presets; see benchmarks/).
 _BYTES_PER_PIXEL_PER_DIM = 200
-# Work (pixels × dim) per forward pass beyond which batching more images stops paying on CPU: measured per
-# image, the small preset (dim 16) runs 64×64 stamps fastest at batch 4–8, the galaxy preset (dim 48) at
-# batch 1 (batch 8 is 1.5–1.7× slower per image); see benchmarks/speed.py.
-_FORWARD_PX_DIM = 300_000
+# Work (pixels × dim) per forward pass and per CPU thread beyond which batching more images stops paying:
+# measured per image, the small preset (dim 16) runs 64×64 stamps fastest at batch ~2 on one thread and 4–8 on
+# two, the galaxy preset (dim 48) at batch 1 (batch 8 is 1.5–1.7× slower per image); see benchmarks/speed.py.
+_FORWARD_PX_DIM_PER_THREAD = 150_000
 
 
 def choose_device(device: str | torch.device = "auto") -> torch.device:
@@ -362,12 +362,17 @@ class Restorer:
                 result.append((stack[0], None))
         return result
 
+    @staticmethod
+    def _overlap(tile: int) -> int:
+        """Tile overlap: a quarter of the tile, at least 16 and at most 64 px (the convolutional context of the
+        presets is under 64 px; a wider overlap only repeats work)."""
+        return min(max(16, (tile // 4) // 8 * 8), 64)
+
     def _tiles(self, ny: int, nx: int, tile: int) -> list[tuple[slice, slice]]:
         def starts(n: int) -> list[int]:
             if n <= tile:
                 return [0]
-            overlap = max(16, (tile // 4) // 8 * 8)
-            step = tile - overlap
+            step = tile - self._overlap(tile)
             s = list(range(0, n - tile, step))
             s.append(n - tile)
             return sorted(set(s))
@@ -377,12 +382,16 @@ class Restorer:
         ]
 
     @staticmethod
-    def _window(h: int, w: int, full_h: bool, full_w: bool) -> np.ndarray:
+    def _window(h: int, w: int, full_h: bool, full_w: bool, overlap: int = 64) -> np.ndarray:
+        """Blending weights of a tile: flat inside, a sin² ramp over ``overlap`` px at each end (a Tukey
+        window), so that neighbouring tiles cross-fade over their overlap and tile edges weigh little."""
         def one(n: int, full: bool) -> np.ndarray:
             if full:
                 return np.ones(n)
-            t = (np.arange(n) + 0.5) / n
-            return np.maximum(np.sin(np.pi * t) ** 2, 1e-3)
+            ramp = min(overlap, n // 2)
+            t = (np.arange(n) + 0.5) / ramp
+            up = np.sin(0.5 * np.pi * np.clip(t, 0.0, 1.0)) ** 2
+            return np.maximum(np.minimum(up, up[::-1]), 1e-3)
 
         return np.outer(one(h, full_h), one(w, full_w))
 
@@ -430,8 +439,10 @@ class Restorer:
         tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
         dim = self.model.config.dim
 
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 64
+
         def work_cap(px: int) -> int:
-            return max(1, _FORWARD_PX_DIM // (dim * max(px, 1)))
+            return max(1, _FORWARD_PX_DIM_PER_THREAD * threads // (dim * max(px, 1)))
 
         # Small inputs are batched, as many per forward pass as the budget and the work cap allow.
         small_px = max((images[i].size for i in small), default=1)
@@ -470,7 +481,8 @@ class Restorer:
             for sy, sx in tiles[i]:
                 check()
                 (mean, spread), = self._run_variants([images[i][sy, sx]], tta, step, per_tile)
-                win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile).astype(np.float32)
+                win = self._window(sy.stop - sy.start, sx.stop - sx.start, ny <= tile, nx <= tile,
+                                   self._overlap(tile)).astype(np.float32)
                 acc[sy, sx] += win * mean
                 if acc_s is not None and spread is not None:
                     acc_s[sy, sx] += win * spread
