@@ -19,7 +19,9 @@ speed drifts of the (virtual) machine affect all three alike.
   batching the flips give;
 * throughput of 64 stamps through ``Restorer.restore_many`` (batched);
 * a 512×512 and (``small`` only) a 2048×2048 region, tiled under a 1 GB budget, each in a fresh
-  subprocess so that its peak resident memory (``ru_maxrss``) is its own.
+  subprocess so that its peak resident memory (``ru_maxrss``) is its own;
+* when CUDA is available, one more row per preset on the GPU (peak = ``torch.cuda.max_memory_allocated``,
+  2048² for both presets).
 
 Ratios are measured in the same run on the same machine. Results are written as a Markdown table.
 """
@@ -44,15 +46,15 @@ from galviewer.core.restore import Restorer, dihedral
 from galviewer.core.weights import ModelMetadata
 
 
-def _restorer(preset: str) -> Restorer:
+def _restorer(preset: str, device: str = "cpu") -> Restorer:
     if preset == "small":
         try:
-            return Restorer.from_pretrained(device="cpu")
+            return Restorer.from_pretrained(device=device)
         except Exception:  # no shipped model: random weights of the same size
             pass
     torch.manual_seed(0)
     model = Restormer(RestormerConfig.from_preset(preset))
-    return Restorer(model, ModelMetadata(name=f"{preset}-random", config=model.config), "cpu")
+    return Restorer(model, ModelMetadata(name=f"{preset}-random", config=model.config), device)
 
 
 class _ReferenceLayerNorm(torch.nn.Module):
@@ -104,29 +106,32 @@ def _baseline(model: torch.nn.Module, stamp: np.ndarray, tta: bool) -> np.ndarra
     lo, hi = stamp.min(), stamp.max()
     x = (stamp - lo) / (hi - lo)
     outs = []
+    dev = next(model.parameters()).device
     for k in range(8 if tta else 1):
         v = np.ascontiguousarray(dihedral(x, k), dtype=np.float32)
         with torch.no_grad():
-            y = model(torch.from_numpy(v)[None, None])[0, 0].numpy()
+            y = model(torch.from_numpy(v)[None, None].to(dev))[0, 0].cpu().numpy()
         outs.append(dihedral(y, k, inverse=True))
     return np.mean(outs, axis=0)
 
 
-def _region_child(preset: str, side: int, threads: int) -> dict:
+def _region_child(preset: str, side: int, threads: int, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
-    r = _restorer(preset)
+    r = _restorer(preset, device)
     img = np.random.default_rng(1).normal(100, 5, (side, side)).astype(np.float32)
     t0 = time.perf_counter()
     r.restore(img, uncertainty=False)
     dt = time.perf_counter() - t0
+    if device == "cuda":  # GPU memory, not the process's RSS
+        return {"seconds": dt, "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
     import resource
 
     return {"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _region(preset: str, side: int, threads: int) -> dict:
+def _region(preset: str, side: int, threads: int, device: str = "cpu") -> dict:
     code = (f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import speed; "
-            f"print(json.dumps(speed._region_child({preset!r}, {side}, {threads})))")
+            f"print(json.dumps(speed._region_child({preset!r}, {side}, {threads}, {device!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -143,17 +148,19 @@ def main() -> None:
     stamp = (rng.normal(0, 1, (64, 64)) + 50 * np.exp(-((np.mgrid[:64, :64] - 31.5) ** 2).sum(0) / 20)).astype(
         np.float32)
     rows = []
+    settings = [("cpu", t) for t in args.threads] + ([("cuda", max(args.threads))] if torch.cuda.is_available() else [])
     for preset in args.presets:
-        r = _restorer(preset)
-        base_model = _reference_model(r.model)
-        ours_nchw = Restormer(r.model.config)
-        ours_nchw.load_state_dict({k: v.clone(memory_format=torch.contiguous_format)
-                                   for k, v in r.model.state_dict().items()})
-        ours_nchw.eval()
-        for threads in args.threads:
+        r_cpu = _restorer(preset)
+        for device, threads in settings:
+            r = r_cpu if device == "cpu" else _restorer(preset, device)
+            base_model = _reference_model(r_cpu.model).to(device)
+            ours_nchw = Restormer(r_cpu.model.config)
+            ours_nchw.load_state_dict({k: v.clone(memory_format=torch.contiguous_format)
+                                       for k, v in r_cpu.model.state_dict().items()})
+            ours_nchw.eval().to(device)
             torch.set_num_threads(threads)
-            reps = args.repeats if preset != "galaxy" else max(args.repeats // 3, 3)
-            row = {"preset": preset, "threads": threads}
+            reps = args.repeats if preset != "galaxy" or device == "cuda" else max(args.repeats // 3, 3)
+            row = {"preset": preset, "threads": threads if device == "cpu" else torch.cuda.get_device_name()}
             for tta in (False, True):
                 t = _times({"ours": lambda tta=tta, r=r: r.restore(stamp, uncertainty=tta),
                             "base": lambda tta=tta, m=base_model: _baseline(m, stamp, tta),
@@ -174,17 +181,17 @@ def main() -> None:
             r.restore_many(stamps, uncertainty=False)
             row["batch64_per_s"] = 64 / (time.perf_counter() - t0)
             if not args.no_regions:
-                row["r512"] = _region(preset, 512, threads)
-                if preset == "small":
-                    row["r2048"] = _region(preset, 2048, threads)
+                row["r512"] = _region(preset, 512, threads, device)
+                if preset == "small" or device == "cuda":
+                    row["r2048"] = _region(preset, 2048, threads, device)
             rows.append(row)
             print(json.dumps(row), flush=True)
     lines = [f"# galviewer restoration speed ({platform.machine()}, {torch.get_num_threads()} max threads, "
              f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')})", "",
              "One 64×64 stamp, median (min–max) ms; baseline = same weights in the published layout, NCHW eager, "
              "one forward per flip; ours NCHW = galviewer's module run the baseline's way.", "",
-             "| preset | threads | 1 pass | baseline | speed-up | ours NCHW | max abs Δ | 8-way uncertainty | baseline "
-             "| speed-up | ours NCHW | max abs Δ | 64 stamps/s | 512² region | 2048² region |",
+             "| preset | threads (or GPU) | 1 pass | baseline | speed-up | ours NCHW | max abs Δ | 8-way uncertainty "
+             "| baseline | speed-up | ours NCHW | max abs Δ | 64 stamps/s | 512² region | 2048² region |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in rows:
         def reg(k: str, w: dict = w) -> str:
