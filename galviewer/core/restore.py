@@ -244,6 +244,10 @@ class Restorer:
         Images per forward pass.
     model_path : path-like, optional
         Where the model came from (for provenance).
+    half : bool
+        Run the network in float16 on a GPU (about half the memory; the LayerNorm statistics are
+        computed in float32, so large activations cannot overflow). Refused on CPU, where float16
+        and bfloat16 are slower than float32 on CPUs without native half-precision units.
 
     Notes
     -----
@@ -262,12 +266,17 @@ class Restorer:
         batch_size: int = 8,
         model_path: str | os.PathLike[str] | None = None,
         model_sha256: str = "",
+        half: bool = False,
     ) -> None:
         if not memory_budget_mb > 0:
             raise ParameterError("memory_budget_mb", f"must be > 0, got {memory_budget_mb}")
         if batch_size < 1:
             raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
         self.device = choose_device(device)
+        if half and self.device.type != "cuda":
+            raise ParameterError("half", f"float16 inference needs a CUDA GPU; this restorer runs on "
+                                 f"{self.device.type.upper()}, where float32 is faster")
+        self.half = bool(half)
         self.metadata = metadata
         self.uncertainty = bool(uncertainty)
         self.memory_budget_mb = float(memory_budget_mb)
@@ -278,6 +287,8 @@ class Restorer:
         self._lock = threading.Lock()
         self._channels_last = self.device.type == "cpu"
         model = model.eval().to(self.device)
+        if self.half:
+            model = model.half()
         if self._channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -328,7 +339,7 @@ class Restorer:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on ``(B, H, W)`` normalised float32 images."""
         t = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).unsqueeze(1)
-        t = t.to(self.device)
+        t = t.to(self.device, dtype=torch.float16 if self.half else torch.float32)
         if self._channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
@@ -598,6 +609,7 @@ class Restorer:
                 "input_max": hi,
                 "uncertainty": spread is not None,
                 "device": str(self.device),
+                "precision": "float16" if self.half else "float32",
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
                 "seconds": elapsed,

@@ -60,3 +60,19 @@ def test_small_inputs_are_batched_only_as_far_as_the_budget_allows(tiny_ckpt):
     r.restore_many(imgs, uncertainty=False)
     assert max(b * h * w for b, h, w in seen) <= budget_px
     assert sum(b for b, _, _ in seen) == 8 and max(b for b, _, _ in seen) >= 2
+
+
+def test_half_precision_is_refused_on_cpu_and_the_layernorm_cannot_overflow_in_float16(tiny_ckpt):
+    import pytest
+    import torch
+
+    from galviewer.core.model import ChannelLayerNorm
+    from galviewer.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="half"):
+        Restorer.from_file(tiny_ckpt, "cpu", half=True)
+    ln = ChannelLayerNorm(8, with_bias=True)
+    x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0)) * 400.0  # x² ≫ 65504
+    y16 = ln(x.half())
+    assert y16.dtype == torch.float16 and torch.isfinite(y16).all()
+    assert torch.allclose(y16.float(), ln(x), atol=5e-3)
