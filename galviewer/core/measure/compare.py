@@ -81,8 +81,8 @@ class Measurements:
 
         The network is not trained to sharpen point sources (README, Limits); callers flag them.
         """
-        f = self.fits.get("LQ")
-        return f is not None and f.ok and f.r50 < POINT_R50_PIX
+        f = self.fits.get("LQ")  # a fit pinned at its smallest R50 is flagged not-ok, yet it is the most point-like
+        return f is not None and math.isfinite(f.r50) and f.r50 < POINT_R50_PIX
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Table rows: (quantity, unit, one formatted cell per image)."""

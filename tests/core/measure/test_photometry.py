@@ -108,3 +108,19 @@ def test_mismatched_shapes_and_psf():
 def test_residual_uses_the_psf():
     gt, lq, psf = _pair(noise=0.05)
     assert np.std(lq - convolve(gt, psf)) == pytest.approx(0.05, rel=0.1)
+
+
+def test_a_star_is_flagged_point_like_and_a_resolved_galaxy_is_not():
+    from galviewer.core.degrade import convolve
+    from galviewer.core.measure.compare import compare
+    from galviewer.core.measure.sersic import render_sersic
+    from galviewer.core.psf import gaussian_psf
+
+    rng = np.random.default_rng(3)
+    psf = gaussian_psf(1.88, 7)
+    star = np.zeros((64, 64))
+    star[32, 32] = 5000.0
+    gal = render_sersic((64, 64), 32.0, 32.0, 40.0, 5.0, 1.0, 0.1, 0.0)
+    for img, expected in ((star, True), (gal, False)):
+        lq = convolve(img, psf) + rng.normal(0.0, 1.0, (64, 64))
+        assert compare(lq, None, psf, err=1.0).point_like is expected
