@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/app_latency.md")
     args = ap.parse_args()
     import torch
-    from PySide6.QtCore import QEventLoop, QPointF, Qt, QTimer
+    from PySide6.QtCore import QPointF, Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
@@ -54,38 +54,9 @@ def main() -> int:
     win.resize(1600, 950)
     win.show()
 
-    clicked: list[tuple[float, float]] = []
-
-    def run_and_wait(channel: str, action) -> object:
-        loop, got = QEventLoop(), {}
-
-        def done(ch: str, v: object) -> None:
-            if ch == channel:
-                got["v"] = v
-                loop.quit()
-
-        def failed(ch: str, exc: object) -> None:
-            print(f"{ch}: {exc}")
-            loop.quit()
-
-        timer = QTimer()
-        timer.setSingleShot(True)
-        timer.timeout.connect(loop.quit)
-        win.jobs.result.connect(done)
-        win.jobs.error.connect(failed)
-        timer.start(120_000)
-        action()
-        if "v" not in got:
-            loop.exec()
-        timer.stop()
-        win.jobs.result.disconnect(done)
-        win.jobs.error.disconnect(failed)
-        if "v" not in got:
-            raise RuntimeError(f"no {channel} result; clicks seen: {clicked}")
-        return got["v"]
-
-    run_and_wait("load", win.open_demo)
+    win.jobs.run_and_wait("load", win.open_demo)
     targets = _galaxies(win.view.data, args.clicks)
+    clicked: list[tuple[float, float]] = []
     win.view.clicked.connect(lambda cx, cy: clicked.append((cx, cy)))
     rows = []
     for tta in (False, True):
@@ -95,13 +66,13 @@ def main() -> int:
             pos = win.view.mapFromScene(win.view.vb.mapViewToScene(QPointF(x, y)))
             QTest.qWait(600)  # two clicks within the double-click interval would be one double click
             t0 = time.perf_counter()
-            res = run_and_wait("restore",
-                               lambda p=pos: QTest.mouseClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=p))
+            res = win.jobs.run_and_wait(
+                "restore", lambda p=pos: QTest.mouseClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=p))
             assert abs(clicked[-1][0] - x) < 2 and abs(clicked[-1][1] - y) < 2, (clicked[-1], x, y)
             app.processEvents()  # let the panels repaint
             t1 = time.perf_counter()
-            if res.measurements is None:
-                run_and_wait("compare", lambda: None)
+            if res.measurements is None:  # not yet filled by the window's "compare" job
+                win.jobs.run_and_wait("compare", lambda: None)
             app.processEvents()
             panels.append(t1 - t0)
             tables.append(time.perf_counter() - t0)

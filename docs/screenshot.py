@@ -47,36 +47,11 @@ def main() -> int:
     win.show()
     from PySide6.QtCore import QEventLoop, QTimer
 
-    def run_and_wait(channel: str, action) -> None:
-        # An event loop, not a processEvents() spin: on Python 3.11 millions of calls to a PySide6
-        # function returning None underflow None's reference count and abort the interpreter.
-        # The listener is connected before the action, so a fast answer is not missed.
-        loop, got = QEventLoop(), {}
-
-        def done(ch: str, v: object) -> None:
-            if ch == channel:
-                got["v"] = v
-                loop.quit()
-
-        def failed(ch: str, exc: object) -> None:
-            print(f"{ch}: {exc}")
-            loop.quit()
-
-        win.jobs.result.connect(done)
-        win.jobs.error.connect(failed)
-        action()
-        if "v" not in got:
-            loop.exec()
-        win.jobs.result.disconnect(done)
-        win.jobs.error.disconnect(failed)
-        if "v" not in got:
-            raise SystemExit(f"no {channel} result")
-
-    run_and_wait("load", win.open_demo)
-    run_and_wait("detect", lambda: win.detect_sources(5.0))
+    win.jobs.run_and_wait("load", win.open_demo)
+    win.jobs.run_and_wait("detect", lambda: win.detect_sources(5.0))
     galaxies = [s.id for s in win.sources_panel.sources.values() if s.a > 2.0][: args.batch]
     win.tta_box.setChecked(False)
-    run_and_wait("batch", lambda: win.restore_sources(galaxies))
+    win.jobs.run_and_wait("batch", lambda: win.restore_sources(galaxies))
     win.tta_box.setChecked(True)
     from PySide6.QtCore import Qt
 
@@ -84,7 +59,7 @@ def main() -> int:
 
     win.sources_panel.table.sortItems(COLUMNS.index("flux cons."), Qt.SortOrder.DescendingOrder)  # restored first
     x, y = _pick_galaxy(win.view.data)
-    run_and_wait("compare", lambda: win.restore_at(x, y))
+    win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
     settle = QEventLoop()
     QTimer.singleShot(500, settle.quit)
     settle.exec()

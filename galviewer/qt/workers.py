@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QEventLoop, QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from galviewer.errors import RestoreCancelled
 
@@ -137,6 +137,52 @@ class JobRunner(QObject):
     def is_busy(self, channel: str) -> bool:
         """Whether the channel has a job whose answer is still awaited."""
         return channel in self._current
+
+    def run_and_wait(self, channel: str, action: Callable[[], object], timeout_ms: int = 120_000) -> Any:
+        """Call ``action`` (which submits work on ``channel``) and run a local event loop until that
+        channel's answer arrives; for scripts that drive the window (screenshots, benchmarks), never for
+        the GUI's own code, which must not wait.
+
+        The listeners are connected before ``action`` runs, so a fast answer cannot be missed.
+
+        Raises
+        ------
+        Exception
+            The job's own exception when it failed.
+        TimeoutError
+            When no answer came within ``timeout_ms`` (or the job was cancelled).
+        """
+        loop, got = QEventLoop(), {}
+
+        def done(ch: str, value: object) -> None:
+            if ch == channel:
+                got["value"] = value
+                loop.quit()
+
+        def failed(ch: str, exc: object) -> None:
+            if ch == channel:
+                got["error"] = exc
+                loop.quit()
+
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        self.result.connect(done)
+        self.error.connect(failed)
+        try:
+            timer.start(timeout_ms)
+            action()
+            if not got:
+                loop.exec()
+        finally:
+            timer.stop()
+            self.result.disconnect(done)
+            self.error.disconnect(failed)
+        if "error" in got:
+            raise got["error"] if isinstance(got["error"], BaseException) else RuntimeError(str(got["error"]))
+        if "value" not in got:
+            raise TimeoutError(f"no {channel!r} result within {timeout_ms} ms")
+        return got["value"]
 
     def wait(self, msecs: int = 30000) -> bool:
         """Block until every job has finished (for shutdown and tests)."""

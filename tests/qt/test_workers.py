@@ -78,3 +78,12 @@ def test_channels_are_independent(qtbot, runner):
     runner.submit("b", _slow("B", 0.2))
     qtbot.waitUntil(lambda: len(got) == 2, timeout=10000)
     assert got == {"a": "A", "b": "B"}
+
+
+def test_run_and_wait_returns_the_answer_and_raises_the_jobs_error(qtbot, runner):
+    assert runner.run_and_wait("a", lambda: runner.submit("a", _slow("A", 0.05))) == "A"
+    with pytest.raises(ParameterError, match="size"):
+        runner.run_and_wait("b", lambda: runner.submit(
+            "b", lambda p, c: (_ for _ in ()).throw(ParameterError("size", "must be positive"))))
+    with pytest.raises(TimeoutError):
+        runner.run_and_wait("c", lambda: None, timeout_ms=50)
