@@ -440,26 +440,26 @@ class Restorer:
         batch = self.batch_size if batch_size is None else int(batch_size)
         if batch < 1:
             raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
-        # The budget bounds the pixels of one forward pass, all images in it together.
+        # The budget bounds the pixels of one forward pass, all images in it together; the work cap
+        # bounds how many images share a pass where batching stops paying (see _FORWARD_PX_DIM_PER_THREAD).
         budget_px = self.tile_pixels(1)
-        per_image = min(batch, nvar)  # variants of one image that share a forward pass
-        limit = max(budget_px // per_image, 64 * 64)  # largest image (or tile) run whole
+        limit = max(budget_px, 64 * 64)  # largest image (or tile) run whole, one variant per pass
         tile = max(64, math.isqrt(limit) // 8 * 8)
         small = [i for i, im in enumerate(images) if im.size <= limit]
         large = [i for i, im in enumerate(images) if im.size > limit]
         tiles = {i: self._tiles(*images[i].shape, tile) for i in large}
         dim = self.model.config.dim
-
         threads = torch.get_num_threads() if self.device.type == "cpu" else 64
 
-        def work_cap(px: int) -> int:
-            return max(1, _FORWARD_PX_DIM_PER_THREAD * threads // (dim * max(px, 1)))
+        def per_pass(px: int) -> int:
+            """Images of ``px`` pixels per forward pass: within the budget, the work cap and ``batch``."""
+            cap = _FORWARD_PX_DIM_PER_THREAD * threads // (dim * max(px, 1))
+            return max(1, min(batch, budget_px // max(px, 1), cap))
 
-        # Small inputs are batched, as many per forward pass as the budget and the work cap allow.
-        small_px = max((images[i].size for i in small), default=1)
-        fwd = max(1, min(batch, budget_px // small_px, work_cap(small_px)))
+        # Small inputs are batched, as many per forward pass as allowed; tiles run their variants likewise.
+        fwd = per_pass(max((images[i].size for i in small), default=1))
         group = max(1, fwd // nvar)
-        per_tile = max(1, min(per_image, work_cap(tile * tile)))
+        per_tile = min(per_pass(tile * tile), nvar)
         total = sum(math.ceil(min(group, len(small) - g) * nvar / fwd) for g in range(0, len(small), group)) + sum(
             math.ceil(nvar / per_tile) * len(t) for t in tiles.values()
         )
