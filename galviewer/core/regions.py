@@ -1,6 +1,6 @@
-"""Rectangle and ellipse regions: DS9 region files (through ``regions``) and restoring a region as one piece.
+"""Rectangle, ellipse and polygon regions: DS9 region files (through ``regions``) and restoring a region as one piece.
 
-A :class:`Region` is a rectangle or an ellipse in 0-based pixel coordinates of
+A :class:`Region` is a rectangle or an ellipse (a :class:`PolygonRegion` a polygon) in 0-based pixel coordinates of
 the parent image (pixel centres on integers, as in ``regions.PixCoord`` and
 galviewer's display).  Reading and writing DS9 files is delegated to the
 ``regions`` package, which converts to DS9's 1-based ``image`` frame and to
@@ -29,7 +29,8 @@ from galviewer.core.fitsio import Image
 from galviewer.core.stamps import Stamp, cutout
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError
 
-__all__ = ["Region", "RegionRestoration", "read_regions", "region_stamp", "restore_region", "write_regions"]
+__all__ = ["PolygonRegion", "Region", "RegionRestoration", "read_regions", "region_stamp", "restore_region",
+           "write_regions"]
 
 Shape = Literal["rectangle", "ellipse"]
 _MAX_SIDE = 16384
@@ -112,10 +113,65 @@ class Region:
         return self.to_regions().serialize(format="ds9").strip().splitlines()[-1]
 
 
-def _from_regions(reg: Any) -> Region | None:
-    from regions import CirclePixelRegion, EllipsePixelRegion, RectanglePixelRegion
+@dataclass(frozen=True)
+class PolygonRegion:
+    """A polygon on the parent image: vertices in 0-based pixels (DS9's ``polygon``)."""
+
+    vertices: tuple[tuple[float, float], ...]
+    label: str = ""
+    shape: str = "polygon"
+
+    def __post_init__(self) -> None:
+        v = tuple((float(x), float(y)) for x, y in self.vertices)
+        if len(v) < 3:
+            raise ParameterError("vertices", f"a polygon needs at least 3 vertices, got {len(v)}")
+        if not all(math.isfinite(c) for xy in v for c in xy):
+            raise ParameterError("vertices", "must be finite")
+        xs, ys = [x for x, _ in v], [y for _, y in v]
+        if max(xs) - min(xs) > _MAX_SIDE or max(ys) - min(ys) > _MAX_SIDE:
+            raise ParameterError("vertices", f"the polygon spans more than {_MAX_SIDE} pixels")
+        object.__setattr__(self, "vertices", v)
+
+    @property
+    def x(self) -> float:
+        """Mean of the vertices (for messages and centring the view)."""
+        return sum(x for x, _ in self.vertices) / len(self.vertices)
+
+    @property
+    def y(self) -> float:
+        """Mean of the vertices."""
+        return sum(y for _, y in self.vertices) / len(self.vertices)
+
+    def to_regions(self) -> Any:
+        """The equivalent ``regions.PolygonPixelRegion``."""
+        from regions import PixCoord, PolygonPixelRegion
+
+        xs, ys = zip(*self.vertices, strict=True)
+        reg = PolygonPixelRegion(PixCoord(list(xs), list(ys)))
+        if self.label:
+            reg.meta["text"] = self.label
+        return reg
+
+    footprint = Region.footprint
+
+    def describe(self) -> str:
+        """A short human-readable description."""
+        xs, ys = zip(*self.vertices, strict=True)
+        return (f"polygon of {len(self.vertices)} vertices, {max(xs) - min(xs):.0f}×{max(ys) - min(ys):.0f} px "
+                f"at ({self.x:.1f}, {self.y:.1f})")
+
+    ds9 = Region.ds9
+
+
+AnyRegion = Region | PolygonRegion
+
+
+def _from_regions(reg: Any) -> AnyRegion | None:
+    from regions import CirclePixelRegion, EllipsePixelRegion, PolygonPixelRegion, RectanglePixelRegion
 
     label = str(reg.meta.get("text", "")) if hasattr(reg, "meta") else ""
+    if isinstance(reg, PolygonPixelRegion):
+        return PolygonRegion(tuple(zip(reg.vertices.x.tolist(), reg.vertices.y.tolist(), strict=True)), label)
     if isinstance(reg, CirclePixelRegion):
         d = 2.0 * float(reg.radius)
         return Region("ellipse", float(reg.center.x), float(reg.center.y), d, d, 0.0, label)
@@ -126,8 +182,8 @@ def _from_regions(reg: Any) -> Region | None:
     return None
 
 
-def read_regions(path: str | os.PathLike[str], wcs: Any = None) -> tuple[list[Region], list[str]]:
-    """Read rectangles, ellipses and circles (as ellipses) from a DS9 region file.
+def read_regions(path: str | os.PathLike[str], wcs: Any = None) -> tuple[list[AnyRegion], list[str]]:
+    """Read rectangles, ellipses, circles (as ellipses) and polygons from a DS9 region file.
 
     Parameters
     ----------
@@ -138,7 +194,7 @@ def read_regions(path: str | os.PathLike[str], wcs: Any = None) -> tuple[list[Re
 
     Returns
     -------
-    regions : list of Region
+    regions : list of Region or PolygonRegion
     skipped : list of str
         One line per region that was not read (another shape, or a sky region without WCS).
 
@@ -156,7 +212,7 @@ def read_regions(path: str | os.PathLike[str], wcs: Any = None) -> tuple[list[Re
         regs = Regions.read(str(p), format="ds9")
     except Exception as exc:  # regions raises several parser errors
         raise ImageLoadError(p, f"not a readable DS9 region file: {exc}") from exc
-    out: list[Region] = []
+    out: list[AnyRegion] = []
     skipped: list[str] = []
     for k, reg in enumerate(regs, start=1):
         kind = type(reg).__name__.replace("PixelRegion", "").replace("SkyRegion", "").lower()
@@ -171,13 +227,13 @@ def read_regions(path: str | os.PathLike[str], wcs: Any = None) -> tuple[list[Re
             skipped.append(f"region {k} ({kind}): {exc}")
             continue
         if r is None:
-            skipped.append(f"region {k} ({kind}): only rectangles, ellipses and circles can be restored")
+            skipped.append(f"region {k} ({kind}): only rectangles, ellipses, circles and polygons can be restored")
         else:
             out.append(r)
     return out, skipped
 
 
-def write_regions(path: str | os.PathLike[str], regions: list[Region], *, wcs: Any = None,
+def write_regions(path: str | os.PathLike[str], regions: list[AnyRegion], *, wcs: Any = None,
                   overwrite: bool = False) -> Path:
     """Write regions as a DS9 file, atomically; in ``fk5`` when ``wcs`` is given, else in ``image``.
 
@@ -201,7 +257,7 @@ def write_regions(path: str | os.PathLike[str], regions: list[Region], *, wcs: A
     return atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
 
 
-def region_stamp(image: Image | np.ndarray, region: Region) -> tuple[Stamp, np.ndarray]:
+def region_stamp(image: Image | np.ndarray, region: AnyRegion) -> tuple[Stamp, np.ndarray]:
     """Cut out the region's bounding box as a :class:`Stamp` and return it with the in-region mask."""
     data = image.data if isinstance(image, Image) else np.asarray(image)
     if data.ndim != 2:
@@ -227,7 +283,7 @@ def region_stamp(image: Image | np.ndarray, region: Region) -> tuple[Stamp, np.n
 class RegionRestoration:
     """A restored region: the restoration of its bounding box and the in-region mask."""
 
-    region: Region
+    region: AnyRegion
     restoration: Any
     inside: np.ndarray
 
@@ -267,7 +323,7 @@ class RegionRestoration:
         }
 
 
-def restore_region(restorer: Any, image: Image | np.ndarray, region: Region, *, uncertainty: bool | None = None,
+def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, *, uncertainty: bool | None = None,
                    clean: Any = None, progress: Any = None, cancel: Any = None) -> RegionRestoration:
     """Restore a region as one piece (tiled within the restorer's memory budget).
 
@@ -275,7 +331,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: Region, *, 
     ----------
     restorer : galviewer.Restorer
     image : Image or 2-D array
-    region : Region
+    region : Region or PolygonRegion
     uncertainty : bool, optional
         8 flips/rotations (default: the restorer's setting).
     clean : callable(Stamp) -> (Stamp, int), optional

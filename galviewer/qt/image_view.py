@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem, QWidget
 
-from galviewer.core.regions import Region
+from galviewer.core.regions import AnyRegion, PolygonRegion, Region
 
 __all__ = ["COLORMAPS", "LIMITS", "STRETCHES", "ImageView", "compute_limits", "stretch"]
 
@@ -63,16 +63,37 @@ class _Markers(pg.ScatterPlotItem):
         ev.ignore()
 
 
+class _Preview(pg.PlotCurveItem):
+    """The dashed outline and vertex dots of a polygon being drawn; clicks pass through to the image."""
+
+    def __init__(self) -> None:
+        super().__init__(pen=pg.mkPen("y", width=1, style=Qt.PenStyle.DashLine))
+        self.dots = _Markers(size=6, pen=None, brush="y", symbol="o")
+        self.dots.setParentItem(self)
+        self.setZValue(20)
+
+    def show_vertices(self, x: list[float], y: list[float]) -> None:
+        """Show the vertices so far."""
+        self.setData(x=np.asarray(x, float), y=np.asarray(y, float))
+        self.dots.setData(x=list(x), y=list(y))
+
+    def mouseClickEvent(self, ev) -> None:
+        ev.ignore()
+
+
 class _ViewBox(pg.ViewBox):
     """Left click selects, middle drag pans, wheel zooms, right drag sets contrast (y) and bias (x).
 
     With ``draw_shape`` set to ``"rectangle"`` or ``"ellipse"``, a left drag draws that shape
-    (a dashed preview follows the mouse) and emits ``drawn(shape, x0, y0, x1, y1)``.
+    (a dashed preview follows the mouse) and emits ``drawn(shape, x0, y0, x1, y1)``; with
+    ``"polygon"``, each left click adds a vertex; a click on the first vertex, a double click or
+    Enter closes the polygon, emitting ``polygon_drawn(vertices)``.
     """
 
     clicked = Signal(float, float)
     contrast_changed = Signal(float, float)
     drawn = Signal(str, float, float, float, float)
+    polygon_drawn = Signal(object)
 
     def __init__(self) -> None:
         super().__init__(lockAspect=True, enableMenu=False)
@@ -80,17 +101,40 @@ class _ViewBox(pg.ViewBox):
         self.contrast, self.bias = 1.0, 0.5
         self.draw_shape: str | None = None
         self._preview: QGraphicsRectItem | QGraphicsEllipseItem | None = None
+        self.vertices: list[tuple[float, float]] = []
+        self._poly_preview = _Preview()
+        self.addItem(self._poly_preview, ignoreBounds=True)
 
     def mouseClickEvent(self, ev) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton and self.draw_shape is None:
-            p = self.mapSceneToView(ev.scenePos())
-            self.clicked.emit(float(p.x()), float(p.y()))
-            ev.accept()
-        else:
+        if ev.button() != Qt.MouseButton.LeftButton:
             ev.ignore()
+            return
+        p = self.mapSceneToView(ev.scenePos())
+        ev.accept()
+        if self.draw_shape is None:
+            self.clicked.emit(float(p.x()), float(p.y()))
+        elif self.draw_shape == "polygon":
+            if self.vertices:
+                first = self.mapViewToScene(QPointF(*self.vertices[0]))
+                on_first = (first - ev.scenePos()).manhattanLength() < 10  # screen pixels
+            else:
+                on_first = False
+            if ev.double() or (on_first and len(self.vertices) >= 3):
+                self.finish_polygon()
+                return
+            self.vertices.append((float(p.x()), float(p.y())))
+            xs, ys = zip(*self.vertices, strict=True)
+            self._poly_preview.show_vertices(list(xs), list(ys))
+
+    def finish_polygon(self) -> None:
+        """Close the polygon being drawn (emits ``polygon_drawn`` when it has at least 3 vertices)."""
+        verts, self.vertices = self.vertices, []
+        self._poly_preview.show_vertices([], [])
+        if len(verts) >= 3:
+            self.polygon_drawn.emit(verts)
 
     def mouseDragEvent(self, ev, axis=None) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton and self.draw_shape is not None:
+        if ev.button() == Qt.MouseButton.LeftButton and self.draw_shape in ("rectangle", "ellipse"):
             ev.accept()
             p0 = self.mapSceneToView(ev.buttonDownScenePos())
             p1 = self.mapSceneToView(ev.scenePos())
@@ -177,6 +221,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.selected_roi: pg.ROI | None = None
         self.vb.clicked.connect(self.clicked)
         self.vb.drawn.connect(self._drawn)
+        self.vb.polygon_drawn.connect(self._polygon_drawn)
         self.vb.contrast_changed.connect(lambda c, b: self._redraw())
         self.scene().sigMouseMoved.connect(self._moved)
         self.set_colormap("gray")
@@ -262,10 +307,14 @@ class ImageView(pg.GraphicsLayoutWidget):
 
     # ------------------------------------------------------------------ regions
     def set_draw_mode(self, shape: str | None) -> None:
-        """``"rectangle"`` or ``"ellipse"``: left drag draws that shape; None: left click selects/restores."""
-        if shape not in (None, "rectangle", "ellipse"):
+        """``"rectangle"`` or ``"ellipse"``: left drag draws that shape; ``"polygon"``: left clicks add
+        vertices, a click on the first one (or a double click, or Enter) closes; None: left click
+        selects/restores."""
+        if shape not in (None, "rectangle", "ellipse", "polygon"):
             raise ValueError(f"unknown region shape {shape!r}")
         self.vb.draw_shape = shape
+        self.vb.vertices = []
+        self.vb._poly_preview.show_vertices([], [])
 
     def _drawn(self, shape: str, x0: float, y0: float, x1: float, y1: float) -> None:
         w, h = abs(x1 - x0), abs(y1 - y0)
@@ -276,9 +325,20 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.select_region(roi)
         self.region_drawn.emit(region)
 
-    def add_region(self, region: Region) -> pg.ROI:
-        """Show a region as an editable ROI (drag to move, handles to resize and rotate)."""
+    def _polygon_drawn(self, vertices: list[tuple[float, float]]) -> None:
+        xs, ys = zip(*vertices, strict=True)
+        if max(xs) - min(xs) < 4 or max(ys) - min(ys) < 4:
+            return
+        region = PolygonRegion(tuple(vertices))
+        self.select_region(self.add_region(region))
+        self.region_drawn.emit(region)
+
+    def add_region(self, region: AnyRegion) -> pg.ROI:
+        """Show a region as an editable ROI (drag to move, handles to resize and rotate, or move vertices)."""
         pen = pg.mkPen("#f2c14e", width=1.5)
+        if isinstance(region, PolygonRegion):
+            roi = pg.PolyLineROI(list(region.vertices), closed=True, pen=pen, removable=True)
+            return self._register(roi, region)
         theta = np.deg2rad(region.angle)
         c, s = np.cos(theta), np.sin(theta)
         hw, hh = region.width / 2, region.height / 2
@@ -291,6 +351,9 @@ class ImageView(pg.GraphicsLayoutWidget):
             roi.addScaleHandle((1, 1), (0, 0))
             roi.addScaleHandle((0, 0), (1, 1))
             roi.addRotateHandle((1, 0), (0.5, 0.5))
+        return self._register(roi, region)
+
+    def _register(self, roi: pg.ROI, region: AnyRegion) -> pg.ROI:
         roi.region_shape = region.shape
         roi.region_label = region.label
         roi.setZValue(15)
@@ -302,8 +365,11 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.rois.append(roi)
         return roi
 
-    def region_of(self, roi: pg.ROI) -> Region:
-        """The :class:`Region` an ROI shows now."""
+    def region_of(self, roi: pg.ROI) -> AnyRegion:
+        """The region an ROI shows now."""
+        if roi.region_shape == "polygon":
+            verts = [roi.mapToParent(h.pos()) for h in roi.getHandles()]
+            return PolygonRegion(tuple((float(v.x()), float(v.y())) for v in verts), roi.region_label)
         w, h = float(roi.size().x()), float(roi.size().y())
         angle = float(roi.angle())
         theta = np.deg2rad(angle)
@@ -313,7 +379,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         y = float(p.y()) + s * w / 2 + c * h / 2
         return Region(roi.region_shape, x, y, max(w, 1.0), max(h, 1.0), angle % 360.0, roi.region_label)
 
-    def regions(self) -> list[Region]:
+    def regions(self) -> list[AnyRegion]:
         """Every region on the image."""
         return [self.region_of(r) for r in self.rois]
 

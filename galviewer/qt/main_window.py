@@ -33,7 +33,7 @@ from galviewer.core.batch import detect, export_batch, restore_sources
 from galviewer.core.fitsio import Image, list_images, open_image, write_stamp
 from galviewer.core.measure.compare import Measurements, compare, compare_restoration
 from galviewer.core.psf import gaussian_psf
-from galviewer.core.regions import Region, RegionRestoration, read_regions, restore_region, write_regions
+from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
@@ -45,7 +45,7 @@ from galviewer.qt.workers import JobRunner
 
 __all__ = ["ClickResult", "MainWindow", "clean_cosmic_rays"]
 
-MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse")
+MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse", "clicks: polygon (close on the 1st vertex)")
 
 
 @dataclass
@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
         self.mode_box.addItems(MODES)
         self.mode_box.setToolTip("left mouse: restore a 64×64 stamp at the click, or draw a region to restore")
         self.mode_box.currentIndexChanged.connect(
-            lambda i: self.view.set_draw_mode((None, "rectangle", "ellipse")[i]))
+            lambda i: self.view.set_draw_mode((None, "rectangle", "ellipse", "polygon")[i]))
         self.dq_box = QCheckBox("masks")
         self.dq_box.setToolTip("red overlay: DQ-flagged pixels on the image; flagged and cosmic-ray pixels "
                                "(in-painted before restoring) on the LQ panel")
@@ -396,7 +396,7 @@ class MainWindow(QMainWindow):
         self.panels.info.setText(f"restoring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("restore", job)
 
-    def restore_region(self, region: Region) -> None:
+    def restore_region(self, region: AnyRegion) -> None:
         """Restore a region as one piece (tiled), in the background with progress and Cancel; latest wins."""
         if self.image is None:
             return
@@ -421,8 +421,8 @@ class MainWindow(QMainWindow):
             return
         self.restore_region(self.view.region_of(roi))
 
-    def import_regions(self, path: str | os.PathLike[str]) -> list[Region]:
-        """Add the rectangles, ellipses and circles of a DS9 region file (others are listed in the status bar)."""
+    def import_regions(self, path: str | os.PathLike[str]) -> list[AnyRegion]:
+        """Add the rectangles, ellipses, circles and polygons of a DS9 region file (others are listed as skipped)."""
         regions, skipped = read_regions(path, self.image.wcs if self.image is not None else None)
         for r in regions:
             self.view.add_region(r)
@@ -719,7 +719,9 @@ class MainWindow(QMainWindow):
     def keyPressEvent(self, ev) -> None:
         """imexam keys over the image: `t` cut out and restore, `r`/`a` radial profile and photometry of LQ."""
         actions = {Qt.Key.Key_T: self.restore_at, Qt.Key.Key_R: self.measure_at, Qt.Key.Key_A: self.measure_at}
-        if ev.key() in actions and self.view.underMouse():
+        if ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.view.vb.vertices:
+            self.view.vb.finish_polygon()
+        elif ev.key() in actions and self.view.underMouse():
             pos = self.view.vb.mapSceneToView(self.view.mapToScene(self.view.mapFromGlobal(self.cursor().pos())))
             actions[ev.key()](float(pos.x()), float(pos.y()))
         else:

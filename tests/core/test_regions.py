@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from galviewer.core.fitsio import open_image
-from galviewer.core.regions import Region, read_regions, region_stamp, restore_region, write_regions
+from galviewer.core.regions import PolygonRegion, Region, read_regions, region_stamp, restore_region, write_regions
 from galviewer.core.restore import Restorer
 from galviewer.errors import ImageLoadError, OutputExistsError, ParameterError, RestoreCancelled
 from tests.helpers import SOURCES, write_flt
@@ -24,32 +24,38 @@ def test_footprints_hold_the_area_of_the_shape():
 def test_ds9_files_read_shapes_in_0_based_pixels_and_skip_the_rest(tmp_path):
     reg = tmp_path / "mixed.reg"
     reg.write_text("# Region file format: DS9\nimage\nbox(101,51,30,20,0) # text={knot}\n"
-                   "ellipse(201,81,10,5,30)\ncircle(51,51,8)\npolygon(1,1,5,5,9,1)\n"
+                   "ellipse(201,81,10,5,30)\ncircle(51,51,8)\npolygon(11,11,51,13,41,61)\npoint(5,5)\n"
                    "fk5\ncircle(150.1,2.2,1\")\n")
     regions, skipped = read_regions(reg)
-    assert [r.shape for r in regions] == ["rectangle", "ellipse", "ellipse"]
-    box, ell, circ = regions
+    assert [r.shape for r in regions] == ["rectangle", "ellipse", "ellipse", "polygon"]
+    box, ell, circ, poly = regions
     assert (box.x, box.y, box.width, box.height, box.label) == (100.0, 50.0, 30.0, 20.0, "knot")
     assert (ell.x, ell.y, ell.width, ell.height) == (200.0, 80.0, 20.0, 10.0) and ell.angle == pytest.approx(30)
     assert circ.width == circ.height == 16.0
+    assert poly.vertices == ((10.0, 10.0), (50.0, 12.0), (40.0, 60.0))
+    _, _, tri = poly.footprint((200, 300))
+    assert abs(tri.sum() - 970) < 25  # the triangle's area, 970 px²
     assert len(skipped) == 2
-    assert any("polygon" in s for s in skipped) and any("celestial WCS" in s for s in skipped)
+    assert any("point" in s for s in skipped) and any("celestial WCS" in s for s in skipped)
 
 
 def test_regions_round_trip_in_image_and_sky_frames_and_never_clobber(tmp_path):
     flt = write_flt(tmp_path / "x_flt.fits")
     with open_image(flt, "SCI,1") as image:
-        regs = [Region("ellipse", 120.3, 80.7, 24.0, 12.0, 20.0), Region("rectangle", 40.0, 150.0, 16.0, 30.0)]
+        regs = [Region("ellipse", 120.3, 80.7, 24.0, 12.0, 20.0), Region("rectangle", 40.0, 150.0, 16.0, 30.0),
+                PolygonRegion(((200.0, 20.0), (260.0, 30.0), (230.0, 90.0)))]
         p = write_regions(tmp_path / "a.reg", regs)
         back, skipped = read_regions(p)
         assert not skipped
-        for a, b in zip(regs, back, strict=True):
+        for a, b in zip(regs[:2], back[:2], strict=True):
             assert (a.shape, a.x, a.y, a.width, a.height) == (b.shape, b.x, b.y, b.width, b.height)
+        assert back[2] == regs[2]
         s = write_regions(tmp_path / "sky.reg", regs, wcs=image.wcs)
         assert "ellipse(" in s.read_text() and "image" not in s.read_text()
         back, _ = read_regions(s, image.wcs)
-        for a, b in zip(regs, back, strict=True):
+        for a, b in zip(regs[:2], back[:2], strict=True):
             assert abs(a.x - b.x) < 1e-3 and abs(a.y - b.y) < 1e-3 and abs(a.width - b.width) < 1e-2
+        assert np.allclose(back[2].vertices, regs[2].vertices, atol=1e-3)
         before = p.read_text()
         with pytest.raises(OutputExistsError):
             write_regions(p, regs[:1])

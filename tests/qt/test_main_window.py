@@ -219,3 +219,29 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
     assert len(files) == len(SOURCES) + 1 and files[-1].suffix == ".ecsv"
     with pytest.raises(OutputExistsError):
         window.export_batch(tmp_path / "out")
+
+
+def test_a_polygon_drawn_by_clicks_is_restored(qtbot, window, tmp_path):
+    from PySide6.QtTest import QTest
+
+    from galviewer.core.regions import PolygonRegion
+
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    window.mode_box.setCurrentIndex(3)  # clicks: polygon
+    x, y, _ = SOURCES[0]
+    corners = [(x - 30, y - 20), (x + 30, y - 25), (x + 25, y + 25)]
+    for cx, cy in corners:
+        QTest.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=_view_pos(window, cx, cy))
+        qtbot.wait(QApplication.doubleClickInterval() + 100)
+    assert len(window.view.vb.vertices) == 3 and not window.view.rois  # nothing restored before it is closed
+    QTest.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=_view_pos(window, x - 32, y + 22))
+    qtbot.wait(QApplication.doubleClickInterval() + 100)
+    with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"):
+        # a click on the first vertex closes the polygon
+        QTest.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=_view_pos(window, *corners[0]))
+    rr = window.region_result
+    assert isinstance(rr.region, PolygonRegion) and len(rr.region.vertices) == 4
+    assert len(window.view.rois) == 1 and window.view.regions()[0] == rr.region
+    assert 0.2 * rr.inside.size < rr.inside.sum() < rr.inside.size  # a quadrilateral inside its bounding box
+    shown = window.panels.views["RS"].data
+    assert np.isfinite(shown[rr.inside]).all() and np.isnan(shown[~rr.inside]).all()
