@@ -36,8 +36,35 @@ Shape = Literal["rectangle", "ellipse"]
 _MAX_SIDE = 16384
 
 
+class _Shape:
+    """What every region shape shares, given ``to_regions()`` and ``describe()``."""
+
+    def footprint(self, image_shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:
+        """The region's pixels: bounding-box origin ``(x0, y0)`` and a boolean mask of the box.
+
+        The box may extend beyond the image (its pixels are padded when cut out).
+
+        Raises
+        ------
+        ParameterError
+            When the region holds no pixel of the image.
+        """
+        m = self.to_regions().to_mask(mode="center")
+        mask = np.asarray(m.data, dtype=bool)
+        x0, y0 = int(m.bbox.ixmin), int(m.bbox.iymin)
+        ny, nx = image_shape
+        inside = mask[max(0, -y0): max(0, ny - y0), max(0, -x0): max(0, nx - x0)]
+        if not mask.any() or not inside.any():
+            raise ParameterError("region", f"{self.describe()} holds no pixel of the {nx}×{ny} image")
+        return x0, y0, mask
+
+    def ds9(self) -> str:
+        """The region as one DS9 line in the ``image`` frame (1-based)."""
+        return self.to_regions().serialize(format="ds9").strip().splitlines()[-1]
+
+
 @dataclass(frozen=True)
-class Region:
+class Region(_Shape):
     """A rectangle or ellipse on the parent image.
 
     Attributes
@@ -84,37 +111,15 @@ class Region:
             reg.meta["text"] = self.label
         return reg
 
-    def footprint(self, image_shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:
-        """The region's pixels: bounding-box origin ``(x0, y0)`` and a boolean mask of the box.
-
-        The box may extend beyond the image (its pixels are padded when cut out).
-
-        Raises
-        ------
-        ParameterError
-            When the region holds no pixel of the image.
-        """
-        m = self.to_regions().to_mask(mode="center")
-        mask = np.asarray(m.data, dtype=bool)
-        x0, y0 = int(m.bbox.ixmin), int(m.bbox.iymin)
-        ny, nx = image_shape
-        inside = mask[max(0, -y0): max(0, ny - y0), max(0, -x0): max(0, nx - x0)]
-        if not mask.any() or not inside.any():
-            raise ParameterError("region", f"{self.describe()} holds no pixel of the {nx}×{ny} image")
-        return x0, y0, mask
-
     def describe(self) -> str:
         """A short human-readable description."""
         rot = f", {self.angle:.0f}°" if self.angle else ""
         return f"{self.shape} {self.width:.0f}×{self.height:.0f} px at ({self.x:.1f}, {self.y:.1f}){rot}"
 
-    def ds9(self) -> str:
-        """The region as one DS9 line in the ``image`` frame (1-based)."""
-        return self.to_regions().serialize(format="ds9").strip().splitlines()[-1]
 
 
 @dataclass(frozen=True)
-class PolygonRegion:
+class PolygonRegion(_Shape):
     """A polygon on the parent image: vertices in 0-based pixels (DS9's ``polygon``)."""
 
     vertices: tuple[tuple[float, float], ...]
@@ -152,15 +157,12 @@ class PolygonRegion:
             reg.meta["text"] = self.label
         return reg
 
-    footprint = Region.footprint
-
     def describe(self) -> str:
         """A short human-readable description."""
         xs, ys = zip(*self.vertices, strict=True)
         return (f"polygon of {len(self.vertices)} vertices, {max(xs) - min(xs):.0f}×{max(ys) - min(ys):.0f} px "
                 f"at ({self.x:.1f}, {self.y:.1f})")
 
-    ds9 = Region.ds9
 
 
 AnyRegion = Region | PolygonRegion
