@@ -315,8 +315,7 @@ def export_batch(folder: str | os.PathLike[str], results: Sequence[BatchResult],
                                 "nothing was written")
     out.mkdir(parents=True, exist_ok=True)
     written = [write_stamp(p, r.restoration, overwrite=overwrite) for r, p in stamps]
-    rows = [r.row() for r in results]
-    table = Table(rows=[[row[k] for k in rows[0]] for row in rows], names=list(rows[0]))
+    table = Table(rows=[r.row() for r in results])
     if wcs is not None and getattr(wcs, "has_celestial", False):
         ra, dec = wcs.all_pix2world(np.asarray(table["x"], float), np.asarray(table["y"], float), 0)
         table["ra"], table["dec"] = ra, dec

@@ -367,6 +367,10 @@ class MainWindow(QMainWindow):
                 self.model_box.setCurrentIndex(idx)
 
     # ------------------------------------------------------------------ restore
+    def _cr_cleaner(self, image: Image) -> Any:
+        """L.A.Cosmic for stamps of FLT/FLC images when "clean CRs" is on, else None (drizzled data are clean)."""
+        return clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+
     def restore_at(self, x: float, y: float) -> None:
         """Cut a stamp at (x, y), clean it, restore and measure it in the background; latest click wins."""
         if self.image is None:
@@ -378,13 +382,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("waiting for the model to load…")
             return
         image, restorer, size = self.image, self.restorer, self.size_box.value()
-        tta, clean = self.tta_box.isChecked(), self.cr_box.isChecked() and image.meta.kind == "FLT"
+        tta, clean = self.tta_box.isChecked(), self._cr_cleaner(image)
 
         def job(progress, cancelled):
             stamp = cutout(image, x, y, size)
             n_cr = 0
-            if clean:
-                stamp, n_cr = clean_cosmic_rays(stamp)
+            if clean is not None:
+                stamp, n_cr = clean(stamp)
             if cancelled():
                 raise RestoreCancelled("superseded")
             r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled)
@@ -404,7 +408,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
             return
         image, restorer, tta = self.image, self.restorer, self.tta_box.isChecked()
-        clean = clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+        clean = self._cr_cleaner(image)
 
         def job(progress, cancelled):
             return restore_region(restorer, image, region, uncertainty=tta, clean=clean, progress=progress,
@@ -479,7 +483,7 @@ class MainWindow(QMainWindow):
             return
         sources = [self.sources_panel.sources[i] for i in ids if i in self.sources_panel.sources]
         image, restorer, size, tta = self.image, self.restorer, self.size_box.value(), self.tta_box.isChecked()
-        clean = clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+        clean = self._cr_cleaner(image)
 
         def job(progress, cancelled):
             return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
