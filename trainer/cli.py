@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LQ PSF FWHM in pixels, drawn per sample (default 1.531 2.237, i.e. σ 0.65–0.95)")
     t.add_argument("--correlated-fraction", type=float, help="fraction of samples with drizzle-like correlated "
                    "noise (default 0)")
+    t.add_argument("--point-fraction", type=float, help="fraction of training samples replaced on the fly by a "
+                   "point source (GT PSF at a random position in the central 24x24 px; default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     t.add_argument("--stop-at", type=int, metavar="N", help="stop (saving the state) at iteration N while keeping "
                    "the cosine schedule of --iterations; --resume continues it later")
@@ -204,6 +206,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         degrade_noise_range=tuple(args.noise_range) if args.noise_range else None,
         degrade_fwhm_range=tuple(args.fwhm_range) if args.fwhm_range else None,
         degrade_correlated_fraction=args.correlated_fraction,
+        degrade_point_fraction=args.point_fraction,
     )
     if not cfg.data:
         raise _UsageError("--data (or 'data' in --config) is required")

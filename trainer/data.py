@@ -18,6 +18,7 @@ from galviewer.core.degrade import correlated_noise
 from galviewer.core.psf import fwhm_to_sigma, sigma_to_fwhm
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
+from trainer.simulate import GT_PSF_FWHM
 
 __all__ = ["DegradeConfig", "PairSampler", "gaussian_kernels", "minmax"]
 
@@ -37,6 +38,12 @@ class DegradeConfig:
     correlated_fraction : float
         Fraction of samples whose noise has the correlation of drizzled ACS images
         (GalSim's COSMOS model, §6.3) instead of white noise.
+    point_fraction : float
+        Fraction of *training* samples whose GT stamp is replaced by a point source (the GT
+        PSF, pixel-integrated, at a random position in the central 24×24 px, GT noise 0.2–1.5 %
+        of its peak), made on the fly.  Stars cover a few pixels of a 64×64 stamp, so under an
+        L1 loss they weigh little; this raises their share beyond the realistic set's 8 % (§6.2).
+        Validation pairs are never replaced.
     psf_size : int
         Kernel side (7, as in the paper).
     augment : bool
@@ -46,6 +53,7 @@ class DegradeConfig:
     fwhm_range: tuple[float, float] = (round(sigma_to_fwhm(0.65), 3), round(sigma_to_fwhm(0.95), 3))
     noise_range: tuple[float, float] = (0.01, 0.1)
     correlated_fraction: float = 0.0
+    point_fraction: float = 0.0
     psf_size: int = 7
     augment: bool = True
 
@@ -58,6 +66,8 @@ class DegradeConfig:
             raise ParameterError("noise_range", f"must satisfy 0 <= low <= high < 1, got {self.noise_range}")
         if not 0 <= self.correlated_fraction <= 1:
             raise ParameterError("correlated_fraction", f"must be in [0, 1], got {self.correlated_fraction}")
+        if not 0 <= self.point_fraction <= 1:
+            raise ParameterError("point_fraction", f"must be in [0, 1], got {self.point_fraction}")
         if self.psf_size < 3 or self.psf_size % 2 == 0:
             raise ParameterError("psf_size", f"must be odd and >= 3, got {self.psf_size}")
 
@@ -73,6 +83,18 @@ def gaussian_kernels(fwhm: np.ndarray, size: int) -> torch.Tensor:
     k = line[:, :, None] * line[:, None, :]
     k /= k.sum(axis=(1, 2), keepdims=True)
     return torch.from_numpy(k[:, None].astype(np.float32))
+
+
+def point_source(shape: tuple[int, int], x: float, y: float, fwhm: float) -> np.ndarray:
+    """A pixel-integrated circular Gaussian of unit flux centred at 0-based pixel ``(x, y)``."""
+    from scipy.special import erf
+
+    s = np.sqrt(2.0) * fwhm_to_sigma(fwhm)
+
+    def line(n: int, c: float) -> np.ndarray:
+        return np.diff(0.5 * erf((np.arange(n + 1) - 0.5 - c) / s))
+
+    return np.outer(line(shape[0], y), line(shape[1], x))
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -108,8 +130,12 @@ class PairSampler:
         self.degrade = degrade or DegradeConfig()
         self.seed = int(seed)
 
-    def make(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Degrade the GT stamps ``idx`` with draws from ``rng``; returns LQ, GT ``(B, 1, H, W)`` and the draws."""
+    def make(self, idx: np.ndarray, rng: np.random.Generator,
+             inject: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Degrade the GT stamps ``idx`` with draws from ``rng``; returns LQ, GT ``(B, 1, H, W)`` and the draws.
+
+        With ``inject``, a ``point_fraction`` of them is first replaced by point sources.
+        """
         d = self.degrade
         b = len(idx)
         gt = self.shards.gt(idx).astype(np.float64)
@@ -118,6 +144,15 @@ class PairSampler:
         rms = rng.uniform(*d.noise_range, b)
         corr = rng.random(b) < d.correlated_fraction
         noise_seeds = rng.integers(0, 2**63 - 1, b)
+        points = np.zeros(b, bool)
+        if inject and d.point_fraction > 0:  # extra draws only when used: other streams stay as they were
+            points = rng.random(b) < d.point_fraction
+            where = rng.uniform(-12.0, 12.0, (b, 2)) + (gt.shape[2] - 1) / 2.0
+            gt_noise = rng.uniform(0.002, 0.015, b)
+            for i in np.flatnonzero(points):
+                star = point_source(gt.shape[1:], *where[i], GT_PSF_FWHM)
+                star /= star.max()
+                gt[i] = star + np.random.default_rng(int(noise_seeds[i]) + 1).normal(0.0, gt_noise[i], star.shape)
         gt = np.stack([_dihedral(g, k) for g, k in zip(gt, ks, strict=True)])
         gt_t = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[:, None]
         pad = d.psf_size // 2
@@ -133,7 +168,8 @@ class PairSampler:
             else:
                 noise[i] = nrng.normal(0.0, sd, noise.shape[1:])
         lq = blurred + torch.from_numpy(noise)[:, None]
-        return minmax(lq), minmax(gt_t), {"index": idx, "k": ks, "fwhm": fwhm, "noise_rms": rms, "correlated": corr}
+        return minmax(lq), minmax(gt_t), {"index": idx, "k": ks, "fwhm": fwhm, "noise_rms": rms, "correlated": corr,
+                                          "point": points}
 
     def batch(
         self, iteration: int, batch_size: int, rank: int = 0, world: int = 1
@@ -143,7 +179,7 @@ class PairSampler:
             raise ParameterError("batch_size", f"{batch_size} is not divisible by the {world} data-parallel ranks")
         rng = np.random.default_rng([self.seed, int(iteration)])
         idx = rng.choice(self.indices, size=batch_size)
-        lq, gt, _ = self.make(idx, rng)
+        lq, gt, _ = self.make(idx, rng, inject=True)
         per = batch_size // world
         return lq[rank * per:(rank + 1) * per], gt[rank * per:(rank + 1) * per]
 

@@ -299,6 +299,7 @@ def evaluate(
     if p2p_lq:
         a, b = np.concatenate(p2p_lq), np.concatenate(p2p_rs)
         pres["pixel"] = {"scatter_lq": float(np.std(a)), "scatter_rs": float(np.std(b)),
+                         "bias_lq": float(np.median(a)), "bias_rs": float(np.median(b)),
                          "reduction": float(np.std(a) / np.std(b))}
     res["photometry"] = pres
     res["morph_galaxies"] = len(morph["GT"]["n"])
@@ -414,8 +415,8 @@ def report_markdown(res: dict[str, Any]) -> str:
               "| | scatter LQ | scatter RS | median bias LQ | median bias RS | reduction |",
               "|---|---|---|---|---|---|"]
     for k, v in res["photometry"].items():
-        lines.append(f"| {k} | {v['scatter_lq']:.4f} | {v['scatter_rs']:.4f} | {v.get('bias_lq', math.nan):+.4f} | "
-                     f"{v.get('bias_rs', math.nan):+.4f} | {v['reduction']:.2f}× |")
+        lines.append(f"| {k} | {v['scatter_lq']:.4f} | {v['scatter_rs']:.4f} | {v['bias_lq']:+.4f} | "
+                     f"{v['bias_rs']:+.4f} | {v['reduction']:.2f}× |")
     ps, bl, ed, cn = res["point_sources"], res["blank"], res["edges"], res["correlated_noise"]
     lines += ["", "## Limits (§6)", "",
               f"- Point sources ({res['config']['stars']} stars, random positions in the central 24×24 px, "

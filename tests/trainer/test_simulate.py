@@ -95,3 +95,29 @@ def test_pairs_are_degraded_as_configured(sersic_shards):
     with pytest.raises(ParameterError, match="noise_range"):
         DegradeConfig(noise_range=(0.2, 0.1))
     assert len(split_indices(100, "train")) == 80 and len(split_indices(100, "test")) == 10
+
+
+def test_point_sources_are_injected_into_training_batches_only(sersic_shards):
+    s = ShardSet(sersic_shards)
+    cfg = DegradeConfig(noise_range=(0.05, 0.05), fwhm_range=(1.88, 1.88), augment=False, point_fraction=0.5)
+    sampler = PairSampler(s, "all", cfg, seed=3)
+    _, gt, draws = sampler.make(np.arange(64), np.random.default_rng(0), inject=True)
+    points = draws["point"]
+    assert 20 < points.sum() < 44
+    # an injected GT is the GT PSF (FWHM 1.3 px): its peak pixel holds >= 21.6 % of the flux in the 7x7 box
+    # around it (the least when centred on a pixel corner) — the Sérsic galaxies of the set far less; the peak
+    # lies in the central 24x24 px
+    g = gt[:, 0].numpy() - np.median(gt[:, 0].numpy(), axis=(1, 2), keepdims=True)
+    peaks = np.array([np.unravel_index(x.argmax(), x.shape) for x in g])
+    frac = np.array([x.max() / x[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4].sum() for x, (r, c) in zip(g, peaks, strict=True)])
+    assert np.all(frac[points] > 0.2) and np.median(frac[~points]) < 0.1
+    assert peaks[points].min() >= 19 and peaks[points].max() <= 44
+    # the stream without injection is unchanged, and the validation pairs never get stars
+    plain = PairSampler(s, "all", DegradeConfig(noise_range=(0.05, 0.05), fwhm_range=(1.88, 1.88), augment=False),
+                        seed=3)
+    lq0, gt0, _ = plain.make(np.arange(64), np.random.default_rng(0))
+    lq1, gt1, d1 = sampler.make(np.arange(64), np.random.default_rng(0))
+    assert not d1["point"].any() and np.array_equal(gt0.numpy(), gt1.numpy()) and np.array_equal(lq0, lq1)
+    assert np.array_equal(gt0.numpy()[~points], gt.numpy()[~points])
+    with pytest.raises(ParameterError, match="point_fraction"):
+        DegradeConfig(point_fraction=1.5)
