@@ -109,7 +109,8 @@ def test_point_sources_are_injected_into_training_batches_only(sersic_shards):
     # lies in the central 24x24 px
     g = gt[:, 0].numpy() - np.median(gt[:, 0].numpy(), axis=(1, 2), keepdims=True)
     peaks = np.array([np.unravel_index(x.argmax(), x.shape) for x in g])
-    frac = np.array([x.max() / x[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4].sum() for x, (r, c) in zip(g, peaks, strict=True)])
+    frac = np.array([x.max() / x[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4].sum()
+                     for x, (r, c) in zip(g, peaks, strict=True)])
     assert np.all(frac[points] > 0.2) and np.median(frac[~points]) < 0.1
     assert peaks[points].min() >= 19 and peaks[points].max() <= 44
     # the stream without injection is unchanged, and the validation pairs never get stars
