@@ -599,7 +599,7 @@ class MainWindow(QMainWindow):
         self.table.show_measurements(m)
         cx, cy = self.result.stamp.center
         ra, dec = self.image.pixel_to_world(cx, cy) if self.image is not None else (math.nan, math.nan)
-        point = " — unresolved source: the model does not sharpen point sources (README, Limits)" \
+        point = " — unresolved source: restored stars stay broader than the truth (README, Limits)" \
             if m.point_like else ""
         self.statusBar().showMessage(
             f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {self.result.cosmic_rays} cosmic-ray "

@@ -135,7 +135,7 @@ class SourcesPanel(QWidget):
                 item = _Item(text)
                 item.setData(Qt.ItemDataRole.UserRole, s.id)
                 if cells[4] == "point":
-                    item.setToolTip("unresolved source: the model does not sharpen point sources (README, Limits)")
+                    item.setToolTip("unresolved source: restored stars stay broader than the truth (README, Limits)")
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         self._update_buttons()
