@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from galviewer.core.degrade import correlated_noise
-from galviewer.core.psf import fwhm_to_sigma, sigma_to_fwhm
+from galviewer.core.psf import gaussian_psf, pixelated_gaussian, sigma_to_fwhm
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_PSF_FWHM
@@ -73,28 +73,9 @@ class DegradeConfig:
 
 
 def gaussian_kernels(fwhm: np.ndarray, size: int) -> torch.Tensor:
-    """Pixel-integrated circular Gaussian kernels ``(B, 1, size, size)`` of unit sum."""
-    from scipy.special import erf
-
-    sig = np.array([fwhm_to_sigma(f) for f in np.atleast_1d(fwhm)])
-    edges = np.arange(size + 1) - size / 2.0
-    cdf = 0.5 * (1.0 + erf(edges[None, :] / (np.sqrt(2.0) * sig[:, None])))
-    line = np.diff(cdf, axis=1)
-    k = line[:, :, None] * line[:, None, :]
-    k /= k.sum(axis=(1, 2), keepdims=True)
+    """Pixel-integrated circular Gaussian kernels ``(B, 1, size, size)`` of unit sum (:func:`gaussian_psf`)."""
+    k = np.stack([gaussian_psf(float(f), size) for f in np.atleast_1d(fwhm)])
     return torch.from_numpy(k[:, None].astype(np.float32))
-
-
-def point_source(shape: tuple[int, int], x: float, y: float, fwhm: float) -> np.ndarray:
-    """A pixel-integrated circular Gaussian of unit flux centred at 0-based pixel ``(x, y)``."""
-    from scipy.special import erf
-
-    s = np.sqrt(2.0) * fwhm_to_sigma(fwhm)
-
-    def line(n: int, c: float) -> np.ndarray:
-        return np.diff(0.5 * erf((np.arange(n + 1) - 0.5 - c) / s))
-
-    return np.outer(line(shape[0], y), line(shape[1], x))
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -150,7 +131,7 @@ class PairSampler:
             where = rng.uniform(-12.0, 12.0, (b, 2)) + (gt.shape[2] - 1) / 2.0
             gt_noise = rng.uniform(0.002, 0.015, b)
             for i in np.flatnonzero(points):
-                star = point_source(gt.shape[1:], *where[i], GT_PSF_FWHM)
+                star = pixelated_gaussian(gt.shape[1:], *where[i], GT_PSF_FWHM)
                 star /= star.max()
                 gt[i] = star + np.random.default_rng(int(noise_seeds[i]) + 1).normal(0.0, gt_noise[i], star.shape)
         gt = np.stack([_dihedral(g, k) for g, k in zip(gt, ks, strict=True)])

@@ -22,6 +22,7 @@ __all__ = [
     "fwhm_to_sigma",
     "gaussian_psf",
     "hst_fwhm_pixels",
+    "pixelated_gaussian",
     "sigma_to_fwhm",
 ]
 
@@ -50,6 +51,31 @@ def hst_fwhm_pixels(pixel_scale: float) -> float:
     return ACS_WFC_FWHM_ARCSEC / pixel_scale
 
 
+def pixelated_gaussian(shape: tuple[int, int], x: float, y: float, fwhm: float) -> np.ndarray:
+    """A unit-flux circular Gaussian centred at 0-based pixel ``(x, y)``, integrated over square pixels.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (rows, columns).
+    x, y : float
+        Centre (column, row); pixel centres are at integers.
+    fwhm : float
+        Full width at half maximum in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image; its sum is below 1 where the profile extends past the edges.
+    """
+    s = math.sqrt(2.0) * fwhm_to_sigma(fwhm)
+
+    def line(n: int, c: float) -> np.ndarray:
+        return np.diff(0.5 * erf((np.arange(n + 1) - 0.5 - c) / s))
+
+    return np.outer(line(shape[0], y), line(shape[1], x))
+
+
 def gaussian_psf(fwhm: float = DEFAULT_LQ_FWHM_PIX, size: int = 7) -> np.ndarray:
     """A circular Gaussian PSF integrated over square pixels, normalised to unit sum.
 
@@ -69,9 +95,6 @@ def gaussian_psf(fwhm: float = DEFAULT_LQ_FWHM_PIX, size: int = 7) -> np.ndarray
         raise ParameterError("size", f"PSF size must be a positive odd integer, got {size!r}")
     if not (math.isfinite(fwhm) and fwhm > 0):
         raise ParameterError("fwhm", f"PSF FWHM must be a positive number of pixels, got {fwhm!r}")
-    sigma = fwhm_to_sigma(fwhm)
-    edges = np.arange(size + 1) - size / 2.0
-    cdf = 0.5 * (1.0 + erf(edges / (math.sqrt(2.0) * sigma)))
-    line = np.diff(cdf)
-    kernel = np.outer(line, line)
+    c = (size - 1) / 2.0
+    kernel = pixelated_gaussian((size, size), c, c, fwhm)
     return kernel / kernel.sum()
