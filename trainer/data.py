@@ -18,7 +18,7 @@ from galviewer.core.degrade import correlated_noise
 from galviewer.core.psf import gaussian_psf, pixelated_gaussian, sigma_to_fwhm
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
-from trainer.simulate import GT_PSF_FWHM
+from trainer.simulate import GT_NOISE_RANGE, GT_PSF_FWHM, POINT_HALF_BOX
 
 __all__ = ["DegradeConfig", "PairSampler", "gaussian_kernels", "minmax"]
 
@@ -128,8 +128,8 @@ class PairSampler:
         points = np.zeros(b, bool)
         if inject and d.point_fraction > 0:  # extra draws only when used: other streams stay as they were
             points = rng.random(b) < d.point_fraction
-            where = rng.uniform(-12.0, 12.0, (b, 2)) + (gt.shape[2] - 1) / 2.0
-            gt_noise = rng.uniform(0.002, 0.015, b)
+            where = rng.uniform(-POINT_HALF_BOX, POINT_HALF_BOX, (b, 2)) + (gt.shape[2] - 1) / 2.0
+            gt_noise = rng.uniform(*GT_NOISE_RANGE, b)
             for i in np.flatnonzero(points):
                 star = pixelated_gaussian(gt.shape[1:], *where[i], GT_PSF_FWHM)
                 star /= star.max()

@@ -38,7 +38,7 @@ from galviewer.core.psf import gaussian_psf
 from galviewer.core.restore import Restorer
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
-from trainer.simulate import GT_PSF_FWHM
+from trainer.simulate import GT_PSF_FWHM, POINT_HALF_BOX
 
 __all__ = ["EvalConfig", "baseline", "evaluate", "tune_baselines"]
 
@@ -312,7 +312,7 @@ def evaluate(
 
     stacks = {"GT": [], "LQ": [], "RS": []}
     stars_gt, stars_lq = [], []
-    pos = rng.uniform(-12, 12, (cfg.stars, 2))
+    pos = rng.uniform(-POINT_HALF_BOX, POINT_HALF_BOX, (cfg.stars, 2))
     psf = gaussian_psf(cfg.fwhm, 7)
     for x, y in pos:
         img = galsim.Gaussian(fwhm=GT_PSF_FWHM, flux=1000.0).drawImage(nx=64, ny=64, scale=1.0,

@@ -39,8 +39,10 @@ from trainer.shards import PARAM_NAMES, ShardWriter
 PRIOR_COLUMNS = PARAM_NAMES
 
 __all__ = [
+    "GT_NOISE_RANGE",
     "GT_PSF_FWHM",
     "KINDS",
+    "POINT_HALF_BOX",
     "STAMP",
     "GaussianPrior",
     "KDEPrior",
@@ -57,6 +59,8 @@ N_RANGE = (0.5, 6.0)
 R50_RANGE = (1.2, 14.0)
 Q_RANGE = (0.15, 1.0)
 GT_RMS_MAX = 0.02
+GT_NOISE_RANGE = (0.002, 0.015)  # GT rms after min-max, below §3.3's 0.02 cut
+POINT_HALF_BOX = 12.0  # point sources lie within ±12 px of the centre: the central 24×24 px (§6.2)
 KINDS = ("sersic", "realistic")
 
 
@@ -194,7 +198,7 @@ def render_realistic(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return rng.normal(0.0, noise, (STAMP, STAMP)).astype(np.float32), np.array([np.nan] * 4 + [noise])
     if u < 0.12:
         flux = float(np.exp(rng.uniform(np.log(500), np.log(50000))))
-        pos = tuple(rng.uniform(-12, 12, 2))
+        pos = tuple(rng.uniform(-POINT_HALF_BOX, POINT_HALF_BOX, 2))
         img = _draw(galsim.DeltaFunction(flux=flux), rng, pos)
         noise = _noise_for(img, rng)
         return _finish(img, noise, rng), np.array([1.0, np.nan, flux, 0.0, noise])
@@ -211,9 +215,9 @@ def render_realistic(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _noise_for(img: np.ndarray, rng: np.random.Generator) -> float:
-    """GT noise: rms after min-max uniform in [0.002, 0.015] (below §3.3's 0.02 cut)."""
+    """GT noise: rms after min-max uniform in ``GT_NOISE_RANGE`` (below §3.3's 0.02 cut)."""
     span = float(img.max() - img.min())
-    return float(rng.uniform(0.002, 0.015)) * span
+    return float(rng.uniform(*GT_NOISE_RANGE)) * span
 
 
 def _render_one(kind: str, seed: int, index: int, prior) -> tuple[np.ndarray, np.ndarray]:
