@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,14 @@ from torch import nn
 
 from galviewer.errors import ParameterError
 
-__all__ = ["PRESETS", "Restormer", "RestormerConfig", "count_flops", "count_parameters"]
+__all__ = ["MAX_BLOCKS", "MAX_DIM", "MAX_PARAMETERS", "PRESETS", "Restormer", "RestormerConfig", "count_flops",
+           "count_parameters", "meta_state_shapes"]
+
+# Hard caps on an architecture, so that a checkpoint's metadata can never make galviewer allocate an absurd model.
+# The paper's galaxy preset (dim 48, 24 encoder blocks, 26 M parameters) sits far inside them.
+MAX_DIM = 512
+MAX_BLOCKS = 64  # per level, and for the refinement stage
+MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,24 @@ class RestormerConfig:
     layernorm_type: str = "BiasFree"
 
     def __post_init__(self) -> None:
-        # Accept lists (e.g. from JSON) but store tuples so the config stays hashable.
-        object.__setattr__(self, "num_blocks", tuple(int(v) for v in self.num_blocks))
-        object.__setattr__(self, "heads", tuple(int(v) for v in self.heads))
+        # Accept lists (e.g. from JSON) but store tuples so the config stays hashable; refuse other types
+        # (a checkpoint's metadata is untrusted input).
+        def integer(name: str, v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ParameterError(name, f"must be an integer, got {v!r}")
+            return v
+
+        for name in ("num_blocks", "heads"):
+            v = getattr(self, name)
+            if not isinstance(v, list | tuple):
+                raise ParameterError(name, f"must be a list of 4 integers, got {v!r}")
+            object.__setattr__(self, name, tuple(integer(name, x) for x in v))
+        for name in ("inp_channels", "out_channels", "dim", "num_refinement_blocks"):
+            integer(name, getattr(self, name))
+        if not isinstance(self.bias, bool):
+            raise ParameterError("bias", f"must be true or false, got {self.bias!r}")
+        if isinstance(self.ffn_expansion_factor, bool):
+            raise ParameterError("ffn_expansion_factor", "must be a number")
         if len(self.num_blocks) != 4 or any(v < 1 for v in self.num_blocks):
             raise ParameterError("num_blocks", f"needs 4 positive integers, got {self.num_blocks}")
         if len(self.heads) != 4 or any(v < 1 for v in self.heads):
@@ -76,10 +99,17 @@ class RestormerConfig:
             raise ParameterError("dim", f"must be even (downsampling halves it), got {self.dim}")
         if self.num_refinement_blocks < 0:
             raise ParameterError("num_refinement_blocks", "must be >= 0")
+        if self.dim > MAX_DIM:
+            raise ParameterError("dim", f"{self.dim} exceeds the cap of {MAX_DIM} channels")
+        if max(*self.num_blocks, self.num_refinement_blocks) > MAX_BLOCKS:
+            raise ParameterError("num_blocks", f"{self.num_blocks} (refinement {self.num_refinement_blocks}) exceeds "
+                                 f"the cap of {MAX_BLOCKS} blocks per stage")
+        if max(self.inp_channels, self.out_channels) > 16:
+            raise ParameterError("inp_channels", "more than 16 image channels is not a galaxy-image model")
+        if not (isinstance(self.ffn_expansion_factor, int | float) and 0 < self.ffn_expansion_factor <= 16):
+            raise ParameterError("ffn_expansion_factor", f"must be in (0, 16], got {self.ffn_expansion_factor!r}")
         if self.layernorm_type not in ("BiasFree", "WithBias"):
             raise ParameterError("layernorm_type", f"must be 'BiasFree' or 'WithBias', got {self.layernorm_type!r}")
-        if not self.ffn_expansion_factor > 0:
-            raise ParameterError("ffn_expansion_factor", "must be > 0")
         widths = (self.dim, 2 * self.dim, 4 * self.dim, 8 * self.dim)
         for level, (c, h) in enumerate(zip(widths, self.heads, strict=True), start=1):
             if c % h:
@@ -309,6 +339,26 @@ class Restormer(nn.Module):
         if self.config.out_channels == self.config.inp_channels:
             out = out + x_in
         return out[..., :h, :w]
+
+
+def meta_state_shapes(config: RestormerConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the state dict of ``Restormer(config)``, without allocating any weight.
+
+    The model is built on PyTorch's ``meta`` device, which records shapes only; the config's caps
+    (:data:`MAX_DIM`, :data:`MAX_BLOCKS`) bound the time this takes.
+
+    Raises
+    ------
+    ParameterError
+        When the architecture holds more than :data:`MAX_PARAMETERS` parameters.
+    """
+    with torch.device("meta"):
+        model = Restormer(config)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    total = sum(math.prod(s) for s in shapes.values())
+    if total > MAX_PARAMETERS:
+        raise ParameterError("config", f"{total:,} parameters exceed the cap of {MAX_PARAMETERS:,}")
+    return shapes
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -44,6 +44,8 @@ Cancel = Callable[[], bool] | threading.Event | None
 RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
 # Bytes of activations per input pixel per unit of `dim` (measured on CPU for the presets; see benchmarks/).
+# With the architecture caps of galviewer.core.model (dim <= MAX_DIM) the smallest pass (one 64×64 tile)
+# needs at most 200 · 512 · 64² B = 400 MB, whatever checkpoint is loaded.
 _BYTES_PER_PIXEL_PER_DIM = 200
 # Work (pixels × dim) per forward pass and per CPU thread beyond which batching more images stops paying:
 # measured per image, the small preset (dim 16) runs 64×64 stamps fastest at batch ~2 on one thread and 4–8 on
@@ -575,6 +577,10 @@ class Restorer:
             prepared.append(((lq - lo) / (hi - lo), lo, hi))
         outs = self.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
                                        cancel=cancel, batch_size=batch_size)
+        for rs, spread in outs:
+            if not (np.isfinite(rs).all() and (spread is None or np.isfinite(spread).all())):
+                raise RestoreError(f"the network gave NaN or infinite pixels for a finite input in [0, 1]: the "
+                                   f"checkpoint {self.name!r} is broken or unstable", "model")
         elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
@@ -594,9 +600,14 @@ class Restorer:
                 except RestoreError as exc:
                     note = f"{exc.reason}; fell back to inverting the min-max normalisation"
                     s, c, method = hi - lo, lo, "minmax"
-            data = (s * rs + c).astype(np.float32)
-            residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
-            sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                data = (s * rs + c).astype(np.float32)
+                residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
+                sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
+            if not (np.isfinite(data).all() and np.isfinite(residual).all()
+                    and (sigma is None or np.isfinite(sigma).all())):
+                raise RestoreError(f"the restored image does not fit in float32 (input values {lo:.3g} to {hi:.3g}, "
+                                   f"scale {s:.3g}): rescale the input (e.g. to electrons/s) and try again", "image")
             meta = {
                 "model": self.name,
                 "model_sha256": self.model_sha256 or self.metadata.weights_sha256,

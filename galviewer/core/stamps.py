@@ -25,6 +25,9 @@ from galviewer.errors import ParameterError
 __all__ = ["Stamp", "cutout", "refine_centroid", "stamp_from_array"]
 
 MAX_STAMP_PIXELS = 1 << 26
+# A stamp may lie at most this fraction outside its parent image (a source in a corner: 75 %);
+# beyond it the network would mostly see the synthetic noise that fills the outside.
+MAX_PADDED_FRACTION = 0.8
 
 
 @dataclass
@@ -98,16 +101,41 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return ny, nx
 
 
-def _inpaint(lq: np.ndarray, bad: np.ndarray, level: float, rms: float, rng: np.random.Generator) -> np.ndarray:
-    """Replace bad pixels by a Gaussian-weighted interpolation of their good neighbours (astropy);
-    pixels with no good neighbour within reach get the background level plus noise of the given rms."""
+def _inpaint(
+    lq: np.ndarray, bad: np.ndarray, level: float, rms: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace bad pixels by a Gaussian-weighted interpolation of their good neighbours (astropy).
+
+    Returns the filled image and the mask of pixels with no good neighbour within reach of the kernel,
+    which get the background level plus noise of the given rms (astropy's warning about them is
+    replaced by that mask, which the caller judges).
+    """
     tmp = lq.astype(np.float64)
     tmp[bad] = np.nan
-    filled = interpolate_replace_nans(tmp, Gaussian2DKernel(1.5), boundary="extend")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        filled = interpolate_replace_nans(tmp, Gaussian2DKernel(1.5), boundary="extend")
     left = ~np.isfinite(filled)
     if left.any():
         filled[left] = level + rng.normal(0.0, rms, size=int(left.sum())) if rms > 0 else level
-    return filled.astype(np.float32)
+    return filled.astype(np.float32), left
+
+
+# In-painting must reach every pixel this close to the source centre, or the stamp is refused.
+CENTRE_RADIUS = 5.0
+
+
+def _check_centre(unreached: np.ndarray, cx: float, cy: float, where: str) -> None:
+    """Refuse a stamp whose source centre lies in a masked hole too large to in-paint."""
+    if not unreached.any():
+        return
+    yy, xx = np.indices(unreached.shape)
+    near = (xx - cx) ** 2 + (yy - cy) ** 2 <= CENTRE_RADIUS**2
+    hit = int((unreached & near).sum())
+    if hit:
+        raise ParameterError("position", f"the source at {where} lies in a hole of {int(unreached.sum())} bad "
+                             f"(DQ-flagged, masked or NaN) pixels too wide to in-paint ({hit} of them within "
+                             f"{CENTRE_RADIUS:g} px of the centre): there is no data to restore there")
 
 
 def refine_centroid(
@@ -196,8 +224,14 @@ def cutout(
         data, err_arr, bad_arr, w = image.data, image.err, image.bad, image.wcs
         source, ext, meta = str(image.path), f"{image.meta.extname},{image.meta.extver}", image.meta
     else:
-        data = np.asarray(image)
+        try:
+            data = np.asarray(np.ma.getdata(image))
+        except (ValueError, TypeError) as exc:
+            raise ParameterError("image", f"is not a rectangular numeric array: {exc}") from None
         err_arr, bad_arr, w = err, bad, wcs
+        if isinstance(image, np.ma.MaskedArray) and np.ma.getmask(image) is not np.ma.nomask:
+            mask = np.ma.getmaskarray(image)
+            bad_arr = mask if bad_arr is None or np.shape(bad_arr) != mask.shape else mask | np.asarray(bad_arr, bool)
         source, ext, meta = "", "", None
         if data.ndim != 2 or 0 in data.shape:
             raise ParameterError("image", f"must be a non-empty 2-D array, got shape {data.shape}")
@@ -221,6 +255,11 @@ def cutout(
     lq = np.asarray(cut.data, dtype=np.float32)
     padded = np.ones((ny, nx), dtype=bool)
     padded[cut.slices_cutout] = False
+    outside = float(padded.mean())
+    if outside > MAX_PADDED_FRACTION:
+        raise ParameterError("size", f"a {nx}×{ny} stamp at ({cx:.1f}, {cy:.1f}) would lie {100 * outside:.1f} % "
+                             f"outside the {width}×{height} image (at most {100 * MAX_PADDED_FRACTION:.0f} % may be "
+                             "filled with synthetic noise); choose a smaller size")
     badmask = np.zeros((ny, nx), dtype=bool)
     if bad_arr is not None:
         badmask[cut.slices_cutout] = np.asarray(bad_arr[cut.slices_original], dtype=bool)
@@ -238,7 +277,8 @@ def cutout(
     if padded.any():
         lq[padded] = bkg.level + rng.normal(0.0, rms, size=int(padded.sum()))
     if badmask.any():
-        lq = _inpaint(lq, badmask, bkg.level, rms, rng)
+        lq, unreached = _inpaint(lq, badmask, bkg.level, rms, rng)
+        _check_centre(unreached, cx - ox, cy - oy, f"({cx:.1f}, {cy:.1f})")
     if err_stamp is not None:
         fill = ~np.isfinite(err_stamp) | padded | badmask | (err_stamp <= 0)
         err_stamp[fill] = rms
@@ -260,27 +300,37 @@ def cutout(
 
 
 def stamp_from_array(array: np.ndarray, name: str = "image") -> Stamp:
-    """Wrap a plain 2-D array as a stamp (no padding; non-finite pixels are in-painted).
+    """Wrap a plain 2-D array as a stamp (no padding; non-finite and masked pixels are in-painted).
+
+    A :class:`numpy.ma.MaskedArray`'s mask marks bad pixels, as DQ flags do for a FITS image.
 
     Raises
     ------
     ParameterError
-        For arrays that are not 2-D, are empty, or have no finite pixel.
+        For arrays that are not 2-D, are empty, are ragged or not numeric, or have no usable pixel.
     """
-    a = np.asarray(array)
+    try:
+        masked = np.ma.getmaskarray(array) if isinstance(array, np.ma.MaskedArray) else None
+        a = np.asarray(np.ma.getdata(array))
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(name, f"is not a rectangular numeric array: {exc}") from None
     if a.ndim != 2 or 0 in a.shape:
         raise ParameterError(name, f"must be a non-empty 2-D array, got shape {a.shape}")
     if a.dtype.kind not in "iuf":
         raise ParameterError(name, f"must hold real numbers, got dtype {a.dtype}")
-    lq = np.asarray(a, dtype=np.float32).copy()
+    with np.errstate(over="ignore"):
+        lq = np.asarray(a, dtype=np.float32).copy()
     finite = np.isfinite(lq)
+    if masked is not None:
+        finite &= ~masked
     if not finite.any():
-        raise ParameterError(name, "has no finite pixel")
+        raise ParameterError(name, "has no finite, unmasked pixel")
     bkg = background(lq, mask=~finite)
     bad = ~finite
-    if bad.any():
-        lq = _inpaint(lq, bad, bkg.level, 0.0, np.random.default_rng(0))
     ny, nx = lq.shape
+    if bad.any():
+        lq, unreached = _inpaint(lq, bad, bkg.level, 0.0, np.random.default_rng(0))
+        _check_centre(unreached, (nx - 1) / 2.0, (ny - 1) / 2.0, f"the centre of {name}")
     return Stamp(
         lq=lq,
         err=None,

@@ -14,9 +14,11 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import pickle
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from galviewer._atomic import atomic_write
-from galviewer.core.model import Restormer, RestormerConfig
+from galviewer.core.model import MAX_BLOCKS, MAX_PARAMETERS, Restormer, RestormerConfig, meta_state_shapes
 from galviewer.errors import ParameterError, WeightsError
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _PREFIXES = ("module.", "_orig_mod.")
+# A checkpoint larger than the largest model galviewer will build (float32) plus slack is refused unread.
+MAX_CHECKPOINT_BYTES = 4 * MAX_PARAMETERS + (64 << 20)
 
 
 @dataclass
@@ -99,24 +103,65 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, text: str, path: str | os.PathLike[str] | None = None) -> ModelMetadata:
-        """Parse :meth:`to_json` output, refusing unknown keys."""
+        """Parse :meth:`to_json` output, refusing unknown keys and values of the wrong type."""
         try:
             d = json.loads(text)
             if not isinstance(d, dict):
                 raise ValueError("metadata is not a JSON object")
             version = d.pop("format_version", FORMAT_VERSION)
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise ValueError(f"format_version must be an integer, got {version!r}")
             if version > FORMAT_VERSION:
                 raise ValueError(f"format_version {version} is newer than this galviewer ({FORMAT_VERSION})")
             known = {f.name for f in dataclasses.fields(cls)}
             unknown = set(d) - known
             if unknown:
                 raise ValueError(f"unknown metadata keys {sorted(unknown)}")
-            d["config"] = RestormerConfig.from_dict(d.get("config", {}))
+            config = d.get("config", {})
+            if not isinstance(config, dict):
+                raise ValueError(f"config must be a JSON object, got {type(config).__name__}")
+            d["config"] = RestormerConfig.from_dict(config)
+            _check_types(d)
             if "noise_rms_range" in d:
                 d["noise_rms_range"] = tuple(float(v) for v in d["noise_rms_range"])
             return cls(**d)
         except (ValueError, TypeError, ParameterError) as exc:
             raise WeightsError(path, f"invalid galviewer metadata: {exc}") from exc
+
+
+_STR_FIELDS = ("name", "normalisation", "training_data", "created", "galviewer_version", "weights_sha256")
+
+
+def _check_types(d: dict[str, Any]) -> None:
+    """Refuse metadata values of the wrong type or out of range (a checkpoint is untrusted input)."""
+    def number(key: str, positive: bool) -> None:
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or (positive and v <= 0):
+            raise ValueError(f"{key} must be a finite{' positive' if positive else ''} number, got {v!r}")
+
+    for key in _STR_FIELDS:
+        if key in d and not isinstance(d[key], str):
+            raise ValueError(f"{key} must be a string, got {d[key]!r}")
+    for key in ("pixel_scale_arcsec", "psf_fwhm_pix"):
+        if key in d:
+            number(key, positive=True)
+    if "iterations" in d and (isinstance(d["iterations"], bool) or not isinstance(d["iterations"], int)
+                              or d["iterations"] < 0):
+        raise ValueError(f"iterations must be a non-negative integer, got {d['iterations']!r}")
+    for key in ("metrics", "extra"):
+        if key in d and not isinstance(d[key], dict):
+            raise ValueError(f"{key} must be a JSON object, got {d[key]!r}")
+    if "noise_rms_range" in d:
+        r = d["noise_rms_range"]
+        if (not isinstance(r, list | tuple) or len(r) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+                       for v in r) or r[0] > r[1]):
+            raise ValueError(f"noise_rms_range must be two finite numbers low <= high, got {r!r}")
+    if d.get("normalisation", "minmax") != "minmax":
+        raise ValueError(f"normalisation {d['normalisation']!r} is not supported (only 'minmax')")
+    sha = d.get("weights_sha256", "")
+    if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise ValueError(f"weights_sha256 is not a sha256 hex digest: {sha[:80]!r}")
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -140,7 +185,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
         k = key
@@ -203,30 +248,57 @@ def save_checkpoint(
     return Path(path)
 
 
-def infer_config(state: dict[str, torch.Tensor], path: str | os.PathLike[str] | None = None) -> RestormerConfig:
+def infer_config(state: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> RestormerConfig:
     """Infer the Restormer architecture from the names and shapes of a state dict.
 
     Used for checkpoints that carry no config, such as the authors' ``.pth``.
+
+    Parameters
+    ----------
+    state : mapping
+        Parameter name to tensor, or to its shape (a tuple of ints).
+    path : path-like, optional
+        The file, for error messages.
     """
+    state = {k: torch.Size(getattr(v, "shape", v)) for k, v in state.items()}
     try:
         embed = state["patch_embed.proj.weight"]
         out_w = state["output.weight"]
     except KeyError as exc:
         raise WeightsError(path, f"not a Restormer state dict: missing {exc.args[0]!r}") from None
-    dim, inp = int(embed.shape[0]), int(embed.shape[1])
+    if len(embed) != 4 or len(out_w) != 4:
+        raise WeightsError(path, "not a Restormer state dict: patch_embed.proj.weight and output.weight must be "
+                           "4-D convolution kernels")
+    dim, inp = int(embed[0]), int(embed[1])
+    if dim < 1 or inp < 1:
+        raise WeightsError(path, f"not a Restormer state dict: patch_embed.proj.weight has shape {tuple(embed)}")
 
     def count(prefix: str) -> int:
-        idx = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
-        return max(idx) + 1 if idx else 0
+        idx = set()
+        for k in state:
+            if k.startswith(prefix):
+                head = k[len(prefix):].split(".")[0]
+                if not head.isdigit() or len(head) > 6:
+                    raise WeightsError(path, f"not a Restormer state dict: unexpected key {k[:120]!r}")
+                idx.add(int(head))
+        if idx and (len(idx) > MAX_BLOCKS or idx != set(range(len(idx)))):
+            shown = sorted(idx)
+            raise WeightsError(path, f"not a Restormer state dict: the blocks of {prefix.rstrip('.')} are numbered "
+                               f"{shown[:4]}{' ...' if len(shown) > 4 else ''} {shown[-1]} ({len(idx)} blocks; "
+                               f"expected 0..n-1 with n <= {MAX_BLOCKS})")
+        return len(idx)
 
     blocks = tuple(count(f"{name}.") for name in ("encoder_level1", "encoder_level2", "encoder_level3", "latent"))
     heads = []
     for name in ("encoder_level1", "encoder_level2", "encoder_level3", "latent"):
         t = state.get(f"{name}.0.attn.temperature")
-        if t is None:
-            raise WeightsError(path, f"not a Restormer state dict: missing '{name}.0.attn.temperature'")
-        heads.append(int(t.shape[0]))
-    hidden2 = int(state["encoder_level1.0.ffn.project_in.weight"].shape[0])
+        if t is None or len(t) != 3:
+            raise WeightsError(path, f"not a Restormer state dict: missing or malformed "
+                               f"'{name}.0.attn.temperature'")
+        heads.append(int(t[0]))
+    if "encoder_level1.0.ffn.project_in.weight" not in state:
+        raise WeightsError(path, "not a Restormer state dict: missing 'encoder_level1.0.ffn.project_in.weight'")
+    hidden2 = int(state["encoder_level1.0.ffn.project_in.weight"][0])
     hidden = hidden2 // 2
     factor = 2.66 if int(dim * 2.66) == hidden else hidden / dim
     bias = "patch_embed.proj.bias" in state
@@ -234,7 +306,7 @@ def infer_config(state: dict[str, torch.Tensor], path: str | os.PathLike[str] | 
     try:
         return RestormerConfig(
             inp_channels=inp,
-            out_channels=int(out_w.shape[0]),
+            out_channels=int(out_w[0]),
             dim=dim,
             num_blocks=blocks,  # type: ignore[arg-type]
             num_refinement_blocks=count("refinement."),
@@ -254,9 +326,13 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message ends with advice to pass weights_only=False, which is exactly what must not be done
+        # with an untrusted file; keep only the line naming what the pickle asked for.
+        what = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
         raise WeightsError(
-            path, f"refused: the file needs code to unpickle (only plain tensors are loaded): {exc}"
-        ) from exc
+            path, "refused: the file needs code to unpickle; galviewer loads only plain tensors and never runs "
+            f"code from a checkpoint{f' ({what})' if what else ''}"
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError, IndexError) as exc:
         raise WeightsError(path, f"corrupt or unreadable PyTorch file: {exc}") from exc
     if isinstance(obj, dict):
@@ -295,52 +371,83 @@ def load_checkpoint(
         wrong config, missing or unexpected keys, or mismatched shapes.
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise WeightsError(p, "no such file")
+    if not p.is_file():
+        raise WeightsError(p, "not a regular file (a folder, FIFO or device is never read as a checkpoint)")
+    size = p.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise WeightsError(p, f"{size / 2**30:.1f} GiB is larger than any model galviewer builds "
+                           f"({MAX_CHECKPOINT_BYTES / 2**30:.1f} GiB at most)")
     if p.suffix == ".safetensors":
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(p), framework="pt") as fh:
-                header = fh.metadata() or {}
-            state = load_file(str(p))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise WeightsError(p, f"corrupt or unreadable safetensors file: {exc}") from exc
-        state = _strip_prefixes(state)
-        if "galviewer" in header:
-            meta = ModelMetadata.from_json(header["galviewer"], p)
-            if meta.weights_sha256 and tensors_sha256(state) != meta.weights_sha256:
-                raise WeightsError(p, "checksum mismatch: tensors differ from the sha256 stored in the metadata")
-        else:
-            meta = ModelMetadata(name=p.stem, config=infer_config(state, p))
+        state, meta = _read_safetensors(p)
     else:
         state = _read_pth(p)
         meta = ModelMetadata(name=p.stem, config=infer_config(state, p), training_data="external checkpoint")
+        _check_fits({k: tuple(v.shape) for k, v in state.items()}, meta.config, p)
     if expected is not None and meta.config != expected:
         raise WeightsError(p, f"wrong config: checkpoint has {meta.config}, expected {expected}")
-    _check_fits(state, meta.config, p)
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise WeightsError(p, f"tensor {k} holds NaN or inf")
     return state, meta
 
 
-def _check_fits(state: dict[str, torch.Tensor], config: RestormerConfig, path: Path) -> None:
-    reference = Restormer(config).state_dict()
-    missing = sorted(set(reference) - set(state))
-    extra = sorted(set(state) - set(reference))
+def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], ModelMetadata]:
+    """Check a safetensors file's metadata, names and shapes from its header, then read the tensors.
+
+    Nothing is allocated before the architecture the metadata declares is known to match, name for name
+    and shape for shape, the tensors the file holds.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            header = fh.metadata() or {}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(p, f"corrupt or unreadable safetensors file: {exc}") from exc
+    shapes = _strip_prefixes(shapes)
+    if "galviewer" in header:
+        meta = ModelMetadata.from_json(header["galviewer"], p)
+    else:
+        meta = ModelMetadata(name=p.stem, config=infer_config(shapes, p))
+    _check_fits(shapes, meta.config, p)
+    if "galviewer" in header and not meta.weights_sha256:
+        raise WeightsError(p, "the galviewer metadata carries no weights_sha256: the integrity of the "
+                           "tensors cannot be checked (galviewer always writes it; the file was altered)")
+    try:
+        state = _strip_prefixes(load_file(str(p)))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(p, f"corrupt or unreadable safetensors file: {exc}") from exc
+    if meta.weights_sha256 and tensors_sha256(state) != meta.weights_sha256:
+        raise WeightsError(p, "checksum mismatch: tensors differ from the sha256 stored in the metadata")
+    return state, meta
+
+
+def _check_fits(shapes: dict[str, tuple[int, ...]], config: RestormerConfig, path: Path) -> None:
+    """Refuse a config whose state dict differs in names or shapes from the tensors a file holds.
+
+    The reference is built on the meta device (shapes only), so a config that declares more than the file
+    holds is refused before any memory is allocated for it.
+    """
+    try:
+        reference = meta_state_shapes(config)
+    except ParameterError as exc:
+        raise WeightsError(path, f"refused: {exc}") from exc
+    missing = sorted(set(reference) - set(shapes))
+    extra = sorted(set(shapes) - set(reference))
     if missing or extra:
         parts = []
         if missing:
             parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)})")
         if extra:
-            parts.append(f"unexpected keys {extra[:5]}{' ...' if len(extra) > 5 else ''} ({len(extra)})")
+            parts.append(f"unexpected keys {[e[:120] for e in extra[:5]]}{' ...' if len(extra) > 5 else ''} "
+                         f"({len(extra)})")
         raise WeightsError(path, "; ".join(parts))
-    bad = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in reference.items() if state[k].shape != v.shape
-    ]
+    bad = [f"{k}: {shapes[k]} vs {v}" for k, v in reference.items() if shapes[k] != v]
     if bad:
         raise WeightsError(path, f"shape mismatch: {bad[:3]}{' ...' if len(bad) > 3 else ''}")
-    for k, v in state.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise WeightsError(path, f"tensor {k} holds NaN or inf")
 
 
 def load_model(
