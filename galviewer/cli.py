@@ -243,7 +243,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import math
 
-    from galviewer.core.fitsio import list_images, open_image
+    from galviewer.core.fitsio import open_image
 
     with open_image(args.file, args.ext) as image:
         meta = dataclasses.asdict(image.meta)
@@ -251,7 +251,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         info = {
             "file": str(image.path),
             "shape": list(image.shape),
-            "images": [f"{n},{v} {list(s)}" for n, v, s in list_images(args.file)],
+            "images": [f"{n},{v} {list(s)}" for n, v, s in image.images()],
             "has_err": image.err is not None,
             "bad_pixels": int(image.bad.sum()),
             "wcs": image.wcs is not None,

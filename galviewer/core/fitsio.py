@@ -17,7 +17,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import stat
+import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,19 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
-from galviewer.errors import ImageLoadError, ParameterError
+from galviewer.errors import ExportError, ImageLoadError, ParameterError
 
 __all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "write_stamp"]
 
 # Refuse to map images whose declared size is absurd (protects against corrupt headers).
 MAX_PIXELS = 1 << 30
+# A .gz file is decompressed (CRC and length checked) into an anonymous temporary file that is then
+# memory-mapped; it may hold at most this many bytes (a 16384² float64 image, or a 23170² float32 one).
+MAX_GZIP_BYTES = 2 << 30
+
+# Magic numbers of compressions astropy does not read through galviewer, named in the error.
+_OTHER_COMPRESSIONS = ((b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
+                       (b"\x28\xb5\x2f\xfd", "zstd"))
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,10 @@ class Image:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def images(self) -> list[tuple[str, int, tuple[int, ...]]]:
+        """The file's 2-D image extensions, as :func:`list_images` gives them (no second read of the file)."""
+        return _images_in(self._hdul) if self._hdul is not None else list_images(self.path)
+
     def pixel_to_world(self, x: float, y: float) -> tuple[float, float]:
         """RA, Dec in degrees of a 0-based pixel position (NaN without a WCS)."""
         if self.wcs is None:
@@ -164,10 +178,20 @@ def _is_image_hdu(hdu: Any) -> bool:
 
 
 def _declared_shape(hdu: Any) -> tuple[int, ...]:
+    """Shape the header declares, (…, NAXIS2, NAXIS1), read without touching the data.
+
+    For a tile-compressed image this is the decompressed shape: astropy ≥ 6 gives the image header
+    (NAXISn), older versions the table's (ZNAXISn).
+    """
     h = hdu.header
-    naxis = int(h.get("ZNAXIS", h.get("NAXIS", 0))) if isinstance(hdu, fits.CompImageHDU) else int(h.get("NAXIS", 0))
-    key = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) else "NAXIS"
-    return tuple(int(h.get(f"{key}{i}", 0)) for i in range(naxis, 0, -1))
+    key = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) and "ZNAXIS" in h else "NAXIS"
+    try:
+        naxis = int(h.get(key, 0))
+        if not 0 <= naxis <= 999:
+            return ()
+        return tuple(int(h.get(f"{key}{i}", 0)) for i in range(naxis, 0, -1))
+    except (TypeError, ValueError):
+        return ()
 
 
 def list_images(path: str | os.PathLike[str]) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -178,19 +202,8 @@ def list_images(path: str | os.PathLike[str]) -> list[tuple[str, int, tuple[int,
     ImageLoadError
         When the file cannot be read as FITS.
     """
-    p = Path(path)
-    with _open_fits(p) as hdul:
-        out = []
-        for i, hdu in enumerate(hdul):
-            if not _is_image_hdu(hdu):
-                continue
-            shape = _declared_shape(hdu)
-            if len([s for s in shape if s > 1]) != 2:
-                continue
-            name = hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else str(i))
-            out.append((str(name).upper(), int(hdu.header.get("EXTVER", 1)), shape))
-    out.sort(key=lambda t: (t[0] != "SCI", t[0], t[1]))
-    return out
+    with _open_fits(Path(path)) as hdul:
+        return _images_in(hdul)
 
 
 class _Quiet:
@@ -208,31 +221,120 @@ class _Quiet:
         self._cm.__exit__(*exc)
 
 
+def _gunzip(path: Path, limit: int = MAX_GZIP_BYTES) -> Any:
+    """Decompress a gzip file completely, checking every member's CRC-32 and length, into an anonymous
+    temporary file (deleted when closed, even if the process is killed); return it opened read-only.
+
+    Raises
+    ------
+    ImageLoadError
+        For a corrupt or truncated stream, or one that decompresses to more than ``limit`` bytes.
+    """
+    total = 0
+    try:
+        with open(path, "rb") as src, tempfile.TemporaryFile(prefix="galviewer-gunzip-") as tmp:
+            d = zlib.decompressobj(wbits=31)
+            while True:
+                data = src.read(1 << 20)
+                if not data:
+                    break
+                while data:
+                    if d.eof:  # another gzip member follows, or the zero padding some tools append
+                        if not data.strip(b"\0"):
+                            break
+                        d = zlib.decompressobj(wbits=31)
+                    out = d.decompress(data, 1 << 24)
+                    total += len(out)
+                    if total > limit:
+                        raise ImageLoadError(path, f"decompresses to more than {limit / 2**30:.0f} GiB; gunzip it "
+                                             "first (uncompressed FITS files are memory-mapped)")
+                    tmp.write(out)
+                    data = d.unconsumed_tail or d.unused_data
+            if not d.eof:
+                raise ImageLoadError(path, "truncated gzip stream (the file ends before the gzip trailer)")
+            tmp.flush()
+            tmp.seek(0)  # the duplicate shares the file offset
+            return os.fdopen(os.dup(tmp.fileno()), "rb")
+    except zlib.error as exc:
+        reason = "CRC check failed" if "check" in str(exc) else str(exc)
+        raise ImageLoadError(path, f"corrupt gzip stream ({reason}): the file was damaged") from None
+    except OSError as exc:
+        if isinstance(exc, ImageLoadError):
+            raise
+        raise ImageLoadError(path, f"cannot decompress: {exc.strerror or exc}") from exc
+
+
+def _header_damage(head: bytes) -> str:
+    """Why the first header of a file cannot be parsed, when it is plain to see (non-ASCII or no END)."""
+    for i in range(0, len(head) - 79, 80):
+        card = head[i: i + 80]
+        bad = [b for b in card if not 0x20 <= b <= 0x7E]
+        if bad:
+            return (f"header card {i // 80 + 1} holds a non-ASCII byte 0x{bad[0]:02x} (FITS headers are "
+                    f"printable ASCII)")
+        if card.startswith(b"END     ") or card.rstrip() == b"END":
+            return ""
+    return ""
+
+
+def check_regular_file(path: Path, error: type[ImageLoadError] = ImageLoadError) -> None:
+    """Refuse a missing path, a folder, a FIFO, a device or a socket before anything opens it.
+
+    Raises
+    ------
+    ImageLoadError
+        Naming the path and what it is.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(path, "no such file") from None
+    except OSError as exc:
+        raise error(path, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise error(path, "is a folder, not a FITS file")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise error(path, f"is {kind}, not a regular file; galviewer reads only regular files")
+
+
 def _open_fits(path: Path, memmap: bool = True) -> fits.HDUList:
-    if not path.exists():
-        raise ImageLoadError(path, "no such file")
-    if path.is_dir():
-        raise ImageLoadError(path, "is a folder, not a FITS file")
+    check_regular_file(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(80)
+            head = fh.read(2880)
     except OSError as exc:
         raise ImageLoadError(path, f"cannot read: {exc.strerror}") from exc
     if not head:
         raise ImageLoadError(path, "empty file")
     gz = head[:2] == b"\x1f\x8b"
+    for magic, name in _OTHER_COMPRESSIONS:
+        if head.startswith(magic):
+            raise ImageLoadError(path, f"is {name}-compressed; galviewer reads FITS and gzip-compressed FITS "
+                                 f"(.fits.gz): decompress it first")
     if not gz and not head.startswith(b"SIMPLE  ="):
         raise ImageLoadError(path, "not a FITS file (no SIMPLE card at the start)")
+    source: Any = path
+    if gz:
+        source = _gunzip(path)
+        head = source.read(2880)
+        source.seek(0)
+        if not head.startswith(b"SIMPLE  ="):
+            source.close()
+            raise ImageLoadError(path, "gzip file that does not hold FITS (no SIMPLE card at the start)")
     failure = ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            hdul = fits.open(path, memmap=memmap and not gz, lazy_load_hdus=False, ignore_missing_simple=False)
+            hdul = fits.open(source, memmap=memmap, lazy_load_hdus=False, ignore_missing_simple=False)
         except Exception as exc:  # astropy raises many types for damaged files; zlib its own
-            failure = f"not a readable FITS file: {type(exc).__name__}: {exc}"
+            failure = _header_damage(head) or f"not a readable FITS file: {type(exc).__name__}: {exc}"
         if failure:
             # astropy can leave its file handle to the garbage collector when it fails mid-way;
             # release it here, quietly, instead of leaking a ResourceWarning to the caller.
+            if gz:
+                source.close()
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
     if failure:
@@ -276,11 +378,17 @@ def _pick_science(hdul: fits.HDUList, ext: Any, path: Path) -> tuple[int, Any]:
 
 
 def _images_in(hdul: fits.HDUList) -> list[tuple[str, int, tuple[int, ...]]]:
+    """The 2-D image HDUs of an open file as ``(EXTNAME, EXTVER, shape)``, science (SCI) first."""
     out = []
     for i, hdu in enumerate(hdul):
         if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) == 2:
-            out.append((str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else i)), int(hdu.header.get("EXTVER", 1)),
+            try:
+                ver = int(hdu.header.get("EXTVER", 1))
+            except (TypeError, ValueError):
+                ver = 1
+            out.append((str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else i)).upper(), ver,
                         _declared_shape(hdu)))
+    out.sort(key=lambda t: (t[0] != "SCI", t[0], t[1]))
     return out
 
 
@@ -365,12 +473,15 @@ def open_image(
                     idx, hdu = _pick_science(hdul, ext, p)
                     raw = hdu.data
                 data = _as_2d(raw, p, f"HDU {idx}")
+            except ImageLoadError:
+                raise
             except (OSError, ValueError, TypeError, IndexError) as exc:
                 raise ImageLoadError(p, f"image data unreadable (truncated file?): {exc}") from exc
             if data.dtype.kind in "iu" or (hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0):
                 data = np.asarray(data, dtype=np.float32)
-            finite = np.isfinite(data)
-            if not finite.any():
+            bad = np.isfinite(data)
+            np.logical_not(bad, out=bad)  # in place: one image-sized mask, not two
+            if bad.all():
                 raise ImageLoadError(p, "all pixels are NaN or infinite")
             primary = hdul[0].header
             sci_h = hdu.header
@@ -398,7 +509,6 @@ def open_image(
             err = _companion(errh, data.shape, p, "ERR")
             dq = _companion(dqh, data.shape, p, "DQ")
             weight = _companion(wht, data.shape, p, "WHT") if kind == "DRZ" else None
-            bad = ~finite
             if dq is not None:
                 bad |= (np.asarray(dq).astype(np.int64) & ~int(dq_ignore_bits)) != 0
             if weight is not None:
@@ -500,9 +610,17 @@ def _provenance_header(restoration: Any) -> fits.Header:
         h["NPADPIX"] = (int(st.padded.sum()), "pixels outside the parent image")
         if st.wcs is not None:
             cx, cy = st.center_in_stamp
-            ra, dec = st.wcs.all_pix2world(cx, cy, 0)
-            h["RA_CEN"] = (float(ra), "[deg] RA of the source centre")
-            h["DEC_CEN"] = (float(dec), "[deg] Dec of the source centre")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    ra, dec = (float(v) for v in st.wcs.all_pix2world(cx, cy, 0))
+            except Exception:
+                ra = dec = float("nan")
+            if np.isfinite(ra) and np.isfinite(dec):
+                h["RA_CEN"] = (ra, "[deg] RA of the source centre")
+                h["DEC_CEN"] = (dec, "[deg] Dec of the source centre")
+            else:
+                h["COMMENT"] = "The WCS gives no finite sky position for the source centre: RA_CEN/DEC_CEN omitted."
         if st.meta is not None:
             for key, value in (("INSTRUME", st.meta.instrument), ("DETECTOR", st.meta.detector),
                                ("FILTER", st.meta.filter)):
@@ -547,11 +665,18 @@ def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bo
     from galviewer._atomic import atomic_write
 
     st = restoration.stamp
+    for name in ("data", "lq", "residual", "sigma"):
+        arr = getattr(restoration, name)
+        if arr is not None and not np.isfinite(arr).all():
+            raise ExportError(path, f"the {name} image holds NaN or infinite pixels; nothing was written")
     wcs_header = fits.Header()
     if st is not None and st.wcs is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
-            wcs_header = st.wcs.to_header(relax=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyWarning)
+                wcs_header = st.wcs.to_header(relax=True)
+        except Exception as exc:
+            raise ExportError(path, f"the stamp's WCS cannot be written: {type(exc).__name__}: {exc}") from exc
     bunit = st.meta.bunit if st is not None and st.meta is not None else ""
     primary = fits.PrimaryHDU(np.asarray(restoration.data, dtype=np.float32))
     primary.header.update(wcs_header)
