@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from galviewer.errors import ExportError, OutputExistsError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "sweep_stale_parts"]
 
 
 def _file_mode() -> int:
@@ -23,9 +24,36 @@ def _file_mode() -> int:
 _MODE = _file_mode()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale_parts(path: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``path`` left beside it.
+
+    Temporary names are ``.{name}.{pid}.{random}.part``; a file whose writing process no longer exists
+    is a remnant of a write that never finished (SIGKILL, power cut) and is deleted.  Returns what was removed.
+    """
+    removed = []
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid_text = part.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
 @contextlib.contextmanager
 def _temp_beside(path: Path) -> Iterator[Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    sweep_stale_parts(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

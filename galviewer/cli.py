@@ -9,16 +9,51 @@ as DS9/IRAF 1-based image coordinates.  Region files (DS9) are converted by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from galviewer import __version__
 from galviewer.errors import GalviewerError, ParameterError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "safe_label", "to_json"]
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities become null, numpy scalars and arrays Python values."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON text (RFC 8259: no NaN or Infinity tokens) of a result."""
+    return json.dumps(_jsonable(value), indent=1, allow_nan=False)
+
+
+def safe_label(label: str, max_len: int = 64) -> str:
+    """Reduce a catalogue label to a safe file-name part: letters, digits, ``-``, ``_``, ``.`` and ``+``;
+    no path separator, no leading dot, at most ``max_len`` characters (``_`` when nothing is left)."""
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(label)).strip("._")
+    return text[:max_len] or "_"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -145,31 +180,89 @@ def _catalog_positions(path: str, image: Any, origin: int) -> list[tuple[str, fl
         table = Table.read(str(p))
     except Exception as exc:
         raise ImageLoadError(p, f"not a readable ECSV/FITS table: {exc}") from exc
+    import numpy as np
+
     cols = {c.lower(): c for c in table.colnames}
-    ids = table[cols["id"]] if "id" in cols else range(1, len(table) + 1)
+    ids = [str(i) for i in table[cols["id"]]] if "id" in cols else [str(k) for k in range(1, len(table) + 1)]
+
+    def numeric(name: str) -> np.ndarray:
+        try:
+            return np.asarray(np.ma.filled(table[cols[name]], np.nan), dtype=float).reshape(len(table))
+        except (TypeError, ValueError):
+            raise ImageLoadError(p, f"column {cols[name]!r} is not numeric (dtype {table[cols[name]].dtype}, first "
+                                 f"value {table[cols[name]][0]!r})") from None
+
     for xname, yname in (("x", "y"), ("xcentroid", "ycentroid"), ("x_image", "y_image")):
         if xname in cols and yname in cols:
             off = float(origin)
-            return [(str(i), float(x) - off, float(y) - off)
-                    for i, x, y in zip(ids, table[cols[xname]], table[cols[yname]], strict=True)]
+            return [(i, float(x) - off, float(y) - off)
+                    for i, x, y in zip(ids, numeric(xname), numeric(yname), strict=True)]
     if "ra" in cols and "dec" in cols:
         if image.wcs is None:
             raise ImageLoadError(p, "ra/dec columns need an image with a celestial WCS")
-        import numpy as np
-
-        xs, ys = image.wcs.all_world2pix(np.asarray(table[cols["ra"]], float), np.asarray(table[cols["dec"]], float), 0)
-        return [(str(i), float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)]
+        with np.errstate(invalid="ignore"):
+            try:
+                xs, ys = image.wcs.all_world2pix(numeric("ra"), numeric("dec"), 0, quiet=True)
+            except Exception as exc:
+                raise ImageLoadError(p, f"the image's WCS cannot place these RA/Dec: {exc}") from None
+        return [(i, float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)]
     raise ImageLoadError(p, f"no position columns: need x,y or xcentroid,ycentroid or ra,dec; have {table.colnames}")
+
+
+def _refuse_input_as_output(out: Path, *inputs: str | None) -> None:
+    """No output path may be an input path (a FITS image, a catalogue, a checkpoint)."""
+    target = out.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given)
+        if src.resolve() == target or (src.exists() and out.exists() and src.samefile(out)):
+            raise ParameterError("--output", f"{out} is also an input file; choose another output path")
+
+
+def _check_size(size: int) -> None:
+    if not 8 <= size <= MAX_CLI_STAMP:
+        raise ParameterError("--size", f"must be between 8 and {MAX_CLI_STAMP} pixels, got {size} (restore larger "
+                             "areas as regions in the viewer)")
+
+
+MAX_CLI_STAMP = 1024
+
+
+def _unique_targets(positions: list[tuple[str, float, float]], outdir: Path, stem: str
+                    ) -> tuple[list[tuple[str, float, float, Path]], list[str]]:
+    """One distinct, safe file per catalogue row: labels reduced by :func:`safe_label`, repeats numbered."""
+    seen: dict[str, int] = {}
+    targets, notes = [], []
+    for label, x, y in positions:
+        name = safe_label(label)
+        if name != label:
+            notes.append(f"label {label[:80]!r} written as {name!r}")
+        base, n = name, seen.get(name.lower(), 0)
+        while name.lower() in seen:
+            n += 1
+            name = f"{base}_{n + 1}"
+        seen[base.lower()] = n
+        seen[name.lower()] = 0
+        if name != base:
+            notes.append(f"duplicate label {base!r} written as {name!r}")
+        path = outdir / f"{safe_label(stem)}_{name}.fits"
+        if path.resolve().parent != outdir.resolve():  # pragma: no cover - safe_label forbids separators
+            raise ParameterError("--catalog", f"label {label!r} would write outside {outdir}")
+        targets.append((label, x, y, path))
+    return targets, notes
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
     from galviewer.core.stamps import cutout
 
+    _check_size(args.size)
+    out = Path(args.output)
+    _refuse_input_as_output(out, args.file, args.catalog, args.model)
     with open_image(args.file, args.ext) as image:
         if args.xy is not None:
             x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
-            out = Path(args.output)
             if out.exists() and not args.overwrite:
                 raise ParameterError("--output", f"{out} exists; pass --overwrite to replace it")
             stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
@@ -181,12 +274,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                   f"scale {result.scale:.4g}, offset {result.offset:.4g})")
             return 0
         positions = _catalog_positions(args.catalog, image, args.origin)
-        outdir = Path(args.output)
+        outdir = out
         if outdir.exists() and not outdir.is_dir():
             raise ParameterError("--output", f"{outdir} is a file; --catalog writes into a folder")
         outdir.mkdir(parents=True, exist_ok=True)
-        stem = Path(args.file).name.split(".")[0]
-        targets = [(label, x, y, outdir / f"{stem}_{label}.fits") for label, x, y in positions]
+        targets, notes = _unique_targets(positions, outdir, Path(args.file).name.split(".")[0])
+        for note in notes:
+            print(f"galviewer: note: {note}", file=sys.stderr)
         clashes = [str(t[3]) for t in targets if t[3].exists()]
         if clashes and not args.overwrite:
             raise ParameterError("--output", f"{len(clashes)} output files exist (e.g. {clashes[0]}); "
@@ -206,13 +300,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    import json
-
     from galviewer.core.fitsio import open_image
     from galviewer.core.measure.compare import compare, compare_restoration
     from galviewer.core.psf import gaussian_psf, hst_fwhm_pixels
     from galviewer.core.stamps import cutout
 
+    _check_size(args.size)
     with open_image(args.file, args.ext) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
         stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
@@ -231,7 +324,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         d = m.to_dict()
         d["stamp"] = {"file": str(args.file), "x_center": stamp.center[0], "y_center": stamp.center[1],
                       "origin": stamp.origin, "size": args.size}
-        print(json.dumps(d, indent=1))
+        print(to_json(d))
     else:
         print(f"{args.file}: source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} (0-based), "
               f"{args.size}×{args.size} stamp")
@@ -261,7 +354,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             ny, nx = image.shape
             info["center_radec"] = list(image.pixel_to_world((nx - 1) / 2, (ny - 1) / 2))
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(to_json(info))
     else:
         for k, v in info.items():
             print(f"{k:>14}: {v}")
@@ -288,12 +381,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from galviewer.core.batch import detect
     from galviewer.core.fitsio import open_image
 
+    _refuse_input_as_output(Path(args.output), args.file)
     with open_image(args.file, args.ext) as image:
         sources = detect(image, nsigma=args.nsigma, npixels=args.npixels, deblend=args.deblend,
                          max_sources=args.max_sources)
         if not sources:
             print(f"{args.file}: no source above {args.nsigma:g}σ", file=sys.stderr)
             return 1
+        if sources.found > len(sources):
+            print(f"galviewer: note: {sources.found} sources found; the {len(sources)} brightest are kept "
+                  "(--max-sources)", file=sys.stderr)
         names = ("id", "x", "y", "flux", "flux_err", "area", "a", "b", "theta_deg")
         table = Table(rows=[[getattr(s, k) for k in names] for s in sources], names=names)
         table["snr"] = [s.snr for s in sources]
@@ -332,13 +429,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"view": _cmd_view, "restore": _cmd_restore, "measure": _cmd_measure, "detect": _cmd_detect,
                 "info": _cmd_info, "models": _cmd_models}
     try:
-        return handlers[args.command](args)
+        if args.command == "view":
+            return handlers[args.command](args)
+        with _astropy_log_to_stderr():
+            return handlers[args.command](args)
     except GalviewerError as exc:
         print(f"galviewer: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("galviewer: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _astropy_log_to_stderr() -> Iterator[None]:
+    """Keep standard output for results (JSON stays JSON): astropy's logger, which prints INFO lines such
+    as its SIP notice to stdout, is redirected to stderr for the duration of a command."""
+    from astropy import log
+
+    saved = list(log.handlers)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("galviewer: astropy %(levelname)s: %(message)s"))
+    for h in saved:
+        log.removeHandler(h)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        for h in saved:
+            log.addHandler(h)
 
 
 if __name__ == "__main__":  # pragma: no cover

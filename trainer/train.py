@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from galviewer._atomic import atomic_write
 from galviewer.core.measure.metrics import psnr, ssim
 from galviewer.core.model import Restormer, RestormerConfig
 from galviewer.core.restore import choose_device
@@ -161,9 +162,7 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp), overwrite=True)
 
 
 @torch.no_grad()
@@ -208,15 +207,33 @@ def _plot(log_path: Path, png: Path) -> None:
     ax[1].set_xlabel("iteration")
     ax[1].set_ylabel("validation PSNR (dB)")
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.part.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, png)
+    try:
+        atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), overwrite=True)
+    finally:
+        plt.close(fig)
 
 
 def _fmt_time(s: float) -> str:
     s = int(max(s, 0))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _start_log(log_path: Path, start: int) -> None:
+    """Begin ``log.csv`` at iteration ``start``: a fresh run writes the header; a resumed one drops the rows
+    logged after its saved state (they are logged again as training repeats those iterations)."""
+    rows: list[dict[str, str]] = []
+    if start > 0 and log_path.exists():
+        with log_path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if (r.get("iteration") or "").isdigit()
+                    and int(r["iteration"]) <= start]
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(log_path, write, overwrite=True)
 
 
 LOG_FIELDS = ["iteration", "loss", "lr", "it_per_s", "val_psnr", "val_ssim", "val_psnr_lq", "val_ssim_lq"]
@@ -306,9 +323,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(config.to_toml())
     log_path = out / "log.csv"
-    if rank == 0 and (not resume or not log_path.exists()):
-        with log_path.open("w", newline="") as f:
-            csv.writer(f).writerow(LOG_FIELDS)
+    if rank == 0:
+        _start_log(log_path, start if resume else 0)
 
     meta = ModelMetadata(
         name=config.name, config=model.config, normalisation="minmax", pixel_scale_arcsec=0.05,

@@ -9,6 +9,7 @@ source (Sérsic fits of LQ and RS, Kron and isophotal photometry).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -23,9 +24,22 @@ from galviewer.core.fitsio import Image, write_stamp
 from galviewer.core.stamps import Stamp, cutout
 from galviewer.errors import GalviewerError, OutputExistsError, ParameterError, RestoreCancelled
 
-__all__ = ["BatchResult", "Source", "detect", "export_batch", "restore_sources"]
+__all__ = ["BatchResult", "Detections", "Source", "detect", "export_batch", "restore_sources"]
 
 Progress = Callable[[int, int], None]
+
+
+class Detections(list):  # type: ignore[type-arg]
+    """The sources :func:`detect` keeps, brightest first; ``found`` counts all it found before the cap."""
+
+    def __init__(self, sources: Sequence[Source] = (), found: int | None = None) -> None:
+        super().__init__(sources)
+        self.found = len(self) if found is None else int(found)
+
+    @property
+    def capped(self) -> bool:
+        """True when ``max_sources`` dropped some of the sources found."""
+        return self.found > len(self)
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ def detect(
     box_size: int = 64,
     max_sources: int = 1000,
     deblend: bool = False,
-) -> list[Source]:
+) -> Detections:
     """Detect sources with photutils, brightest first.
 
     Parameters
@@ -72,22 +86,23 @@ def detect(
     box_size : int
         ``Background2D`` mesh size.
     max_sources : int
-        Keep the brightest ones.
+        Keep the brightest ones; the result's ``found`` says how many there were before this cap.
     deblend : bool
         Split blended sources with ``photutils.segmentation.deblend_sources`` (SExtractor's multi-threshold
         scheme: 32 levels, contrast 0.005); slower.
+
+    Returns
+    -------
+    Detections
+        A list of :class:`Source`, brightest first, with ``found`` and ``capped``.  Images larger than
+        ``DETECT_TILE``² are processed in overlapping tiles so that memory stays within a few times the
+        image's size.
 
     Raises
     ------
     ParameterError
         For a bad parameter or an image too small for the background mesh.
     """
-    from astropy.convolution import convolve
-    from astropy.stats import SigmaClip
-    from photutils.background import Background2D, SExtractorBackground
-    from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
-    from photutils.utils.exceptions import NoDetectionsWarning
-
     if not nsigma > 0:
         raise ParameterError("nsigma", f"must be > 0, got {nsigma}")
     if npixels < 1:
@@ -96,29 +111,81 @@ def detect(
         raise ParameterError("max_sources", f"must be >= 1, got {max_sources}")
     if not smooth_fwhm >= 0:
         raise ParameterError("smooth_fwhm", f"must be >= 0, got {smooth_fwhm}")
-    data = np.asarray(image.data if isinstance(image, Image) else image, dtype=np.float32)
+    data = image.data if isinstance(image, Image) else np.asarray(image)
     if data.ndim != 2:
         raise ParameterError("image", f"must be 2-D, got shape {data.shape}")
-    bad = ~np.isfinite(data)
-    if isinstance(image, Image) and image.bad is not None:
-        bad |= np.asarray(image.bad, dtype=bool)
     box = int(min(box_size, *data.shape))
     if box < 8:
         raise ParameterError("image", f"{data.shape[1]}×{data.shape[0]} is too small to detect sources in")
-    work = np.where(bad, 0.0, data)
+    bad = image.bad if isinstance(image, Image) else None
+    err = image.err if isinstance(image, Image) else None
+    ny, nx = data.shape
+    # Large images are detected tile by tile (each tile with a margin, a source kept by the tile whose core
+    # holds its centroid), so that memory follows the tile, not the image: photutils' arrays are float64.
+    core = DETECT_TILE if ny * nx > DETECT_TILE**2 else max(ny, nx)
+    margin = DETECT_MARGIN if core < max(ny, nx) else 0
+    found: list[Source] = []
+    label_offset = 0
+    for y0 in range(0, ny, core):
+        for x0 in range(0, nx, core):
+            ys = slice(max(y0 - margin, 0), min(y0 + core + margin, ny))
+            xs = slice(max(x0 - margin, 0), min(x0 + core + margin, nx))
+            tile = _detect_tile(
+                np.asarray(data[ys, xs], dtype=np.float32),
+                None if bad is None else np.asarray(bad[ys, xs], dtype=bool),
+                None if err is None else np.asarray(err[ys, xs], dtype=np.float32),
+                nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm, box=box, deblend=deblend)
+            top = 0
+            for src in tile:
+                x, y = src.x + xs.start, src.y + ys.start
+                top = max(top, src.id)
+                if x0 - 0.5 <= x < x0 + core - 0.5 and y0 - 0.5 <= y < y0 + core - 0.5:
+                    found.append(dataclasses.replace(src, id=src.id + label_offset, x=x, y=y))
+            label_offset += top
+    found.sort(key=lambda src: -src.flux)
+    return Detections(found[:max_sources], found=len(found))
+
+
+# Images larger than DETECT_TILE² are detected in DETECT_TILE² tiles with DETECT_MARGIN px of overlap
+# (benchmarks/detect_memory.py: peak memory of an 8192² image within 4× the image).  A source whose
+# segment reaches further than the margin beyond its tile's core is measured truncated.
+DETECT_TILE = 2048
+DETECT_MARGIN = 128
+
+
+def _detect_tile(
+    data: np.ndarray, bad: np.ndarray | None, err: np.ndarray | None, *, nsigma: float, npixels: int,
+    smooth_fwhm: float, box: int, deblend: bool,
+) -> list[Source]:
+    """photutils detection on one image (or tile); positions relative to it, in no particular order."""
+    from astropy.convolution import convolve
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, SExtractorBackground
+    from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    badm = ~np.isfinite(data)
+    if bad is not None:
+        badm |= bad
+    if badm.all():
+        return []
+    work = np.where(badm, np.float32(0.0), data)
+    box = int(min(box, *data.shape))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        bkg = Background2D(work, box, filter_size=3, mask=bad, sigma_clip=SigmaClip(3.0),
+        bkg = Background2D(work, box, filter_size=3, mask=badm, sigma_clip=SigmaClip(3.0),
                            bkg_estimator=SExtractorBackground())
-    sub = np.where(bad, 0.0, work - bkg.background)
+    sub = np.where(badm, 0.0, work - bkg.background)
+    del work
     if smooth_fwhm > 0:
         size = 2 * math.ceil(1.5 * smooth_fwhm) + 1
-        sub_s = convolve(sub, make_2dgaussian_kernel(smooth_fwhm, size=size), mask=bad, normalize_kernel=True)
+        sub_s = convolve(sub, make_2dgaussian_kernel(smooth_fwhm, size=size), mask=badm, normalize_kernel=True)
     else:
         sub_s = sub
+    rms = bkg.background_rms
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)  # an empty field is an answer, not a warning
-        segm = detect_sources(sub_s, nsigma * bkg.background_rms, n_pixels=int(npixels), mask=bad)
+        segm = detect_sources(sub_s, nsigma * rms, n_pixels=int(npixels), mask=badm)
     if segm is None:
         return []
     if deblend:
@@ -127,21 +194,22 @@ def detect(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             segm = deblend_sources(sub_s, segm, n_pixels=int(npixels), n_levels=32, contrast=0.005, progress_bar=False)
-    err = None
-    if isinstance(image, Image) and image.err is not None:
-        e = np.asarray(image.err, dtype=np.float32)
-        err = np.where(np.isfinite(e) & (e > 0), e, bkg.background_rms)
-    cat = SourceCatalog(sub, segm, convolved_data=sub_s, error=err, mask=bad)
-    flux = np.asarray(cat.segment_flux, dtype=float)
-    flux_err = np.asarray(cat.segment_flux_err, dtype=float) if err is not None else np.full(len(cat), np.nan)
-    x, y = np.asarray(cat.x_centroid, float), np.asarray(cat.y_centroid, float)
-    a, b = np.asarray(cat.semimajor_axis.value, float), np.asarray(cat.semiminor_axis.value, float)
-    theta = np.asarray(cat.orientation.value, float)
-    area = np.asarray(cat.area.value, float)
+    if err is not None:
+        err = np.where(np.isfinite(err) & (err > 0), err, rms)
+    del bkg, rms
+    with warnings.catch_warnings():
+        # NaN centroids of fully masked segments are dropped below, not reported
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cat = SourceCatalog(sub, segm, convolved_data=sub_s, error=err, mask=badm)
+        flux = np.asarray(cat.segment_flux, dtype=float)
+        flux_err = np.asarray(cat.segment_flux_err, dtype=float) if err is not None else np.full(len(cat), np.nan)
+        x, y = np.asarray(cat.x_centroid, float), np.asarray(cat.y_centroid, float)
+        a, b = np.asarray(cat.semimajor_axis.value, float), np.asarray(cat.semiminor_axis.value, float)
+        theta = np.asarray(cat.orientation.value, float)
+        area = np.asarray(cat.area.value, float)
     ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(flux)
-    order = [i for i in np.argsort(-np.where(ok, flux, -np.inf)) if ok[i]][:max_sources]
     return [Source(int(cat.label[i]), float(x[i]), float(y[i]), float(flux[i]), float(flux_err[i]), float(area[i]),
-                   float(a[i]), float(b[i]), float(theta[i])) for i in order]
+                   float(a[i]), float(b[i]), float(theta[i])) for i in np.flatnonzero(ok)]
 
 
 @dataclass

@@ -221,15 +221,17 @@ class _Quiet:
         self._cm.__exit__(*exc)
 
 
-def _gunzip(path: Path, limit: int = MAX_GZIP_BYTES) -> Any:
+def _gunzip(path: Path, limit: int | None = None) -> Any:
     """Decompress a gzip file completely, checking every member's CRC-32 and length, into an anonymous
     temporary file (deleted when closed, even if the process is killed); return it opened read-only.
 
     Raises
     ------
     ImageLoadError
-        For a corrupt or truncated stream, or one that decompresses to more than ``limit`` bytes.
+        For a corrupt or truncated stream, or one that decompresses to more than ``limit`` bytes
+        (default :data:`MAX_GZIP_BYTES`).
     """
+    limit = MAX_GZIP_BYTES if limit is None else limit
     total = 0
     try:
         with open(path, "rb") as src, tempfile.TemporaryFile(prefix="galviewer-gunzip-") as tmp:

@@ -51,6 +51,8 @@ _BYTES_PER_PIXEL_PER_DIM = 200
 # measured per image, the small preset (dim 16) runs 64×64 stamps fastest at batch ~2 on one thread and 4–8 on
 # two, the galaxy preset (dim 48) at batch 1 (batch 8 is 1.5–1.7× slower per image); see benchmarks/speed.py.
 _FORWARD_PX_DIM_PER_THREAD = 150_000
+# Larger pixel values are not data (float32 holds up to 3.4e38; a restoration multiplies them further).
+MAX_PIXEL_VALUE = 1e30
 
 
 def choose_device(device: str | torch.device = "auto") -> torch.device:
@@ -572,6 +574,10 @@ class Restorer:
             lo, hi = float(lq.min()), float(lq.max())
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ParameterError("image", "holds non-finite values")
+            if max(abs(lo), abs(hi)) > MAX_PIXEL_VALUE:
+                raise RestoreError(f"the image holds values up to {max(abs(lo), abs(hi)):.3g}, beyond any plausible "
+                                   f"pixel value (|v| <= {MAX_PIXEL_VALUE:g}): mark such pixels as bad (DQ flags or a "
+                                   "masked array) and try again", "image")
             if hi - lo <= 0 or (hi - lo) <= 1e-7 * max(abs(hi), abs(lo)):
                 raise RestoreError("the image is constant: nothing to restore", "image")
             prepared.append(((lq - lo) / (hi - lo), lo, hi))

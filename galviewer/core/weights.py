@@ -278,14 +278,14 @@ def infer_config(state: Mapping[str, Any], path: str | os.PathLike[str] | None =
         for k in state:
             if k.startswith(prefix):
                 head = k[len(prefix):].split(".")[0]
-                if not head.isdigit() or len(head) > 6:
+                if not head.isdigit() or len(head) > 9:
                     raise WeightsError(path, f"not a Restormer state dict: unexpected key {k[:120]!r}")
                 idx.add(int(head))
         if idx and (len(idx) > MAX_BLOCKS or idx != set(range(len(idx)))):
             shown = sorted(idx)
+            listed = str(shown) if len(shown) <= 4 else f"[{', '.join(map(str, shown[:3]))}, ..., {shown[-1]}]"
             raise WeightsError(path, f"not a Restormer state dict: the blocks of {prefix.rstrip('.')} are numbered "
-                               f"{shown[:4]}{' ...' if len(shown) > 4 else ''} {shown[-1]} ({len(idx)} blocks; "
-                               f"expected 0..n-1 with n <= {MAX_BLOCKS})")
+                               f"{listed} ({len(idx)} blocks; expected 0..n-1 with n <= {MAX_BLOCKS})")
         return len(idx)
 
     blocks = tuple(count(f"{name}.") for name in ("encoder_level1", "encoder_level2", "encoder_level3", "latent"))
@@ -328,7 +328,7 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         # torch's message ends with advice to pass weights_only=False, which is exactly what must not be done
         # with an untrusted file; keep only the line naming what the pickle asked for.
-        what = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
+        what = next((line.strip() for line in str(exc).splitlines() if "unsupported" in line.lower()), "")
         raise WeightsError(
             path, "refused: the file needs code to unpickle; galviewer loads only plain tensors and never runs "
             f"code from a checkpoint{f' ({what})' if what else ''}"

@@ -19,25 +19,28 @@ CHILD = textwrap.dedent("""
     seen = []
     forward = r._forward
     r._forward = lambda b: (seen.append(b.shape), forward(b))[1]
-    img = np.random.default_rng(0).normal(100.0, 5.0, (4096, 4096)).astype(np.float32)
-    img[2000:2010, 3000:3010] += 500.0  # a source, so the region is not noise only
+    side = int(sys.argv[3])
+    img = np.random.default_rng(0).normal(100.0, 5.0, (side, side)).astype(np.float32)
+    img[1500:1510, 1700:1710] += 500.0  # a source, so the region is not noise only
     r.restore(img[:64, :64], uncertainty=False)
     seen.clear()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = r.restore(img, uncertainty=False)
     grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     print(json.dumps({"grow_mb": grow, "shapes": [list(s) for s in seen], "out": list(out.data.shape),
-                      "finite": bool(np.isfinite(out.data).all()), "peak": float(out.data[2005, 3005]),
+                      "finite": bool(np.isfinite(out.data).all()), "peak": float(out.data[1505, 1705]),
                       "median": float(np.median(out.data[::16, ::16]))}))
 """)
 
 
-def test_a_4096_square_region_is_tiled_within_the_budget(tiny_ckpt):
-    budget = 32.0
-    out = subprocess.run([sys.executable, "-c", CHILD, str(tiny_ckpt), str(budget)], capture_output=True,
-                         text=True, check=True, timeout=600)
+def test_a_2048_square_region_is_tiled_within_the_budget(tiny_ckpt):
+    # 2048² (not 4096²: a quarter of the work, so the test holds on a busy 2-core machine) still needs
+    # 200 B · 8 · 2048² = 6.7 GB of activations untiled, 200× the budget.
+    budget, side = 32.0, 2048
+    out = subprocess.run([sys.executable, "-c", CHILD, str(tiny_ckpt), str(budget), str(side)],
+                         capture_output=True, text=True, check=True, timeout=1200)
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["out"] == [4096, 4096] and res["finite"]
+    assert res["out"] == [side, side] and res["finite"]
     assert res["peak"] > res["median"] + 100  # the source survives the tiling
     dim = Restorer.from_file(tiny_ckpt, "cpu").model.config.dim
     # every forward pass was planned within the budget ...
@@ -45,7 +48,7 @@ def test_a_4096_square_region_is_tiled_within_the_budget(tiny_ckpt):
     assert worst * restore._BYTES_PER_PIXEL_PER_DIM * dim <= budget * 2**20
     assert len(res["shapes"]) > 100  # so the region really was tiled
     # ... and the process grew by at most the budget plus the documented input-sized float32 arrays
-    input_mb = 4096 * 4096 * 4 / 2**20
+    input_mb = side * side * 4 / 2**20
     assert res["grow_mb"] <= budget + 10 * input_mb, res["grow_mb"]
 
 

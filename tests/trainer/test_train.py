@@ -97,3 +97,18 @@ def test_data_parallel_with_two_gloo_processes_matches_one_process(sersic_shards
     sd, _ = load_checkpoint(tmp_path / "ddp" / "last.safetensors")
     ss, _ = load_checkpoint(tmp_path / "single" / "last.safetensors")
     assert max(float((sd[k] - ss[k]).abs().max()) for k in sd) < 1e-5
+
+
+def test_resume_after_a_kill_does_not_repeat_log_rows(sersic_shards, tmp_path):
+    cfg = _cfg(sersic_shards, tmp_path / "k")
+    train(cfg, stop_at=2, echo=lambda m: None)
+    log = tmp_path / "k" / "log.csv"
+    with log.open("a", newline="") as f:  # a run killed after logging iteration 3, before saving its state
+        csv.writer(f).writerow([3, "0.5", "1e-4", "1.0", "", "", "", ""])
+    (tmp_path / "k" / f".log.csv.{2**22 + 7}.x.part").write_text("left by a killed writer")
+    train(cfg, resume=True, echo=lambda m: None)
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["loss"] != "0.5"  # the killed run's row was replaced by the resumed run's
+    assert not list((tmp_path / "k").glob(".*.part"))
