@@ -349,9 +349,18 @@ def _open_fits(path: Path, memmap: bool = True) -> fits.HDUList:
     return hdul
 
 
+def _extver(header: fits.Header) -> int:
+    """EXTVER as an integer; a value that is not one (a damaged or hand-made header) counts as absent (1)."""
+    value = header.get("EXTVER", 1)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
+            or value != int(value):
+        return 1
+    return int(value)
+
+
 def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:
     for hdu in hdul:
-        if str(hdu.header.get("EXTNAME", "")).upper() == name and int(hdu.header.get("EXTVER", 1)) == ver:
+        if str(hdu.header.get("EXTNAME", "")).upper() == name and _extver(hdu.header) == ver:
             return hdu
     return None
 
@@ -384,10 +393,7 @@ def _images_in(hdul: fits.HDUList) -> list[tuple[str, int, tuple[int, ...]]]:
     out = []
     for i, hdu in enumerate(hdul):
         if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) == 2:
-            try:
-                ver = int(hdu.header.get("EXTVER", 1))
-            except (TypeError, ValueError):
-                ver = 1
+            ver = _extver(hdu.header)
             out.append((str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else i)).upper(), ver,
                         _declared_shape(hdu)))
     out.sort(key=lambda t: (t[0] != "SCI", t[0], t[1]))
@@ -496,7 +502,7 @@ def open_image(
                 except (ValueError, KeyError):
                     continue
             extname = str(sci_h.get("EXTNAME", "PRIMARY" if idx == 0 else str(idx))).upper()
-            extver = int(sci_h.get("EXTVER", 1))
+            extver = _extver(sci_h)
             filetype = str(primary.get("FILETYPE", "")).upper()
             name = p.name.lower()
             wht = _find(hdul, "WHT", extver)

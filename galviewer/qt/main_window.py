@@ -662,8 +662,10 @@ class MainWindow(QMainWindow):
         elif channel == "detect":
             self.sources_panel.set_sources(value)
             self.view.set_sources(np.array([[s.x, s.y] for s in value]) if value else None)
-            self.statusBar().showMessage(f"{len(value)} sources detected — select rows and Restore, or Restore all",
-                                         10000)
+            found = getattr(value, "found", len(value))
+            kept = f"{len(value)} sources detected" if found == len(value) else \
+                f"{found} sources detected, the {len(value)} brightest kept"
+            self.statusBar().showMessage(f"{kept} — select rows and Restore, or Restore all", 10000)
         elif channel == "batch":
             self.sources_panel.set_results(value)
             bad = [r for r in value if r.error]

@@ -41,18 +41,18 @@ def _field(shape=(96, 96), seed=0, x=48.0, y=48.0, flux=5000.0):
     return (galaxy(shape, x, y, flux) + rng.normal(10.0, 1.0, shape)).astype(np.float32)
 
 
-def _doctored(tmp_path, name="m.safetensors", **changes):
+def _doctored(tmp_path, /, **changes):
     """A tiny checkpoint whose metadata JSON is edited after writing (tensors untouched)."""
     model = tiny_model()
     path = save_checkpoint(tmp_path / "ok.safetensors", model, ModelMetadata(name="t"))
     state, meta = load_checkpoint(path)
     doc = json.loads(meta.to_json())
-    for key, value in changes.items():
-        if key.startswith("config."):
-            doc["config"][key[7:]] = value
-        else:
+    for key, value in sorted(changes.items(), key=lambda kv: kv[0].startswith("config.")):
+        if not key.startswith("config."):
             doc[key] = value
-    out = tmp_path / name
+        elif isinstance(doc["config"], dict):  # a whole-config edit may have replaced it
+            doc["config"][key[7:]] = value
+    out = tmp_path / "m.safetensors"
     save_file(state, str(out), metadata={"galviewer": json.dumps(doc), "format": "pt"})
     return out
 
@@ -118,6 +118,25 @@ def test_a_checkpoint_with_non_finite_output_is_named_as_the_model(tmp_path):
     with pytest.raises(RestoreError, match="checkpoint 'boom' is broken") as err:
         Restorer.from_file(path, "cpu", uncertainty=False).restore(_field())
     assert err.value.name == "model"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                         max_size=3), max_leaves=6)
+meta_keys = st.sampled_from(["name", "normalisation", "pixel_scale_arcsec", "psf_fwhm_pix", "noise_rms_range",
+                             "iterations", "metrics", "extra", "weights_sha256", "format_version", "config",
+                             "config.dim", "config.num_blocks", "config.heads", "config.ffn_expansion_factor",
+                             "config.bias", "config.layernorm_type", "config.inp_channels"])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.dictionaries(meta_keys, json_values, min_size=1, max_size=3))
+def test_any_metadata_values_load_or_end_in_weights_error(tmp_path_factory, changes):
+    path = _doctored(tmp_path_factory.mktemp("meta"), **changes)
+    try:
+        load_checkpoint(path)
+    except WeightsError:
+        pass
 
 
 # ---------------------------------------------------------------- 2. JSON modes
@@ -334,6 +353,14 @@ def test_messages_say_what_is_wrong(tmp_path, make, message):
     with pytest.raises(ImageLoadError) as err:
         open_image(path)
     assert re.search(message, str(err.value)), str(err.value)
+
+
+def test_a_text_extver_counts_as_absent(tmp_path):
+    hdr = fits.Header([("EXTNAME", "SCI"), ("EXTVER", "one")])
+    path = tmp_path / "ev.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(_field(), header=hdr)]).writeto(path, output_verify="silentfix")
+    with open_image(path, "SCI,1") as im:
+        assert (im.meta.extname, im.meta.extver) == ("SCI", 1) and im.images() == [("SCI", 1, (96, 96))]
 
 
 def test_a_masked_hole_over_the_source_is_refused(tmp_path, tiny_ckpt):
