@@ -63,6 +63,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--no-uncertainty", action="store_true",
                    help="skip the 8 flip/rotation restorations (8x faster, no SIGMA extension)")
+    p.add_argument("--consistency", action="store_true",
+                   help="fuse the restoration with the data (closed-form, Fourier) so that the residual chi2 "
+                        "is at most 1: the data decide where the PSF passes signal, the network elsewhere")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _restorer(args: argparse.Namespace) -> Any:
     from galviewer.core.restore import Restorer
 
-    kwargs = {"uncertainty": not args.no_uncertainty}
+    kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency}
     if args.model is not None and (Path(args.model).suffix in (".safetensors", ".pth", ".pt")
                                    or Path(args.model).exists()):
         return Restorer.from_file(args.model, args.device, **kwargs)
@@ -253,6 +256,20 @@ def _unique_targets(positions: list[tuple[str, float, float]], outdir: Path, ste
     return targets, notes
 
 
+def _judge(result: Any) -> Any:
+    """Measure a restoration and attach its quality verdict (written into the FITS header)."""
+    from galviewer.core.measure.compare import compare_restoration
+    from galviewer.core.verdict import assess
+
+    verdict = assess(result, compare_restoration(result))
+    result.meta["verdict"] = verdict
+    return verdict
+
+
+def _quality_line(verdict: Any) -> str:
+    return f"quality {verdict.summary()}" if verdict.ok else f"QUALITY FAILS: {verdict.summary()}"
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
     from galviewer.core.stamps import cutout
@@ -268,10 +285,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
             restorer = _restorer(args)
             result = restorer.restore(stamp)
+            verdict = _judge(result)
             write_stamp(out, result, overwrite=args.overwrite)
+            cons = result.meta.get("consistency")
+            fused = "" if cons is None else f", consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}"
             print(f"{out}: restored source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} "
                   f"({result.meta['seconds'] * 1e3:.0f} ms, model {result.meta['model']}, "
-                  f"scale {result.scale:.4g}, offset {result.offset:.4g})")
+                  f"scale {result.scale:.4g}, offset {result.offset:.4g}{fused})")
+            print(f"{out}: {_quality_line(verdict)}")
             return 0
         positions = _catalog_positions(args.catalog, image, args.origin)
         outdir = out
@@ -290,8 +311,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         for label, x, y, path in targets:
             try:
                 stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
-                write_stamp(path, restorer.restore(stamp), overwrite=args.overwrite)
-                print(f"{path}: source {label} at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f}")
+                result = restorer.restore(stamp)
+                verdict = _judge(result)
+                write_stamp(path, result, overwrite=args.overwrite)
+                print(f"{path}: source {label} at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f}; "
+                      f"{_quality_line(verdict)}")
             except GalviewerError as exc:
                 failures += 1
                 print(f"galviewer: source {label} skipped: {exc}", file=sys.stderr)
@@ -317,18 +341,26 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         if args.psf_fwhm is not None:
             result.psf = gaussian_psf(args.psf_fwhm, 7)
         m = compare_restoration(result)
+        from galviewer.core.verdict import assess
+
+        verdict = assess(result, m)
     else:
+        verdict = None
         fwhm = args.psf_fwhm or (hst_fwhm_pixels(scale) if scale and scale == scale else 1.88)
         m = compare(stamp.lq, None, gaussian_psf(fwhm, 7), err=stamp.err, mask=stamp.bad)
     if args.json:
         d = m.to_dict()
         d["stamp"] = {"file": str(args.file), "x_center": stamp.center[0], "y_center": stamp.center[1],
                       "origin": stamp.origin, "size": args.size}
+        if verdict is not None:
+            d["quality"] = {"ok": verdict.ok, "failures": verdict.failures, "checks": verdict.to_dict()}
         print(to_json(d))
     else:
         print(f"{args.file}: source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} (0-based), "
               f"{args.size}×{args.size} stamp")
         print(m.as_text())
+        if verdict is not None:
+            print(_quality_line(verdict))
     return 0
 
 

@@ -141,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("model", help="checkpoint (.safetensors or .pth)")
     x.add_argument("--metrics", help="metrics.json written by evaluate")
     x.add_argument("--name", help="model name (default: the checkpoint's)")
-    x.add_argument("-o", "--out", required=True, help="output .safetensors")
+    x.add_argument("-o", "--out", required=True, help="output file (.safetensors, or .pth with --format pth)")
+    x.add_argument("--format", choices=("safetensors", "pth"), default="safetensors",
+                   help="safetensors: galviewer's format, metadata and sha256 included (default); pth: the "
+                        "BasicSR {'params': state_dict} layout the authors' Restormer code loads (weights only)")
     x.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser
@@ -167,8 +170,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                         "baseline_params", "test_stamps", "data_kind") if k in res}
         metrics["evaluated_on"] = Path(res.get("data", "")).name
     meta = dataclasses.replace(meta, name=args.name or meta.name, metrics=metrics, weights_sha256="")
-    out = save_checkpoint(args.out, model, meta, overwrite=args.overwrite,
-                          dtype=torch.float16 if args.fp16 else None)
+    dtype = torch.float16 if args.fp16 else None
+    if args.format == "pth":
+        from galviewer.core.weights import save_basicsr
+
+        out = save_basicsr(args.out, model, overwrite=args.overwrite, dtype=dtype)
+        print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, {{'params': state_dict}} of {meta.name} "
+              f"({meta.config.to_json()})")
+        return 0
+    out = save_checkpoint(args.out, model, meta, overwrite=args.overwrite, dtype=dtype)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, model {meta.name}")
     return 0
 

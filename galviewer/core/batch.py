@@ -220,6 +220,7 @@ class BatchResult:
     stamp: Stamp | None = None
     restoration: Any = None
     measurements: Any = None
+    verdict: Any = None
     cosmic_rays: int = 0
     error: str = ""
 
@@ -227,7 +228,8 @@ class BatchResult:
         """Catalogue row: position, detection and the headline measurements (NaN where missing)."""
         s = self.source
         out: dict[str, Any] = {"id": s.id, "x": s.x, "y": s.y, "det_flux": s.flux, "det_snr": s.snr,
-                               "status": self.error or "ok"}
+                               "status": self.error or (self.verdict.summary() if self.verdict is not None
+                                                        else "restored, not measured")}
         out["x_stamp"], out["y_stamp"] = self.stamp.center if self.stamp is not None else (math.nan, math.nan)
         m = self.measurements
         for name in ("LQ", "RS"):
@@ -240,6 +242,7 @@ class BatchResult:
             out[f"kron_flux_{name}"] = p.kron_flux if p is not None else math.nan
             out[f"iso_flux_{name}"] = p.iso_flux if p is not None else math.nan
         out["point_like"] = bool(m is not None and m.point_like)
+        out["quality_ok"] = bool(self.verdict is not None and self.verdict.ok)
         out["flux_conservation"] = m.flux_conservation if m is not None else math.nan
         out["residual_chi2"] = m.residual_chi2 if m is not None else math.nan
         return out
@@ -252,6 +255,7 @@ def restore_sources(
     *,
     size: int = 64,
     uncertainty: bool | None = None,
+    consistency: bool | None = None,
     clean: Callable[[Stamp], tuple[Stamp, int]] | None = None,
     measure: bool = True,
     chunk: int = 8,
@@ -269,6 +273,8 @@ def restore_sources(
         Stamp side.
     uncertainty : bool, optional
         8 flips/rotations (default: the restorer's setting).
+    consistency : bool, optional
+        Fuse each restoration with its data (default: the restorer's setting).
     clean : callable, optional
         Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.qt.main_window.clean_cosmic_rays`).
     measure : bool
@@ -285,6 +291,7 @@ def restore_sources(
         When cancelled (results so far are discarded).
     """
     from galviewer.core.measure.compare import compare_restoration
+    from galviewer.core.verdict import assess
 
     if chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")
@@ -318,14 +325,16 @@ def restore_sources(
         check()
         part = todo[start: start + chunk]
         try:
-            restored = restorer.restore_many([r.stamp for r in part], uncertainty=uncertainty, cancel=cancel)
+            restored = restorer.restore_many([r.stamp for r in part], uncertainty=uncertainty, cancel=cancel,
+                                             consistency=consistency)
         except RestoreCancelled:
             raise
         except GalviewerError:
             restored = []
             for r in part:  # find the culprit(s) one by one
                 try:
-                    restored.append(restorer.restore(r.stamp, uncertainty=uncertainty, cancel=cancel))
+                    restored.append(restorer.restore(r.stamp, uncertainty=uncertainty, cancel=cancel,
+                                                     consistency=consistency))
                 except RestoreCancelled:
                     raise
                 except GalviewerError as exc:
@@ -343,6 +352,8 @@ def restore_sources(
             check()
             try:
                 r.measurements = compare_restoration(r.restoration)
+                r.verdict = assess(r.restoration, r.measurements)
+                r.restoration.meta["verdict"] = r.verdict
             except GalviewerError as exc:
                 r.error = f"measurement failed: {exc}"
             tick()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import os
 import stat
 import tempfile
@@ -605,6 +606,26 @@ def _provenance_header(restoration: Any) -> fits.Header:
     h["RS_OFFS"] = (float(restoration.offset), "offset of that mapping, input units")
     h["TTA"] = (bool(m.get("uncertainty", False)), "SIGMA from 8 flips/rotations")
     h["PSFFWHM"] = (float(m.get("psf_fwhm_pix", float("nan"))), "[pix] LQ Gaussian PSF FWHM")
+    verdict = m.get("verdict")
+    if verdict is not None:
+        h["QUALITY"] = ("ok" if verdict.ok else "FAIL", "quality verdict without ground truth (README)")
+        if not verdict.ok:
+            h["QFAILS"] = "; ".join(f"{c.name}={c.value:.4g}" for c in verdict.checks.values() if not c.ok)
+        for key, name, comment in (("Q_CHI2", "chi2", "residual chi2/pix, limit 3"),
+                                   ("Q_FLUX", "flux", "flux conservation in Kron ellipse, 1+-0.05"),
+                                   ("Q_RMSRAT", "rms", "background rms RS/LQ, limit 1"),
+                                   ("Q_BORDER", "border", "residual rms frame/interior, limit 1.5"),
+                                   ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0")):
+            check = verdict.checks.get(name)
+            if check is not None and math.isfinite(check.value):
+                h[key] = (check.value, comment)
+    cons = m.get("consistency")
+    h["CONSIST"] = (cons is not None, "RS fused with the data (data consistency)")
+    if cons is not None:
+        mu = float(cons["mu"])
+        h["CONS_MU"] = (mu if math.isfinite(mu) else -1.0, "lambda*sigma^2 of the fusion; -1: RS kept")
+        h["CHI2_NET"] = (float(cons["chi2_network"]), "residual chi2/pix of the network RS")
+        h["CHI2_RS"] = (float(cons["chi2"]), "residual chi2/pix after the fusion")
     if st is not None:
         if st.source:
             h["SRCFILE"] = os.path.basename(st.source)

@@ -326,7 +326,8 @@ class RegionRestoration:
 
 
 def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, *, uncertainty: bool | None = None,
-                   clean: Any = None, progress: Any = None, cancel: Any = None) -> RegionRestoration:
+                   clean: Any = None, progress: Any = None, cancel: Any = None,
+                   consistency: bool | None = None) -> RegionRestoration:
     """Restore a region as one piece (tiled within the restorer's memory budget).
 
     Parameters
@@ -338,7 +339,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
         8 flips/rotations (default: the restorer's setting).
     clean : callable(Stamp) -> (Stamp, int), optional
         Cosmic-ray cleaning applied to the cut-out first.
-    progress, cancel
+    progress, cancel, consistency
         As for :meth:`galviewer.Restorer.restore`.
 
     Raises
@@ -358,7 +359,8 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
     # Least squares over the region's own pixels: outside pixels (e.g. of an ellipse's box) do not steer the scale.
     fit_mask = stamp.padded | stamp.bad | ~inside
     fitted = dataclasses.replace(stamp, bad=fit_mask & ~stamp.padded) if not inside.all() else stamp
-    r = restorer.restore(fitted, uncertainty=uncertainty, rescale="lstsq", progress=progress, cancel=cancel)
+    r = restorer.restore(fitted, uncertainty=uncertainty, rescale="lstsq", progress=progress, cancel=cancel,
+                         consistency=consistency)
     r.stamp = stamp
     r.meta["region"] = region.ds9()
     return RegionRestoration(region, r, inside)

@@ -248,6 +248,9 @@ class Restorer:
         Images per forward pass.
     model_path : path-like, optional
         Where the model came from (for provenance).
+    consistency : bool
+        Default for :meth:`restore`: fuse the network's answer with the data after rescaling
+        (:func:`galviewer.core.consistency.fuse`) so that the residual χ² is at most 1.
     half : bool
         Run the network in float16 on a GPU (about half the memory; the LayerNorm statistics are
         computed in float32, so large activations cannot overflow). Refused on CPU, where float16
@@ -271,6 +274,7 @@ class Restorer:
         model_path: str | os.PathLike[str] | None = None,
         model_sha256: str = "",
         half: bool = False,
+        consistency: bool = False,
     ) -> None:
         if not memory_budget_mb > 0:
             raise ParameterError("memory_budget_mb", f"must be > 0, got {memory_budget_mb}")
@@ -283,6 +287,7 @@ class Restorer:
         self.half = bool(half)
         self.metadata = metadata
         self.uncertainty = bool(uncertainty)
+        self.consistency = bool(consistency)
         self.memory_budget_mb = float(memory_budget_mb)
         self.batch_size = int(batch_size)
         self.model_path = None if model_path is None else Path(model_path)
@@ -518,6 +523,7 @@ class Restorer:
         rescale: RescaleMethod = "auto",
         progress: Progress | None = None,
         cancel: Cancel = None,
+        consistency: bool | None = None,
     ) -> Restoration:
         """Restore one stamp or region.
 
@@ -533,6 +539,9 @@ class Restorer:
             inverts the input normalisation.
         progress, cancel
             See :meth:`restore_normalized`.
+        consistency : bool, optional
+            Fuse the result with the data so that it explains them to the noise (default: the
+            instance's setting); ``meta["consistency"]`` reports μ and the χ² before and after.
 
         Returns
         -------
@@ -548,7 +557,7 @@ class Restorer:
             When cancelled.
         """
         return self.restore_many([image], None, uncertainty=uncertainty, rescale=rescale, progress=progress,
-                                 cancel=cancel)[0]
+                                 cancel=cancel, consistency=consistency)[0]
 
     def restore_many(
         self,
@@ -559,6 +568,7 @@ class Restorer:
         rescale: RescaleMethod = "auto",
         progress: Progress | None = None,
         cancel: Cancel = None,
+        consistency: bool | None = None,
     ) -> list[Restoration]:
         """Restore several stamps, batching forward passes (see :meth:`restore`).
 
@@ -587,7 +597,7 @@ class Restorer:
             if not (np.isfinite(rs).all() and (spread is None or np.isfinite(spread).all())):
                 raise RestoreError(f"the network gave NaN or infinite pixels for a finite input in [0, 1]: the "
                                    f"checkpoint {self.name!r} is broken or unstable", "model")
-        elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
+        fuse_data = self.consistency if consistency is None else bool(consistency)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
             method = rescale
@@ -614,6 +624,10 @@ class Restorer:
                     and (sigma is None or np.isfinite(sigma).all())):
                 raise RestoreError(f"the restored image does not fit in float32 (input values {lo:.3g} to {hi:.3g}, "
                                    f"scale {s:.3g}): rescale the input (e.g. to electrons/s) and try again", "image")
+            fused = self._fuse(st, data, mask) if fuse_data else None
+            if fused is not None:
+                data = fused.image
+                residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
             meta = {
                 "model": self.name,
                 "model_sha256": self.model_sha256 or self.metadata.weights_sha256,
@@ -629,9 +643,34 @@ class Restorer:
                 "precision": "float16" if self.half else "float32",
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
-                "seconds": elapsed,
+                "consistency": None if fused is None else {
+                    "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,
+                    "changed_fraction": fused.changed_fraction},
             }
             results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32, copy=False), sigma=sigma,
                                        residual=residual, model_input=norm_in.astype(np.float32, copy=False), scale=s,
                                        offset=c, psf=self.psf, stamp=st, meta=meta))
+        elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
+        for r in results:
+            r.meta["seconds"] = elapsed
         return results
+
+    # Fourier fusion is done in float64 over the padded image: bounded to regions of this many pixels.
+    MAX_CONSISTENCY_PIXELS = 1024 * 1024
+
+    def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
+        """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
+        from galviewer.core.consistency import fuse
+
+        if data.size > self.MAX_CONSISTENCY_PIXELS:
+            st.extra["consistency_skipped"] = f"larger than {self.MAX_CONSISTENCY_PIXELS} pixels"
+            return None
+        noise: np.ndarray | float = st.err if st.err is not None else st.background_rms
+        if np.ndim(noise) == 0 and not (math.isfinite(float(noise)) and float(noise) > 0):
+            st.extra["consistency_skipped"] = "no noise estimate"
+            return None
+        try:
+            return fuse(st.lq, data, self.psf, noise, mask=mask if mask.any() and not mask.all() else None)
+        except ParameterError as exc:
+            st.extra["consistency_skipped"] = exc.reason
+            return None

@@ -38,6 +38,7 @@ __all__ = [
     "infer_config",
     "load_checkpoint",
     "load_model",
+    "save_basicsr",
     "save_checkpoint",
     "tensors_sha256",
 ]
@@ -246,6 +247,36 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header), overwrite=overwrite,
                  error=WeightsError)
     return Path(path)
+
+
+def save_basicsr(
+    path: str | os.PathLike[str], model: Restormer, *, overwrite: bool = False, dtype: torch.dtype | None = None
+) -> Path:
+    """Write the weights as the authors' code loads them: ``torch.save({'params': state_dict})``, atomically.
+
+    The file holds plain tensors only (galviewer reads it back with ``weights_only=True``); it carries no
+    metadata, so the architecture is inferred from the tensors on load.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``.pth``).
+    model : Restormer
+    overwrite : bool
+        Replace an existing file.
+    dtype : torch.dtype, optional
+        Store floating tensors in this dtype.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    state = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+             for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    return atomic_write(path, lambda tmp: torch.save({"params": state}, tmp), overwrite=overwrite,
+                        error=WeightsError)
 
 
 def infer_config(state: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> RestormerConfig:

@@ -37,6 +37,7 @@ from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, r
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
+from galviewer.core.verdict import assess
 from galviewer.errors import GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
 from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
@@ -165,6 +166,9 @@ class MainWindow(QMainWindow):
         self.tta_box = QCheckBox("uncertainty")
         self.tta_box.setChecked(True)
         self.tta_box.setToolTip("8 flips/rotations: mean and spread (slower)")
+        self.cons_box = QCheckBox("consistency")
+        self.cons_box.setToolTip("fuse each restoration with the data so that the residual χ² is at most 1: "
+                                 "the data decide where the PSF passes signal, the network elsewhere")
         self.cr_box = QCheckBox("clean CRs")
         self.cr_box.setChecked(True)
         self.cr_box.setToolTip("L.A.Cosmic on FLT/FLC stamps before restoring (paper §5.1)")
@@ -186,7 +190,7 @@ class MainWindow(QMainWindow):
             tb.addWidget(QLabel(f" {label} "))
             tb.addWidget(w)
         tb.addSeparator()
-        for w in (self.tta_box, self.cr_box, self.dq_box):
+        for w in (self.tta_box, self.cons_box, self.cr_box, self.dq_box):
             tb.addWidget(w)
         tb.addSeparator()
         tb.addWidget(QLabel(" model "))
@@ -382,7 +386,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("waiting for the model to load…")
             return
         image, restorer, size = self.image, self.restorer, self.size_box.value()
-        tta, clean = self.tta_box.isChecked(), self._cr_cleaner(image)
+        tta, clean, cons = self.tta_box.isChecked(), self._cr_cleaner(image), self.cons_box.isChecked()
 
         def job(progress, cancelled):
             stamp = cutout(image, x, y, size)
@@ -391,7 +395,7 @@ class MainWindow(QMainWindow):
                 stamp, n_cr = clean(stamp)
             if cancelled():
                 raise RestoreCancelled("superseded")
-            r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled)
+            r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled, consistency=cons)
             if cancelled():
                 raise RestoreCancelled("superseded")
             return ClickResult(stamp, r, None, n_cr)
@@ -408,11 +412,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
             return
         image, restorer, tta = self.image, self.restorer, self.tta_box.isChecked()
-        clean = self._cr_cleaner(image)
+        clean, cons = self._cr_cleaner(image), self.cons_box.isChecked()
 
         def job(progress, cancelled):
             return restore_region(restorer, image, region, uncertainty=tta, clean=clean, progress=progress,
-                                  cancel=cancelled)
+                                  cancel=cancelled, consistency=cons)
 
         self.panels.info.setText(f"restoring {region.describe()}…")
         self.jobs.submit("restore", job)
@@ -483,11 +487,11 @@ class MainWindow(QMainWindow):
             return
         sources = [self.sources_panel.sources[i] for i in ids if i in self.sources_panel.sources]
         image, restorer, size, tta = self.image, self.restorer, self.size_box.value(), self.tta_box.isChecked()
-        clean = self._cr_cleaner(image)
+        clean, cons = self._cr_cleaner(image), self.cons_box.isChecked()
 
         def job(progress, cancelled):
             return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
-                                   progress=progress, cancel=cancelled)
+                                   progress=progress, cancel=cancelled, consistency=cons)
 
         self.statusBar().showMessage(f"restoring {len(sources)} sources…")
         self.jobs.submit("batch", job)
@@ -585,7 +589,9 @@ class MainWindow(QMainWindow):
         r = res.restoration
 
         def job(progress, cancelled):
-            return r, compare_restoration(r)
+            m = compare_restoration(r)
+            r.meta["verdict"] = assess(r, m)
+            return r, m
 
         self.table.show_rows(["LQ", "RS"], [("measuring…", "", ["", ""])])
         self.jobs.submit("compare", job)
@@ -601,10 +607,19 @@ class MainWindow(QMainWindow):
         ra, dec = self.image.pixel_to_world(cx, cy) if self.image is not None else (math.nan, math.nan)
         point = " — unresolved source: restored stars stay broader than the truth (README, Limits)" \
             if m.point_like else ""
+        verdict = r.meta.get("verdict")
+        self.panels.show_verdict(verdict)
+        quality = "" if verdict is None else (" · quality ok" if verdict.ok else
+                                              f" · QUALITY FAILS: {'; '.join(verdict.failures)}")
+        self._status_colour(verdict is None or verdict.ok)
         self.statusBar().showMessage(
             f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {self.result.cosmic_rays} cosmic-ray "
             f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
-            f"{point}", 15000)
+            f"{quality}{point}", 30000)
+
+    def _status_colour(self, ok: bool) -> None:
+        """The status bar's text red while it reports a restoration that fails its quality checks."""
+        self.statusBar().setStyleSheet("" if ok else "QStatusBar { color: #c0392b; font-weight: bold; }")
 
     # ------------------------------------------------------------------ export
     def export_stamp(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

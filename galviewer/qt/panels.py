@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -83,9 +86,28 @@ class ComparisonPanels(QWidget):
         else:
             self.views["uncertainty"].set_data(np.zeros_like(r.data), (0.0, 1.0))
         m = r.meta
+        cons = m.get("consistency")
+        fused = "" if cons is None else (
+            f" · consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
+            else f" · consistency: RS kept (χ² {cons['chi2_network']:.3g})")
         self.info.setText(f"model {m.get('model')} · {m.get('seconds', 0) * 1e3:.0f} ms on {m.get('device')} · "
                           f"RS = {r.scale:.4g}·out + {r.offset:.4g} ({m.get('rescale')})"
-                          + ("" if r.sigma is not None else " · no uncertainty (TTA off)"))
+                          + ("" if r.sigma is not None else " · no uncertainty (TTA off)") + fused)
+        self.info.setStyleSheet("")
+
+    def show_verdict(self, verdict: Any) -> None:
+        """Append the quality verdict to the header, green when every check passes, red naming what fails."""
+        text = self.info.text().split(" · quality")[0]
+        if verdict is None:
+            self.info.setText(text)
+            self.info.setStyleSheet("")
+            return
+        if verdict.ok:
+            self.info.setText(f"{text} · quality ok ({', '.join(c.text for c in verdict.checks.values())})")
+            self.info.setStyleSheet("QLabel { color: #1e8449; }")
+        else:
+            self.info.setText(f"{text} · quality FAILS: {'; '.join(verdict.failures)}")
+            self.info.setStyleSheet("QLabel { color: #c0392b; font-weight: bold; }")
 
     def set_colormap(self, name: str) -> None:
         """One colour map for every panel."""

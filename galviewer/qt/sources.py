@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
@@ -131,9 +132,13 @@ class SourcesPanel(QWidget):
                 cls = "" if m is None else ("point" if row["point_like"] else "extended")
                 cells += [cls, _fmt(row["n_LQ"]), _fmt(row["n_RS"]), _fmt(row["r50_LQ"]), _fmt(row["r50_RS"]),
                           _fmt(row["flux_conservation"]), _fmt(row["residual_chi2"]), row["status"]]
+            failed = row is not None and not row["quality_ok"]
             for j, text in enumerate(cells):
                 item = _Item(text)
                 item.setData(Qt.ItemDataRole.UserRole, s.id)
+                if failed and COLUMNS[j] == "status":  # a restoration that does not explain its data, or an error
+                    item.setForeground(QBrush(QColor("#c0392b")))
+                    item.setToolTip("quality checks failed (README, Quality verdict): " + text)
                 if cells[4] == "point":
                     item.setToolTip("unresolved source: restored stars stay broader than the truth (README, Limits)")
                 self.table.setItem(i, j, item)

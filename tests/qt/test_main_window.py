@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from galviewer.core.restore import Restorer
 from galviewer.errors import OutputExistsError
 from galviewer.qt.main_window import MainWindow
-from tests.helpers import SOURCES, write_flt
+from tests.helpers import SOURCES, framing_forward, write_flt
 
 
 @pytest.fixture
@@ -210,7 +210,11 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
     cols = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
     for i in range(panel.table.rowCount()):
         assert math.isfinite(float(panel.table.item(i, cols.index("n RS")).text()))
-        assert panel.table.item(i, cols.index("status")).text() == "ok"
+        sid = panel.table.item(i, 0).data(Qt.ItemDataRole.UserRole)
+        result = panel.results[sid]
+        status = panel.table.item(i, cols.index("status"))
+        assert status.text() == result.verdict.summary() != "ok"  # the verdict, never a bare "ok"
+        assert (status.foreground().color().name() == "#c0392b") == (not result.verdict.ok)
     panel.table.selectRow(0)
     qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton,
                      pos=panel.table.visualItemRect(panel.table.item(0, 0)).center())
@@ -245,3 +249,30 @@ def test_a_polygon_drawn_by_clicks_is_restored(qtbot, window, tmp_path):
     assert 0.2 * rr.inside.size < rr.inside.sum() < rr.inside.size  # a quadrilateral inside its bounding box
     shown = window.panels.views["RS"].data
     assert np.isfinite(shown[rr.inside]).all() and np.isnan(shown[~rr.inside]).all()
+
+
+def test_the_consistency_toggle_fuses_the_click_with_the_data(qtbot, window, tmp_path):
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    x, y, _ = SOURCES[0]
+    window.tta_box.setChecked(False)
+    window.restorer._forward = framing_forward  # a network whose restoration cannot explain the data
+    _click(qtbot, window, x, y)
+    net = window.result.restoration
+    assert net.meta["consistency"] is None and "consistency" not in window.panels.info.text()
+    assert window.result.measurements.residual_chi2 > 2
+    # the verdict names what fails, in red, in the panel header and the status bar
+    verdict = net.meta["verdict"]
+    assert not verdict.ok and any(f.startswith("χ²") for f in verdict.failures)
+    assert "quality FAILS: χ²" in window.panels.info.text() and "c0392b" in window.panels.info.styleSheet()
+    assert "QUALITY FAILS" in window.statusBar().currentMessage() and "c0392b" in window.statusBar().styleSheet()
+    window.cons_box.setChecked(True)
+    _click(qtbot, window, x, y)
+    fused = window.result.restoration
+    cons = fused.meta["consistency"]
+    assert cons is not None and cons["chi2"] <= 1.0 + 1e-6
+    assert f"χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" in window.panels.info.text()
+    assert np.allclose(window.panels.views["residual"].data, fused.residual)
+    # the table's χ² is measured on the fused image: at most the target, far below the random network's
+    assert window.result.measurements.residual_chi2 <= 1.05 < cons["chi2_network"]
+    assert fused.meta["verdict"].checks["chi2"].ok and "χ²" not in "".join(fused.meta["verdict"].failures)

@@ -112,3 +112,17 @@ def test_resume_after_a_kill_does_not_repeat_log_rows(sersic_shards, tmp_path):
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert rows[2]["loss"] != "0.5"  # the killed run's row was replaced by the resumed run's
     assert not list((tmp_path / "k").glob(".*.part"))
+
+
+def test_export_writes_the_basicsr_pth_layout_the_authors_code_loads(tmp_path, tiny_ckpt, capsys):
+    from galviewer.core.weights import load_model, state_dict_allclose
+
+    out = tmp_path / "net_g.pth"
+    assert main(["export", str(tiny_ckpt), "--format", "pth", "-o", str(out)]) == 0
+    obj = torch.load(out, map_location="cpu", weights_only=True)
+    assert list(obj) == ["params"] and all(isinstance(v, torch.Tensor) for v in obj["params"].values())
+    ref, _ = load_model(tiny_ckpt)
+    back, meta = load_model(out)
+    assert meta.config == ref.config and state_dict_allclose(ref.state_dict(), back.state_dict())
+    assert main(["export", str(tiny_ckpt), "--format", "pth", "-o", str(out)]) == 2  # never clobbers
+    assert "file exists" in capsys.readouterr().err

@@ -1,0 +1,153 @@
+"""Data consistency after the network: a closed-form Fourier fusion of the restoration with the data.
+
+The network's restoration ``RS_net`` may not explain its input: ``LQ − PSF ⊗ RS_net`` can exceed the noise
+(invented or lost flux, rings, frames).  This step finds
+
+    RS = argmin  ‖LQ − PSF ⊗ RS‖² / σ²  +  λ ‖RS − RS_net‖²,
+
+whose solution in Fourier space is, with μ = λσ²,
+
+    RS^ = (conj(P^) · LQ^ + μ · RS_net^) / (|P^|² + μ).
+
+Where the PSF passes signal (|P^|² ≫ μ) the data decide; where it has killed the signal (|P^|² ≪ μ) the
+network's answer is kept.  μ is chosen by bisection so that the residual χ² (per pixel, over σ) is the
+target (1 by default); when the network already explains the data (χ² ≤ target) nothing is changed.
+
+The convolution is circular, so both images are padded by mirror reflection (twice the PSF's width) before the
+transform and cropped after; with the same PSF and reflect boundaries as the residual of
+:class:`~galviewer.core.restore.Restorer`, the χ² reported here is the one the residual shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from galviewer.core.degrade import convolve
+from galviewer.errors import ParameterError
+
+__all__ = ["Consistency", "fuse"]
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Outcome of :func:`fuse`.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The fused restoration (float32, the input's units).
+    mu : float
+        λσ² used (``inf``: the network's answer was kept unchanged).
+    chi2_before, chi2_after : float
+        Residual χ² per pixel of ``RS_net`` and of the fused image.
+    changed_fraction : float
+        ``‖RS − RS_net‖ / ‖RS_net − median(RS_net)‖``: how much the step moved the restoration.
+    """
+
+    image: np.ndarray
+    mu: float
+    chi2_before: float
+    chi2_after: float
+    changed_fraction: float
+
+
+def _chi2(lq: np.ndarray, img: np.ndarray, psf: np.ndarray, sigma: np.ndarray, use: np.ndarray) -> float:
+    r = (lq - convolve(img, psf)) / sigma
+    return float(np.mean(r[use] ** 2))
+
+
+def fuse(
+    lq: np.ndarray,
+    rs: np.ndarray,
+    psf: np.ndarray,
+    sigma: np.ndarray | float,
+    *,
+    target: float = 1.0,
+    mask: np.ndarray | None = None,
+    iterations: int = 40,
+) -> Consistency:
+    """Fuse a restoration with its data so that it explains them to the noise (see the module's notes).
+
+    Parameters
+    ----------
+    lq : array_like
+        The input stamp, in its units.
+    rs : array_like
+        The network's restoration in the same units (``Restoration.data``).
+    psf : array_like
+        The LQ PSF kernel (odd sides, sums to 1).
+    sigma : array_like or float
+        1-σ noise of ``lq`` per pixel (or one value).  The Fourier solution uses its median; the χ² uses
+        it per pixel.
+    target : float
+        Residual χ² per pixel to reach (> 0).
+    mask : array_like of bool, optional
+        Pixels left out of the χ² (bad or padded pixels).
+    iterations : int
+        Bisection steps on log μ.
+
+    Returns
+    -------
+    Consistency
+
+    Raises
+    ------
+    ParameterError
+        For mismatched shapes, a bad PSF, a non-positive noise or target.
+    """
+    a = np.asarray(lq, dtype=np.float64)
+    b = np.asarray(rs, dtype=np.float64)
+    k = np.asarray(psf, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or not np.isfinite(k).all():
+        raise ParameterError("psf", f"must be a finite 2-D kernel with odd sides, got shape {k.shape}")
+    if not target > 0:
+        raise ParameterError("target", f"must be > 0, got {target}")
+    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), a.shape)
+    use = np.isfinite(s) & (s > 0) & np.isfinite(a) & np.isfinite(b)
+    if mask is not None:
+        use &= ~np.asarray(mask, dtype=bool)
+    if not use.any():
+        raise ParameterError("sigma", "no pixel has a positive, finite noise")
+    s = np.where(use, s, np.median(s[use]))
+    before = _chi2(a, b, k, s, use)
+    spread = float(np.linalg.norm(b - np.median(b))) or 1.0
+    if not before > target:
+        return Consistency(b.astype(np.float32), math.inf, before, before, 0.0)
+
+    pad = 2 * max(k.shape)
+    ap = np.pad(a, pad, mode="symmetric")  # the mirror boundary of degrade.convolve and the residual
+    bp = np.pad(b, pad, mode="symmetric")
+    kp = np.zeros_like(ap)
+    kh, kw = k.shape
+    kp[:kh, :kw] = k
+    kp = np.roll(kp, (-(kh // 2), -(kw // 2)), axis=(0, 1))  # kernel centre at (0, 0)
+    P = np.fft.rfft2(kp)
+    A = np.fft.rfft2(ap)
+    B = np.fft.rfft2(bp)
+    P2 = (P * P.conj()).real
+    PA = P.conj() * A
+    shape = ap.shape
+    crop = (slice(pad, pad + a.shape[0]), slice(pad, pad + a.shape[1]))
+
+    def solve(mu: float) -> np.ndarray:
+        return np.fft.irfft2((PA + mu * B) / (P2 + mu), s=shape)[crop]
+
+    # χ² grows with μ (μ → 0: deconvolution, χ² → small; μ → ∞: the network's answer).
+    lo, hi = -12.0, 8.0  # log10 μ
+    if _chi2(a, solve(10.0**lo), k, s, use) > target:
+        hi = lo  # even the least regularised solution cannot reach the target: take it
+    for _ in range(iterations if hi > lo else 0):
+        mid = 0.5 * (lo + hi)
+        if _chi2(a, solve(10.0**mid), k, s, use) > target:
+            hi = mid
+        else:
+            lo = mid
+    mu = 10.0**lo
+    out = solve(mu)
+    after = _chi2(a, out, k, s, use)
+    return Consistency(out.astype(np.float32), mu, before, after, float(np.linalg.norm(out - b)) / spread)

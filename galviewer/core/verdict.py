@@ -1,0 +1,161 @@
+"""A quality verdict for a restoration, computed without any ground truth.
+
+Each check compares the restoration with its own input and says whether the restoration explains it:
+
+* ``chi2`` — residual χ² per pixel, ``mean(((LQ − PSF⊗RS) / σ)²)`` over usable pixels, σ the stamp's ERR
+  (or the background rms): at most 3;
+* ``flux`` — flux conservation in the Kron ellipse defined on LQ, ``Σ(PSF⊗RS − bkg) / Σ(LQ − bkg)``:
+  within 5 % of 1;
+* ``rms`` — background rms of RS over that of LQ (σ-clipped, source pixels masked): at most 1 (a
+  restoration must not be noisier than its input);
+* ``border`` — rms of the residual in σ along the stamp's 4-px frame over that of the interior, both on
+  background pixels: at most 1.5 (the network's edges must not show);
+* ``new_sources`` — sources in RS (photutils, 5 connected pixels above 3× the *input's* noise) whose peak
+  lies outside every source of LQ (3σ, dilated by 2 px): none.
+
+The limits are those of issue 11; :func:`assess` returns every value, so callers can show them beside the
+numbers and never print a bare "ok".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from galviewer.core.measure.background import background
+
+__all__ = ["LIMITS", "Check", "Verdict", "assess"]
+
+LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0}
+_FRAME = 4
+_INTERIOR = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: its value, its limit and whether it passes (a NaN value is reported, not passed)."""
+
+    name: str
+    value: float
+    limit: float
+    ok: bool
+    text: str
+
+
+@dataclass
+class Verdict:
+    """Every check of one restoration."""
+
+    checks: dict[str, Check] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passes."""
+        return all(c.ok for c in self.checks.values())
+
+    @property
+    def failures(self) -> list[str]:
+        """The texts of the checks that fail."""
+        return [c.text for c in self.checks.values() if not c.ok]
+
+    def summary(self) -> str:
+        """``ok (χ² 1.1, flux 0.98, ...)`` or the failures, for a status column or a header."""
+        if self.ok:
+            return "ok (" + ", ".join(c.text for c in self.checks.values()) + ")"
+        return "; ".join(self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Values and pass/fail per check (NaN as None)."""
+        return {k: {"value": None if not math.isfinite(c.value) else c.value, "limit": c.limit, "ok": c.ok}
+                for k, c in self.checks.items()}
+
+
+def _segments(img: np.ndarray, rms: float, mask: np.ndarray | None) -> np.ndarray:
+    """Label image of the sources of ``img`` (3σ over its background, 5 connected pixels, 1-px smoothing)."""
+    from photutils.segmentation import detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
+    from scipy import ndimage
+
+    sub = img - background(img, mask=mask).level
+    smooth = ndimage.gaussian_filter(sub, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        seg = detect_sources(smooth, 3.0 * rms / 2.0, n_pixels=5, mask=mask)  # smoothing by σ=1 halves the rms
+    return np.zeros(img.shape, int) if seg is None else seg.data
+
+
+def assess(restoration: Any, measurements: Any = None) -> Verdict:
+    """Judge a :class:`~galviewer.core.restore.Restoration` against its own input.
+
+    Parameters
+    ----------
+    restoration : Restoration
+    measurements : Measurements, optional
+        From :func:`~galviewer.core.measure.compare.compare_restoration` (its flux conservation is used);
+        computed when not given.
+
+    Returns
+    -------
+    Verdict
+    """
+    from scipy import ndimage
+
+    lq = np.asarray(restoration.lq, dtype=np.float64)
+    rs = np.asarray(restoration.data, dtype=np.float64)
+    st = restoration.stamp
+    bad = np.zeros(lq.shape, bool) if st is None else (st.bad | st.padded)
+    lq_bkg = background(lq, mask=bad if bad.any() else None)
+    if st is not None and st.err is not None:
+        sigma = np.asarray(st.err, dtype=np.float64)
+    else:
+        sigma = np.full(lq.shape, lq_bkg.rms)
+    use = ~bad & np.isfinite(sigma) & (sigma > 0)
+    z = np.where(use, np.asarray(restoration.residual, dtype=np.float64) / np.where(use, sigma, 1.0), 0.0)
+    checks: dict[str, Check] = {}
+
+    chi2 = float(np.mean(z[use] ** 2)) if use.any() else math.nan
+    checks["chi2"] = Check("chi2", chi2, LIMITS["chi2"], chi2 <= LIMITS["chi2"], f"χ² {chi2:.3g}")
+
+    if measurements is None:
+        from galviewer.core.measure.compare import compare_restoration
+
+        measurements = compare_restoration(restoration)
+    fc = float(measurements.flux_conservation)
+    checks["flux"] = Check("flux", fc, LIMITS["flux"], abs(fc - 1.0) <= LIMITS["flux"], f"flux {fc:.3g}")
+
+    lq_seg = _segments(lq, lq_bkg.rms, bad if bad.any() else None)
+    sources = ndimage.binary_dilation(lq_seg > 0, iterations=2)
+    sky = use & ~sources
+    rs_rms = background(rs, mask=~sky if sky.any() else None).rms
+    lq_rms = background(lq, mask=~sky if sky.any() else None).rms
+    ratio = rs_rms / lq_rms if lq_rms > 0 else math.nan
+    checks["rms"] = Check("rms", ratio, LIMITS["rms"], ratio <= LIMITS["rms"], f"RS/LQ rms {ratio:.3g}")
+
+    frame = np.zeros(lq.shape, bool)
+    frame[:_FRAME], frame[-_FRAME:], frame[:, :_FRAME], frame[:, -_FRAME:] = True, True, True, True
+    inner = np.zeros(lq.shape, bool)
+    inner[_INTERIOR:-_INTERIOR, _INTERIOR:-_INTERIOR] = True
+    f, i = frame & sky, inner & sky
+    border = (float(np.sqrt(np.mean(z[f] ** 2)) / np.sqrt(np.mean(z[i] ** 2)))
+              if f.sum() >= 16 and i.sum() >= 16 and np.any(z[i]) else math.nan)
+    checks["border"] = Check("border", border, LIMITS["border"], border <= LIMITS["border"],
+                             f"border/interior {border:.3g}")
+
+    # RS is smoother than LQ: its sources are detected at the threshold of the input's noise, so that a
+    # "new source" is one the data would have shown at 3σ.
+    rs_seg = _segments(rs, lq_bkg.rms, bad if bad.any() else None)
+    new = 0
+    for sl, label in zip(ndimage.find_objects(rs_seg), range(1, int(rs_seg.max()) + 1), strict=False):
+        if sl is None:
+            continue
+        part = np.where(rs_seg[sl] == label, rs[sl], -np.inf)
+        py, px = np.unravel_index(int(np.argmax(part)), part.shape)
+        if not sources[sl][py, px]:
+            new += 1
+    checks["new_sources"] = Check("new_sources", float(new), LIMITS["new_sources"], new <= LIMITS["new_sources"],
+                                  f"{new} new source{'s' if new != 1 else ''}")
+    return Verdict(checks)

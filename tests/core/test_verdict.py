@@ -1,0 +1,79 @@
+"""Issue 11 (6): every restoration carries a quality verdict computed without ground truth."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galviewer.cli import main
+from galviewer.core.degrade import convolve
+from galviewer.core.psf import gaussian_psf
+from galviewer.core.restore import Restoration
+from galviewer.core.stamps import stamp_from_array
+from galviewer.core.verdict import LIMITS, assess
+from tests.helpers import framing_forward, galaxy, write_flt
+
+
+def _restoration(rs, lq, psf):
+    st = stamp_from_array(lq)
+    resid = (lq - convolve(rs, psf)).astype(np.float32)
+    return Restoration(lq=st.lq, data=rs.astype(np.float32), normalized=rs, sigma=None, residual=resid,
+                       model_input=lq, scale=1.0, offset=0.0, psf=psf, stamp=st)
+
+
+@pytest.fixture
+def scene():
+    rng = np.random.default_rng(4)
+    truth = 20.0 + galaxy((64, 64), 31.6, 32.2, flux=20000.0, r=2.5)
+    psf = gaussian_psf(1.88, 7)
+    lq = convolve(truth, psf) + rng.normal(0.0, 2.0, truth.shape)
+    return truth, psf, lq
+
+
+def test_the_truth_passes_every_check(scene):
+    truth, psf, lq = scene
+    v = assess(_restoration(truth, lq, psf))
+    assert v.ok, v.summary()
+    assert v.summary().startswith("ok (χ² ") and v.checks["chi2"].value == pytest.approx(1.0, abs=0.15)
+    assert abs(v.checks["flux"].value - 1) < 0.02 and v.checks["new_sources"].value == 0
+
+
+@pytest.mark.parametrize("damage, failing", [
+    (lambda t, rng: 20 + 0.7 * (t - 20), "flux"),                            # lost 30 % of the flux
+    (lambda t, rng: t + np.pad(np.zeros((56, 56)), 4, constant_values=8.0), "border"),  # a frame
+    (lambda t, rng: t + rng.normal(0, 4.0, t.shape), "rms"),                # noisier than the input
+    (lambda t, rng: t + galaxy(t.shape, 10.0, 50.0, flux=600.0, r=1.0), "new_sources"),  # an invented source
+])
+def test_each_kind_of_damage_is_named(scene, damage, failing):
+    truth, psf, lq = scene
+    v = assess(_restoration(damage(truth, np.random.default_rng(1)), lq, psf))
+    assert not v.checks[failing].ok and not v.ok
+    assert v.checks[failing].text in v.summary() and not v.summary().startswith("ok")
+    assert v.checks[failing].limit == LIMITS[failing]
+
+
+def test_cli_prints_the_verdict_and_writes_it_into_the_header(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    from galviewer.core.restore import Restorer
+
+    flt = write_flt(tmp_path / "x_flt.fits")
+    monkeypatch.setattr(Restorer, "_forward", lambda self, batch: framing_forward(batch))
+    out = tmp_path / "o.fits"
+    assert main(["restore", str(flt), "--xy", "120.3", "80.7", "--ext", "SCI,1", "-o", str(out), "--model",
+                 str(tiny_ckpt), "--no-uncertainty"]) == 0
+    text = capsys.readouterr().out
+    assert "QUALITY FAILS: χ²" in text
+    h = fits.getheader(out)
+    assert h["QUALITY"] == "FAIL" and "chi2=" in h["QFAILS"] and h["Q_CHI2"] > 3 and "Q_BORDER" in h
+    assert main(["measure", str(flt), "--xy", "120.3", "80.7", "--ext", "SCI,1", "--restore", "--model",
+                 str(tiny_ckpt), "--no-uncertainty", "--json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["quality"]["ok"] is False and doc["quality"]["checks"]["chi2"]["value"] > 3
+
+
+def test_a_restoration_without_a_stamp_is_still_judged(scene):
+    truth, psf, lq = scene
+    r = dataclasses.replace(_restoration(truth, lq, psf), stamp=None)
+    assert assess(r).ok
