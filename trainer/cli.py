@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=2024, help="seed of the test degradations (default 2024)")
     e.add_argument("--noise-rms", type=float, default=0.05, help="LQ noise rms after min-max (default 0.05)")
     e.add_argument("--fwhm", type=float, default=1.88, help="LQ PSF FWHM in pixels (default 1.88)")
+    e.add_argument("--consistency", action="store_true", help="evaluate the model followed by the data-consistency "
+                   "step (galviewer restore --consistency), the noise taken from each input's background")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
 

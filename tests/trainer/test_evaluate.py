@@ -26,8 +26,13 @@ def test_simulate_train_evaluate_end_to_end(tmp_path, capsys):
     res = json.loads((rep / "metrics.json").read_text())
     assert set(res["table1"]) == {"LQ", "RS", "RL", "Wiener"}
     assert all(np.isfinite(v["psnr"]) for v in res["table1"].values())
-    assert set(res["noise_sweep"]) == {"0.01", "0.03", "0.05", "0.1", "0.15"}
+    assert set(res["noise_sweep"]) == {"0.001", "0.003", "0.01", "0.03", "0.05", "0.1", "0.15"}  # issue 11: bright
     assert res["blank"]["stamps"] == 3 and res["point_sources"]["GT"] > 1.0
+    rep_c = tmp_path / "report_consistency"  # the model followed by the data-consistency step
+    assert main([*args[:5], str(rep_c), *args[6:], "--consistency"]) == 0
+    res_c = json.loads((rep_c / "metrics.json").read_text())
+    assert res_c["model_name"].endswith("+ consistency") and res_c["config"]["consistency"] is True
+    assert res_c["table1"]["LQ"] == res["table1"]["LQ"] and res_c["table1"]["RS"] != res["table1"]["RS"]
     assert (rep / "morphology.png").stat().st_size > 1000
     text = (rep / "report.md").read_text()
     assert "Table 1" in text and "Richardson" in text and "pseudo-sources" in text
