@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--origin", type=int, choices=(0, 1), default=0, help="pixel convention of X Y (0: numpy/"
                    "astropy, default; 1: DS9/IRAF)")
     m.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
-    m.add_argument("--psf-fwhm", type=float, default=None, help="LQ PSF FWHM in pixels (default: the model's, or "
-                   "ACS/WFC's 0.094″ at the image's pixel scale)")
+    m.add_argument("--psf-fwhm", type=float, default=None, help="FWHM (pixels) of a Gaussian PSF for LQ's Sérsic "
+                   "fit (default: the instrument PSF from the header, as galviewer info shows it)")
     m.add_argument("--restore", action="store_true", help="restore the stamp and measure RS too")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     _add_model_args(m)
@@ -325,39 +325,42 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def _cmd_measure(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image
+    from galviewer.core.instrument_psf import instrument_psf
     from galviewer.core.measure.compare import compare, compare_restoration
-    from galviewer.core.psf import gaussian_psf, hst_fwhm_pixels
+    from galviewer.core.psf import gaussian_psf
     from galviewer.core.stamps import cutout
 
     _check_size(args.size)
+    if args.psf_fwhm is not None and not args.psf_fwhm > 0:
+        raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
     with open_image(args.file, args.ext) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
         stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
-        scale = image.meta.pixel_scale
-    if args.psf_fwhm is not None and not args.psf_fwhm > 0:
-        raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
+        inst = instrument_psf(image.meta, image.header)
+    # LQ is fitted with the same PSF with and without --restore: the instrument's, or --psf-fwhm's Gaussian.
+    if args.psf_fwhm is not None:
+        lq_psf, psf_text = gaussian_psf(args.psf_fwhm, 7), f"Gaussian FWHM {args.psf_fwhm:g} px (--psf-fwhm)"
+    else:
+        lq_psf, psf_text = inst.fitting_kernel(args.size), inst.describe()
     if args.restore:
         result = _restorer(args).restore(stamp)
-        if args.psf_fwhm is not None:
-            result.psf = gaussian_psf(args.psf_fwhm, 7)
-        m = compare_restoration(result)
+        m = compare_restoration(result, lq_psf=lq_psf)
         from galviewer.core.verdict import assess
 
         verdict = assess(result, m)
     else:
         verdict = None
-        fwhm = args.psf_fwhm or (hst_fwhm_pixels(scale) if scale and scale == scale else 1.88)
-        m = compare(stamp.lq, None, gaussian_psf(fwhm, 7), err=stamp.err, mask=stamp.bad)
+        m = compare(stamp.lq, None, lq_psf, err=stamp.err, mask=stamp.bad)
     if args.json:
         d = m.to_dict()
         d["stamp"] = {"file": str(args.file), "x_center": stamp.center[0], "y_center": stamp.center[1],
-                      "origin": stamp.origin, "size": args.size}
+                      "origin": stamp.origin, "size": args.size, "lq_psf": psf_text}
         if verdict is not None:
             d["quality"] = {"ok": verdict.ok, "failures": verdict.failures, "checks": verdict.to_dict()}
         print(to_json(d))
     else:
         print(f"{args.file}: source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} (0-based), "
-              f"{args.size}×{args.size} stamp")
+              f"{args.size}×{args.size} stamp; LQ PSF: {psf_text}")
         print(m.as_text())
         if verdict is not None:
             print(_quality_line(verdict))
@@ -369,6 +372,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import math
 
     from galviewer.core.fitsio import open_image
+    from galviewer.core.instrument_psf import instrument_psf
 
     with open_image(args.file, args.ext) as image:
         meta = dataclasses.asdict(image.meta)
@@ -378,6 +382,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "shape": list(image.shape),
             "images": [f"{n},{v} {list(s)}" for n, v, s in image.images()],
             "has_err": image.err is not None,
+            "psf": instrument_psf(image.meta, image.header).describe(),
             "bad_pixels": int(image.bad.sum()),
             "wcs": image.wcs is not None,
             **meta,

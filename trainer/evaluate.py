@@ -36,8 +36,8 @@ from galviewer.core.degrade import convolve, correlated_noise
 from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
 from galviewer.core.psf import gaussian_psf
-from galviewer.core.restore import Restorer
-from galviewer.errors import ParameterError
+from galviewer.core.restore import Restorer, rescale_to_physical
+from galviewer.errors import ParameterError, RestoreError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_PSF_FWHM, POINT_HALF_BOX
 
@@ -212,9 +212,18 @@ def evaluate(
 
     def norm_restore(lq_norms: list[np.ndarray]) -> list[np.ndarray]:
         outs = [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
-        if cfg.consistency:  # as the app does it: the noise is the input's background rms, no ground truth
-            outs = [fuse(q, o, eval_psf, background(q).rms).image for q, o in zip(lq_norms, outs, strict=True)]
+        if cfg.consistency:
+            outs = [_consistent(q, o) for q, o in zip(lq_norms, outs, strict=True)]
         return outs
+
+    def _consistent(q: np.ndarray, o: np.ndarray) -> np.ndarray:
+        """As the app does it: RS brought to LQ's units by eq. 8–9, fused with LQ (noise from its background,
+        no ground truth), and mapped back to the network's units, where it is scored."""
+        try:
+            s, c, _ = rescale_to_physical(q, o, eval_psf)
+        except RestoreError:
+            return o
+        return (fuse(q, s * o + c, eval_psf, background(q).rms).image - c) / s
 
     # --- baselines tuned on the validation split
     tune = tune_baselines(_pairs(shards, val, cfg.seed + 1, cfg.noise_rms, cfg.fwhm))

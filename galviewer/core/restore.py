@@ -642,6 +642,10 @@ class Restorer:
                 "device": str(self.device),
                 "precision": "float16" if self.half else "float32",
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
+                "model_pixel_scale": self.metadata.pixel_scale_arcsec,
+                "noise_rms_range": tuple(self.metadata.noise_rms_range),
+                "input_noise_norm": (st.background_rms / (hi - lo) if math.isfinite(st.background_rms)
+                                     else math.nan),
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
                 "consistency": None if fused is None else {
                     "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,

@@ -13,6 +13,11 @@ Each check compares the restoration with its own input and says whether the rest
 * ``new_sources`` — sources in RS (photutils, 5 connected pixels above 3× the *input's* noise) whose peak
   lies outside every source of LQ (3σ, dilated by 2 px): none.
 
+* ``range`` — the input lies inside what the model was trained on: its background rms after min-max
+  normalisation (the inverse of its peak S/N) within the model's noise range (a factor 2 of slack), and,
+  for an image with a WCS, its pixel scale and instrument PSF FWHM (arcsec) within 30 % of the model's
+  (the model's LQ PSF is its degradation kernel on top of its GT PSF).
+
 The limits are those of issue 11; :func:`assess` returns every value, so callers can show them beside the
 numbers and never print a bare "ok".
 """
@@ -30,7 +35,7 @@ from galviewer.core.measure.background import background
 
 __all__ = ["LIMITS", "Check", "Verdict", "assess"]
 
-LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0}
+LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "range": 0.3}
 _FRAME = 4
 _INTERIOR = 8
 
@@ -158,4 +163,33 @@ def assess(restoration: Any, measurements: Any = None) -> Verdict:
             new += 1
     checks["new_sources"] = Check("new_sources", float(new), LIMITS["new_sources"], new <= LIMITS["new_sources"],
                                   f"{new} new source{'s' if new != 1 else ''}")
+    checks["range"] = _training_range(restoration)
     return Verdict(checks)
+
+
+def _training_range(restoration: Any) -> Check:
+    """Is the input inside the model's training range (noise after min-max, pixel scale, PSF FWHM)?"""
+    m = restoration.meta
+    st = restoration.stamp
+    out = []
+    noise = float(m.get("input_noise_norm", math.nan))
+    lo, hi = m.get("noise_rms_range", (math.nan, math.nan))
+    if math.isfinite(noise) and lo > 0 and noise < lo / 2:
+        out.append(f"noise {noise:.2g} of the range, below training's {lo:g} (peak S/N too high)")
+    elif math.isfinite(noise) and noise > 2 * hi:
+        out.append(f"noise {noise:.2g} of the range, above training's {hi:g}")
+    scale = float(getattr(getattr(st, "meta", None), "pixel_scale", math.nan))
+    model_scale = float(m.get("model_pixel_scale", math.nan))
+    if math.isfinite(scale) and math.isfinite(model_scale):
+        from galviewer.core.instrument_psf import instrument_psf
+
+        if abs(scale / model_scale - 1) > LIMITS["range"]:
+            out.append(f"pixel scale {scale:.3g}″ vs the model's {model_scale:.3g}″")
+        gt = m.get("gt_psf_fwhm_pix") or 0.0
+        model_fwhm = math.hypot(float(m.get("psf_fwhm_pix", math.nan)), float(gt)) * model_scale
+        inst = instrument_psf(st.meta)
+        fwhm = inst.fwhm_pix * inst.pixel_scale
+        if math.isfinite(model_fwhm) and abs(fwhm / model_fwhm - 1) > LIMITS["range"]:
+            out.append(f"PSF FWHM {fwhm:.3f}″ vs the model's {model_fwhm:.3f}″")
+    text = "outside training: " + "; ".join(out) if out else "in training range"
+    return Check("range", noise, LIMITS["range"], not out, text)

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 
 from galviewer.core.batch import detect, export_batch, restore_sources
 from galviewer.core.fitsio import Image, list_images, open_image, write_stamp
+from galviewer.core.instrument_psf import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare, compare_restoration
-from galviewer.core.psf import gaussian_psf
 from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
@@ -546,11 +546,11 @@ class MainWindow(QMainWindow):
         if self.image is None:
             return
         image, size = self.image, self.size_box.value()
-        fwhm = self.restorer.metadata.psf_fwhm_pix if self.restorer is not None else 1.88
+        psf = instrument_psf(image.meta, image.header).fitting_kernel(size)  # as compare_restoration fits LQ
 
         def job(progress, cancelled):
             stamp = cutout(image, x, y, size)
-            return stamp, compare(stamp.lq, None, gaussian_psf(fwhm, 7), err=stamp.err, mask=stamp.bad)
+            return stamp, compare(stamp.lq, None, psf, err=stamp.err, mask=stamp.bad)
 
         self.statusBar().showMessage(f"measuring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("measure", job)

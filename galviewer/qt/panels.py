@@ -101,7 +101,9 @@ class ComparisonPanels(QWidget):
         if verdict is None:
             self.info.setText(text)
             self.info.setStyleSheet("")
+            self.info.setToolTip("")
             return
+        self.info.setToolTip("\n".join(f"{'ok  ' if c.ok else 'FAIL'}  {c.text}" for c in verdict.checks.values()))
         if verdict.ok:
             self.info.setText(f"{text} · quality ok ({', '.join(c.text for c in verdict.checks.values())})")
             self.info.setStyleSheet("QLabel { color: #1e8449; }")

@@ -46,6 +46,8 @@ def test_bright_stars_are_flagged_by_name_not_reported_ok(restorer, name):
     v = assess(r, compare_restoration(r))
     assert not v.ok and v.checks["chi2"].value > 3
     assert v.summary().startswith("χ² ") and "χ²" in v.failures[0]
+    # and the reason is named: far brighter than anything the model was trained on
+    assert not v.checks["range"].ok and "peak S/N too high" in v.checks["range"].text
 
 
 @pytest.mark.parametrize("name", CASES)

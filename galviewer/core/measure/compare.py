@@ -157,6 +157,7 @@ def compare(
     rs_psf: np.ndarray | None = None,
     rs_err: np.ndarray | float | None = None,
     gt: np.ndarray | None = None,
+    lq_psf: np.ndarray | None = None,
 ) -> Measurements:
     """Measure LQ and RS the same way (METHOD §4) and check that RS explains LQ.
 
@@ -181,6 +182,8 @@ def compare(
         parameter errors of RS; :func:`compare_restoration` adds the 8-way spread.
     gt : array_like, optional
         A ground truth, measured like RS (evaluation).
+    lq_psf : array_like, optional
+        PSF for LQ's Sérsic fit (e.g. the instrument's); default ``psf``.
 
     Returns
     -------
@@ -210,7 +213,8 @@ def compare(
         others["GT"] = g
     phot = photometry(a, others, err=err, mask=mask)
     good = usable_pixels(a, mask) & np.isfinite(b)
-    fits = {"LQ": fit_sersic(a, k, err=err, mask=~good)}
+    fits = {"LQ": fit_sersic(a, k if lq_psf is None else np.asarray(lq_psf, dtype=np.float64), err=err,
+                             mask=~good)}
     for name, img in others.items():
         fits[name] = fit_sersic(img, rs_psf, err=rs_err if name == "RS" else None, mask=~good)
     sigma = np.broadcast_to(np.asarray(err, dtype=np.float64), a.shape) if err is not None \
@@ -231,9 +235,19 @@ def compare(
                         residual_rms=rms, noise_rms=noise)
 
 
-def compare_restoration(restoration: Restoration, err: np.ndarray | float | None = None) -> Measurements:
-    """:func:`compare` on a :class:`~galviewer.core.restore.Restoration`, with its stamp's error map and mask."""
+def compare_restoration(restoration: Restoration, err: np.ndarray | float | None = None,
+                        lq_psf: np.ndarray | None = None) -> Measurements:
+    """:func:`compare` on a :class:`~galviewer.core.restore.Restoration`, with its stamp's error map and mask.
+
+    LQ's Sérsic fit uses ``lq_psf``, by default the instrument PSF of the stamp's parent image
+    (:func:`galviewer.core.instrument_psf.instrument_psf`), so that ``measure`` gives LQ the same numbers
+    with and without a restoration; the residual and flux conservation use the restoration's own PSF.
+    """
     stamp = restoration.stamp
+    if lq_psf is None and stamp is not None and stamp.meta is not None:
+        from galviewer.core.instrument_psf import instrument_psf
+
+        lq_psf = instrument_psf(stamp.meta).fitting_kernel(min(restoration.lq.shape))
     if err is None and stamp is not None and stamp.err is not None:
         err = stamp.err
     mask = stamp.bad if stamp is not None else None
@@ -244,4 +258,4 @@ def compare_restoration(restoration: Restoration, err: np.ndarray | float | None
         floor = background(restoration.data, mask=mask).rms
         rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
     return compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
-                   rs_err=rs_err)
+                   rs_err=rs_err, lq_psf=lq_psf)
