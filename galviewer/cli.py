@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,6 +57,12 @@ def safe_label(label: str, max_len: int = 64) -> str:
     return text[:max_len] or "_"
 
 
+def _add_dq_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dq-ignore", type=int, default=0, metavar="BITS",
+                   help="DQ flag bits that do not make a pixel bad (sum of bits, e.g. 96 = 64 warm + 32 CTE tail; "
+                        "default 0: every flagged pixel is in-painted)")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="checkpoint file (.safetensors or .pth) or name of a shipped model (default: the shipped "
@@ -88,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", help="FITS image (FLT/FLC, DRZ/DRC or plain)")
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--xy", nargs=2, type=float, metavar=("X", "Y"), help="source position in pixels")
-    where.add_argument("--catalog", help="ECSV/FITS table (columns x,y or xcentroid,ycentroid or ra,dec in deg) "
-                       "or DS9 region file (.reg) of sources; writes one stamp per source into -o DIR")
+    where.add_argument("--catalog", help="ECSV/FITS table (columns x,y or xcentroid,ycentroid — origin per "
+                       "--origin —, SExtractor X_IMAGE,Y_IMAGE — always 1-based — or ra,dec in deg) or DS9 region "
+                       "file (.reg) of sources; writes one stamp per source and a result catalogue into -o DIR")
     r.add_argument("--size", type=int, default=64, help="stamp side in pixels (default 64, as in the paper)")
     r.add_argument("--ext", default=None, help="image extension, e.g. SCI,1 or SCI,2 (default: SCI,1 or the "
                    "first image)")
@@ -98,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
     r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_dq_arg(r)
     _add_model_args(r)
 
     m = sub.add_parser("measure", help="Sérsic fit and Kron/isophotal photometry of a source (LQ, and RS with "
@@ -115,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "fit (default: the instrument PSF from the header, as galviewer info shows it)")
     m.add_argument("--restore", action="store_true", help="restore the stamp and measure RS too")
     m.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_dq_arg(m)
     _add_model_args(m)
 
     d = sub.add_parser("detect", help="detect sources (photutils) and write an ECSV catalogue for restore --catalog",
@@ -129,11 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--deblend", action="store_true", help="split blends (SExtractor-style multi-threshold)")
     d.add_argument("--max-sources", type=int, default=1000, help="keep the brightest N (default 1000)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    _add_dq_arg(d)
 
     i = sub.add_parser("info", help="print what galviewer reads from a FITS file")
     i.add_argument("file")
     i.add_argument("--ext", default=None)
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_dq_arg(i)
 
     sub.add_parser("models", help="list the shipped models")
     return parser
@@ -197,7 +209,7 @@ def _catalog_positions(path: str, image: Any, origin: int) -> list[tuple[str, fl
 
     for xname, yname in (("x", "y"), ("xcentroid", "ycentroid"), ("x_image", "y_image")):
         if xname in cols and yname in cols:
-            off = float(origin)
+            off = 1.0 if xname == "x_image" else float(origin)  # SExtractor's X_IMAGE/Y_IMAGE are 1-based
             return [(i, float(x) - off, float(y) - off)
                     for i, x, y in zip(ids, numeric(xname), numeric(yname), strict=True)]
     if "ra" in cols and "dec" in cols:
@@ -223,6 +235,12 @@ def _refuse_input_as_output(out: Path, *inputs: str | None) -> None:
             raise ParameterError("--output", f"{out} is also an input file; choose another output path")
 
 
+def _dq_bits(args: argparse.Namespace) -> int:
+    if not 0 <= args.dq_ignore < 2**31:
+        raise ParameterError("--dq-ignore", f"must be a non-negative sum of DQ bits, got {args.dq_ignore}")
+    return int(args.dq_ignore)
+
+
 def _check_size(size: int) -> None:
     if not 8 <= size <= MAX_CLI_STAMP:
         raise ParameterError("--size", f"must be between 8 and {MAX_CLI_STAMP} pixels, got {size} (restore larger "
@@ -238,8 +256,9 @@ def _unique_targets(positions: list[tuple[str, float, float]], outdir: Path, ste
     seen: dict[str, int] = {}
     targets, notes = [], []
     for label, x, y in positions:
-        name = safe_label(label)
-        if name != label:
+        # integer ids are zero-padded to 5 digits, as the viewer's batch export names its stamps
+        name = f"{int(label):05d}" if label.isdigit() and len(label) <= 5 else safe_label(label)
+        if name != label and not label.isdigit():
             notes.append(f"label {label[:80]!r} written as {name!r}")
         base, n = name, seen.get(name.lower(), 0)
         while name.lower() in seen:
@@ -277,7 +296,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     _check_size(args.size)
     out = Path(args.output)
     _refuse_input_as_output(out, args.file, args.catalog, args.model)
-    with open_image(args.file, args.ext) as image:
+    with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         if args.xy is not None:
             x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
             if out.exists() and not args.overwrite:
@@ -299,28 +318,55 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         if outdir.exists() and not outdir.is_dir():
             raise ParameterError("--output", f"{outdir} is a file; --catalog writes into a folder")
         outdir.mkdir(parents=True, exist_ok=True)
-        targets, notes = _unique_targets(positions, outdir, Path(args.file).name.split(".")[0])
+        stem = Path(args.file).name.split(".")[0]
+        targets, notes = _unique_targets(positions, outdir, stem)
         for note in notes:
             print(f"galviewer: note: {note}", file=sys.stderr)
-        clashes = [str(t[3]) for t in targets if t[3].exists()]
+        summary = outdir / f"{safe_label(stem)}_restored.ecsv"
+        clashes = [str(p) for p in [*(t[3] for t in targets), summary] if p.exists()]
         if clashes and not args.overwrite:
             raise ParameterError("--output", f"{len(clashes)} output files exist (e.g. {clashes[0]}); "
                                  "pass --overwrite to replace them")
         restorer = _restorer(args)
         failures = 0
+        rows = []
         for label, x, y, path in targets:
+            row = {"label": label, "x_in": x, "y_in": y, "x": math.nan, "y": math.nan, "file": "",
+                   "quality_ok": False, "chi2": math.nan, "flux_conservation": math.nan, "status": ""}
             try:
                 stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
                 result = restorer.restore(stamp)
                 verdict = _judge(result)
                 write_stamp(path, result, overwrite=args.overwrite)
+                row.update(x=stamp.center[0], y=stamp.center[1], file=path.name, quality_ok=verdict.ok,
+                           chi2=verdict.checks["chi2"].value, flux_conservation=verdict.checks["flux"].value,
+                           status=verdict.summary())
                 print(f"{path}: source {label} at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f}; "
                       f"{_quality_line(verdict)}")
             except GalviewerError as exc:
                 failures += 1
+                row["status"] = f"skipped: {exc}"
                 print(f"galviewer: source {label} skipped: {exc}", file=sys.stderr)
-        print(f"{len(targets) - failures} of {len(targets)} sources restored into {outdir}")
+            rows.append(row)
+        _write_summary(summary, rows, image, args)
+        print(f"{len(targets) - failures} of {len(targets)} sources restored into {outdir}; catalogue {summary}")
         return 0 if failures == 0 else 1
+
+
+def _write_summary(path: Path, rows: list[dict[str, Any]], image: Any, args: argparse.Namespace) -> None:
+    """The result catalogue of ``restore --catalog``: one row per input source, restored or not, and why."""
+    from astropy.table import Table
+
+    from galviewer._atomic import atomic_write
+
+    table = Table(rows=rows, names=list(rows[0]))
+    for c in ("x_in", "y_in", "x", "y"):
+        table[c].unit = "pix"
+    table["x"].description = "refined centre, 0-based pixel of the parent image"
+    table["status"].description = "quality verdict (galviewer.core.verdict) or why the source was skipped"
+    table.meta["comments"] = [f"galviewer restore {Path(args.file).name} --catalog {Path(args.catalog).name}: "
+                              f"model {args.model or 'default'}; x, y 0-based"]
+    atomic_write(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True), overwrite=args.overwrite)
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
@@ -333,7 +379,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     _check_size(args.size)
     if args.psf_fwhm is not None and not args.psf_fwhm > 0:
         raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
-    with open_image(args.file, args.ext) as image:
+    with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
         stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
         inst = instrument_psf(image.meta, image.header)
@@ -374,7 +420,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image
     from galviewer.core.instrument_psf import instrument_psf
 
-    with open_image(args.file, args.ext) as image:
+    with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         meta = dataclasses.asdict(image.meta)
         meta = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in meta.items()}
         info = {
@@ -419,7 +465,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image
 
     _refuse_input_as_output(Path(args.output), args.file)
-    with open_image(args.file, args.ext) as image:
+    with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         sources = detect(image, nsigma=args.nsigma, npixels=args.npixels, deblend=args.deblend,
                          max_sources=args.max_sources)
         if not sources:

@@ -64,9 +64,14 @@ def test_catalog_ecsv_and_ds9_regions(flt, tmp_path, tiny_ckpt, capsys):
                "--no-uncertainty", "-o", str(outdir)])
     assert rc == 0, capsys.readouterr().err
     files = sorted(p.name for p in outdir.iterdir())
-    assert files == ["j8pu0ypaq_flt_7.fits", "j8pu0ypaq_flt_8.fits"]
+    # integer ids zero-padded as the viewer's batch export names them, and a result catalogue
+    assert files == ["j8pu0ypaq_flt_00007.fits", "j8pu0ypaq_flt_00008.fits", "j8pu0ypaq_flt_restored.ecsv"]
     with fits.open(outdir / files[0]) as hdul:
         assert abs(hdul[0].header["XCENTER"] - SOURCES[0][0]) < 0.3
+    done = Table.read(outdir / files[2])
+    assert list(done["label"]) == ["7", "8"] and list(done["file"]) == files[:2]
+    assert abs(done["x"][0] - SOURCES[0][0]) < 0.3 and done["x_in"][0] == pytest.approx(SOURCES[0][0])
+    assert all(st.startswith("ok (") == ok for st, ok in zip(done["status"], done["quality_ok"], strict=True))
     reg = tmp_path / "src.reg"
     # DS9 image coordinates are 1-based.
     reg.write_text("# Region file format: DS9\nimage\n"
@@ -74,8 +79,8 @@ def test_catalog_ecsv_and_ds9_regions(flt, tmp_path, tiny_ckpt, capsys):
     outdir2 = tmp_path / "out2"
     assert main(["restore", str(flt), "--catalog", str(reg), "--model", str(tiny_ckpt), "--no-uncertainty",
                  "-o", str(outdir2)]) == 0
-    (only,) = outdir2.iterdir()
-    assert only.name == "j8pu0ypaq_flt_g3.fits"
+    only, summary = sorted(outdir2.iterdir())
+    assert only.name == "j8pu0ypaq_flt_g3.fits" and summary.name == "j8pu0ypaq_flt_restored.ecsv"
     with fits.open(only) as hdul:
         assert abs(hdul[0].header["XCENTER"] - SOURCES[2][0]) < 0.3
     # Existing outputs are refused as a whole before anything is written.
@@ -127,3 +132,32 @@ def test_measure_prints_the_table_and_json(flt, tiny_ckpt, capsys):
     assert d["stamp"]["x_center"] == pytest.approx(x, abs=1.0)
     assert main(["measure", str(flt), "--xy", str(x), str(y), "--psf-fwhm", "0"]) == 2
     assert "--psf-fwhm" in capsys.readouterr().err
+
+
+def test_sextractor_columns_are_one_based_and_dq_bits_can_be_ignored(flt, tmp_path, tiny_ckpt, capsys):
+    cat = tmp_path / "se.fits"
+    Table({"NUMBER": [3], "X_IMAGE": [SOURCES[0][0] + 1], "Y_IMAGE": [SOURCES[0][1] + 1]}).write(cat)
+    out = tmp_path / "o"
+    assert main(["restore", str(flt), "--catalog", str(cat), "--model", str(tiny_ckpt), "--no-uncertainty",
+                 "-o", str(out)]) == 0
+    done = Table.read(out / "j8pu0ypaq_flt_restored.ecsv")
+    assert abs(done["x"][0] - SOURCES[0][0]) < 0.3 and abs(done["y"][0] - SOURCES[0][1]) < 0.3
+    capsys.readouterr()
+    counts = []
+    for bits in ("0", "64"):
+        assert main(["info", str(flt), "--json", "--dq-ignore", bits]) == 0
+        counts.append(json.loads(capsys.readouterr().out)["bad_pixels"])
+    assert counts[0] - counts[1] == 1  # the one warm pixel (DQ 64) of chip 1 is kept
+    assert main(["info", str(flt), "--dq-ignore", "-1"]) == 2
+    assert "--dq-ignore" in capsys.readouterr().err
+
+
+def test_the_version_is_the_packages(capsys):
+    from importlib.metadata import version
+
+    import galviewer
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    printed = capsys.readouterr().out.strip()
+    assert printed == f"galviewer {galviewer.__version__}" == f"galviewer {version('galviewer')}"

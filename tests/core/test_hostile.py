@@ -224,10 +224,11 @@ def test_duplicate_and_hostile_labels_each_get_their_own_safe_file(tmp_path, tin
     assert main(["restore", str(path), "--catalog", str(cat), "-o", str(out), "--model", str(tiny_ckpt),
                  "--no-uncertainty", "--overwrite"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["img_7.fits", "img_7_2.fits", "img_7_3.fits", "img_a_.._.._escaped_a.fits", "img_hidden.fits"]
-    assert all(p.parent == out for p in tmp_path.rglob("*.fits") if p.name != "img.fits")  # nothing outside -o
+    assert names == ["img_00007.fits", "img_00007_2.fits", "img_00007_3.fits", "img_a_.._.._escaped_a.fits",
+                     "img_hidden.fits", "img_restored.ecsv"]
+    assert all(p.parent == out for p in tmp_path.rglob("img_*") if p.name != "img.fits")  # nothing outside -o
     err = capsys.readouterr().err
-    assert "duplicate label '7' written as '7_2'" in err and "'a/../../escaped_a' written as" in err
+    assert "duplicate label '00007' written as '00007_2'" in err and "'a/../../escaped_a' written as" in err
 
 
 @FUZZ
