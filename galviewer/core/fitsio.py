@@ -53,7 +53,8 @@ class ImageMeta:
     Attributes
     ----------
     kind : str
-        ``"FLT"`` (also FLC, RAW-like per-chip files), ``"DRZ"`` (also DRC) or ``"plain"``.
+        ``"FLT"`` (also FLC, RAW-like per-chip files), ``"DRZ"`` (also DRC, and any image whose header holds
+        drizzle keywords D001SCAL/D001PIXF/NDRIZIM) or ``"plain"``.
     extname, extver : str, int
         The science extension read.
     instrument, detector, filter : str
@@ -509,8 +510,9 @@ def open_image(
             wht = _find(hdul, "WHT", extver)
             errh = _find(hdul, "ERR", extver)
             dqh = _find(hdul, "DQ", extver)
-            if wht is not None or any(t in name for t in ("_drz", "_drc")):
-                kind = "DRZ"
+            drizzle_keys = any(k in merged for k in ("D001SCAL", "D001PIXF", "NDRIZIM"))
+            if wht is not None or drizzle_keys or any(t in name for t in ("_drz", "_drc")):
+                kind = "DRZ"  # WHT, drizzle keywords or the name: FILETYPE='SCI' is written on both kinds
             elif errh is not None or dqh is not None or any(t in name for t in ("_flt", "_flc")) or filetype == "SCI":
                 kind = "FLT"
             else:

@@ -65,3 +65,13 @@ def test_the_consistency_step_explains_every_case_to_the_noise(restorer, name):
             assert abs(v.checks["flux"].value - 1) < 0.10
     else:
         assert np.array_equal(fused.data, net.data) and np.isinf(cons["mu"])
+
+
+def test_drizzled_cutouts_are_drz_not_flt():
+    # FILETYPE='SCI' is written on FLT and DRZ alike: the drizzle keywords decide (no CR cleaning on them)
+    for name in CASES:
+        with open_image(DATA / f"{name}.fits") as im:
+            drizzled = "D001SCAL" in im.header or "NDRIZIM" in im.header
+            assert (im.meta.kind == "DRZ") == drizzled, name
+            if name == "stis_star":
+                assert im.meta.kind == "FLT"

@@ -276,3 +276,14 @@ def test_the_consistency_toggle_fuses_the_click_with_the_data(qtbot, window, tmp
     # the table's χ² is measured on the fused image: at most the target, far below the random network's
     assert window.result.measurements.residual_chi2 <= 1.05 < cons["chi2_network"]
     assert fused.meta["verdict"].checks["chi2"].ok and "χ²" not in "".join(fused.meta["verdict"].failures)
+
+
+def test_cosmic_rays_are_cleaned_only_on_flt_images(qtbot, window, tmp_path):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "realdata"
+    window.cr_box.setChecked(True)
+    _open(qtbot, window, data / "wfc3ir_star.fits")
+    assert window.image.meta.kind == "DRZ" and window._cr_cleaner(window.image) is None
+    _open(qtbot, window, data / "stis_star.fits")
+    assert window.image.meta.kind == "FLT" and window._cr_cleaner(window.image) is not None
