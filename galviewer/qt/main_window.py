@@ -288,7 +288,15 @@ class MainWindow(QMainWindow):
         self._toggle_mask(self.dq_box.isChecked())
         self.view.clear_regions()
         self.view.set_sources(None)
+        self.view.set_markers(None)
         self.sources_panel.set_sources([])
+        # nothing of the previous file stays on show (issue 12: stale panels, table and marker)
+        for ch in ("restore", "compare", "measure", "batch", "detect"):
+            self.jobs.cancel(ch)
+        self.result, self.region_result = None, None
+        self.panels.clear()
+        self.table.clear()
+        self.statusBar().setStyleSheet("")
         m = image.meta
         ny, nx = image.data.shape
         self.setWindowTitle(f"galviewer — {path.name} [{current}]")

@@ -67,6 +67,16 @@ class ComparisonPanels(QWidget):
         self.restoration: Restoration | None = None
         self.outside: np.ndarray | None = None
 
+    def clear(self) -> None:
+        """Forget the restoration on show (a new file was opened): empty panels, header back to its prompt."""
+        self.blink_button.setChecked(False)
+        self.restoration, self.outside = None, None
+        for v in self.views.values():
+            v.set_data(None)
+        self.info.setText("Click a source to restore it.")
+        self.info.setStyleSheet("")
+        self.info.setToolTip("")
+
     def show_restoration(self, r: Restoration, outside: np.ndarray | None = None) -> None:
         """Fill the panels with ``r``; pixels where ``outside`` is True (e.g. beyond an ellipse) are blanked."""
         self.restoration = r
@@ -191,6 +201,12 @@ class MeasurementPanel(QWidget):
                 good = p.profile > 0
                 self.profile.plot(p.radii[good], p.profile[good], pen=pg.mkPen(colours.get(name, "w"), width=2),
                                   symbol="o", symbolSize=4, name=name)
+
+    def clear(self) -> None:
+        """Empty the table and the profile plot."""
+        self.measurements, self.text = None, ""
+        self.table.setRowCount(0)
+        self.profile.clear()
 
     def copy(self) -> None:
         """Put the table on the clipboard as plain text."""

@@ -287,3 +287,22 @@ def test_cosmic_rays_are_cleaned_only_on_flt_images(qtbot, window, tmp_path):
     assert window.image.meta.kind == "DRZ" and window._cr_cleaner(window.image) is None
     _open(qtbot, window, data / "stis_star.fits")
     assert window.image.meta.kind == "FLT" and window._cr_cleaner(window.image) is not None
+
+
+def test_opening_another_file_leaves_nothing_of_the_previous_one(qtbot, window, tmp_path):
+    from tests.helpers import write_plain
+
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits", shape=(400, 600)))
+    x, y, _ = SOURCES[0]
+    _click(qtbot, window, x, y)
+    assert window.result is not None and window.table.table.rowCount() > 0
+    small = write_plain(tmp_path / "small.fits", np.random.default_rng(0).normal(10, 1, (120, 90)).astype(np.float32))
+    _open(qtbot, window, small)
+    assert window.result is None and window.panels.restoration is None
+    assert all(v.data is None for v in window.panels.views.values())
+    assert window.table.table.rowCount() == 0 and window.panels.info.text() == "Click a source to restore it."
+    assert len(window.view.markers.data) == 0
+    QApplication.processEvents()
+    (x0, x1), (y0, y1) = window.view.vb.viewRange()
+    assert x0 <= 0 and x1 >= 89 and y0 <= 0 and y1 >= 119  # the new image is in view, whole
+    assert max(x1 - x0, y1 - y0) < 2 * 120  # and fills it (not a corner of the old 600-px range)
