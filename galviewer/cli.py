@@ -396,7 +396,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         verdict = assess(result, m)
     else:
         verdict = None
-        m = compare(stamp.lq, None, lq_psf, err=stamp.err, mask=stamp.bad)
+        m = compare(stamp.lq, None, lq_psf, err=stamp.err, mask=stamp.bad).with_units(stamp.meta)
     if args.json:
         d = m.to_dict()
         d["stamp"] = {"file": str(args.file), "x_center": stamp.center[0], "y_center": stamp.center[1],

@@ -403,6 +403,19 @@ def export_batch(folder: str | os.PathLike[str], results: Sequence[BatchResult],
         if name in table.colnames:
             table[name].unit = "pix"
             table[name].description = "0-based pixel coordinate in the parent image"
+    bunits = {r.stamp.meta.bunit for r in results if r.stamp is not None and r.stamp.meta is not None}
+    bunit = bunits.pop() if len(bunits) == 1 else ""
+    for name in table.colnames:
+        if name.startswith(("kron_flux_", "iso_flux_", "det_flux")):
+            table[name].description = f"flux in the image's unit (BUNIT {bunit!r})" if bunit else \
+                "flux in the image's unit (no BUNIT)"
+            if bunit:
+                from astropy import units as u
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", u.UnitsWarning)
+                    table[name].unit = u.Unit(bunit.replace("ELECTRONS", "electron").replace("electrons", "electron"),
+                                              parse_strict="silent")
     table.meta["comments"] = ["galviewer batch: detection (photutils) + restoration + compare() measurements"]
     written.append(atomic_write(catalog, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True),
                                 overwrite=overwrite))

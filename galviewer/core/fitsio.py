@@ -65,6 +65,8 @@ class ImageMeta:
         Pixel unit as written in the header.
     photflam, photzpt : float
         Inverse sensitivity and zero point (NaN when absent).
+    photplam : float
+        Pivot wavelength in Å (NaN when absent).
     pixel_scale : float
         Arcsec per pixel from the WCS (NaN without a celestial WCS).
     """
@@ -80,6 +82,7 @@ class ImageMeta:
     photflam: float = float("nan")
     photzpt: float = float("nan")
     pixel_scale: float = float("nan")
+    photplam: float = float("nan")
     warnings: tuple[str, ...] = ()
 
 
@@ -548,6 +551,7 @@ def open_image(
                 photflam=_float(merged, "PHOTFLAM"),
                 photzpt=_float(merged, "PHOTZPT"),
                 pixel_scale=scale,
+                photplam=_float(merged, "PHOTPLAM"),
             )
         meta = dataclasses.replace(meta, warnings=tuple(dict.fromkeys(notes)))
     except ImageLoadError:
@@ -662,7 +666,8 @@ def _provenance_header(restoration: Any) -> fits.Header:
                     h[key] = value
             if np.isfinite(st.meta.exptime):
                 h["EXPTIME"] = st.meta.exptime
-            for key, value in (("PHOTFLAM", st.meta.photflam), ("PHOTZPT", st.meta.photzpt)):
+            for key, value in (("PHOTFLAM", st.meta.photflam), ("PHOTZPT", st.meta.photzpt),
+                               ("PHOTPLAM", st.meta.photplam)):
                 if np.isfinite(value):
                     h[key] = value
     return h

@@ -558,7 +558,7 @@ class MainWindow(QMainWindow):
 
         def job(progress, cancelled):
             stamp = cutout(image, x, y, size)
-            return stamp, compare(stamp.lq, None, psf, err=stamp.err, mask=stamp.bad)
+            return stamp, compare(stamp.lq, None, psf, err=stamp.err, mask=stamp.bad).with_units(stamp.meta)
 
         self.statusBar().showMessage(f"measuring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("measure", job)

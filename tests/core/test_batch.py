@@ -66,6 +66,7 @@ def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt,
     table = Table.read(files[-1])
     assert len(table) == 3 and {"ra", "dec", "n_RS", "flux_conservation"} <= set(table.colnames)
     assert str(table["ra"].unit) == "deg"
+    assert str(table["kron_flux_LQ"].unit) == "electron" and "ELECTRONS" in table["iso_flux_RS"].description
     with fits.open(files[0]) as hdul:
         assert hdul["RS"].data.shape == (64, 64) and hdul["LQ"].data.shape == (64, 64)
     mtimes = [os.stat(f).st_mtime_ns for f in files]

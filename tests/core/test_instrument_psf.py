@@ -67,3 +67,18 @@ def test_measure_fits_lq_with_the_same_psf_with_and_without_a_restoration(tmp_pa
     assert main(["restore", str(path), "--xy", "47.5", "47.5", "-o", str(out), "--model", str(tiny_ckpt),
                  "--no-uncertainty"]) == 0
     assert "empirical wfc3_ir_f105w" in fits.getheader(out)["PSFINST"]
+
+
+def test_measure_states_units_magnitudes_and_arcsec(capsys):
+    path = DATA / "wfc3ir_dwarf.fits"
+    assert main(["measure", str(path), "--xy", "47.5", "47.5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    h = fits.getheader(path)
+    zp = -2.5 * np.log10(h["PHOTFLAM"]) - 5 * np.log10(h["PHOTPLAM"]) - 2.408
+    assert d["units"]["flux"] == "ELECTRONS/S" and d["units"]["ab_zeropoint"] == pytest.approx(zp)
+    assert d["units"]["ab_zeropoint"] == pytest.approx(26.269, abs=1e-3)  # WFC3/IR F105W's published AB zero point
+    assert main(["measure", str(path), "--xy", "47.5", "47.5"]) == 0
+    text = capsys.readouterr().out
+    kron = d["LQ"]["kron_flux"]
+    assert f"{zp - 2.5 * np.log10(kron):.5g}" in text and "AB mag" in text and "R50 (Sérsic)" in text
+    assert "ELECTRONS/S per px" in text and "counts" not in text.split("LQ PSF")[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,13 @@ _SERSIC_ROWS = [
     ("x0 (stamp)", "px", "x0"),
     ("y0 (stamp)", "px", "y0"),
 ]
+
+
+def _mag(flux: float, err: float, zeropoint: float) -> str:
+    """AB magnitude ± its error from a flux and its 1-σ error ("—" for a non-positive flux)."""
+    if not (math.isfinite(flux) and flux > 0):
+        return "—"
+    return _pm(zeropoint - 2.5 * math.log10(flux), 1.0857 * err / flux if math.isfinite(err) else math.nan, 5)
 
 
 def _pm(v: float, e: float, digits: int = 4) -> str:
@@ -69,6 +77,26 @@ class Measurements:
     residual_chi2: float
     residual_rms: float
     noise_rms: float
+    bunit: str = ""
+    pixel_scale: float = math.nan
+    ab_zeropoint: float = math.nan
+
+    def with_units(self, meta: Any) -> Measurements:
+        """The same numbers labelled with an image's units (:class:`~galviewer.core.fitsio.ImageMeta`): BUNIT,
+        arcsec per pixel, and the AB zero point from PHOTFLAM/PHOTPLAM (per second: counts or electrons are
+        divided by EXPTIME), so the table shows R50 in arcsec and Kron/isophotal AB magnitudes."""
+        if meta is None:
+            return self
+        unit = str(getattr(meta, "bunit", "") or "").strip()
+        flam, plam = float(getattr(meta, "photflam", math.nan)), float(getattr(meta, "photplam", math.nan))
+        zp = math.nan
+        if flam > 0 and plam > 0:
+            zp = -2.5 * math.log10(flam) - 5.0 * math.log10(plam) - 2.408
+            if "/S" not in unit.upper().replace(" ", ""):
+                exptime = float(getattr(meta, "exptime", math.nan))
+                zp = zp + 2.5 * math.log10(exptime) if exptime > 0 else math.nan
+        return dataclasses.replace(self, bunit=unit, pixel_scale=float(getattr(meta, "pixel_scale", math.nan)),
+                                   ab_zeropoint=zp)
 
     @property
     def names(self) -> list[str]:
@@ -88,18 +116,28 @@ class Measurements:
         """Table rows: (quantity, unit, one formatted cell per image)."""
         rows: list[tuple[str, str, list[str]]] = []
         for label, unit, attr in _SERSIC_ROWS:
+            if attr == "i50" and self.bunit:
+                unit = f"{self.bunit} per px"
             rows.append((label, unit, [_pm(getattr(f, attr), getattr(f, f"{attr}_err")) for f in self.fits.values()]))
         rows.append(("Sérsic χ²ᵣ", "", [_pm(f.chi2_red, math.nan, 3) for f in self.fits.values()]))
         rows.append(("Sérsic fit", "", ["ok" if f.ok else f"flagged: {f.reason}" for f in self.fits.values()]))
         p = self.phot
+        unit = self.bunit or "counts (no BUNIT)"
         for label, attr in (("Kron flux", "kron_flux"), ("isophotal flux", "iso_flux")):
-            rows.append((label, "counts", [
+            rows.append((label, unit, [
                 _pm(getattr(p.images[k], attr), getattr(p.images[k], f"{attr}_err"), 5) if p.ok and k in p.images
                 else "—" for k in self.fits]))
+            if math.isfinite(self.ab_zeropoint):
+                rows.append((f"{label.split()[0]} magnitude", "AB mag", [
+                    _mag(getattr(p.images[k], attr), getattr(p.images[k], f"{attr}_err"), self.ab_zeropoint)
+                    if p.ok and k in p.images else "—" for k in self.fits]))
         rows.append(("FWHM (profile)", "px", [
             _pm(p.images[k].fwhm, math.nan, 3) if p.ok and k in p.images else "—" for k in self.fits]))
         rows.append(("R50 (growth curve)", "px", [
             _pm(p.images[k].r50_cog, math.nan, 3) if p.ok and k in p.images else "—" for k in self.fits]))
+        if math.isfinite(self.pixel_scale):
+            rows.append(("R50 (Sérsic)", "arcsec", [_pm(f.r50 * self.pixel_scale, f.r50_err * self.pixel_scale, 3)
+                                                     for f in self.fits.values()]))
         if "RS" not in self.fits:
             return rows
         extra = [""] * (len(self.fits) - 1)
@@ -143,7 +181,9 @@ class Measurements:
                                    "theta_rad": self.phot.theta}
             out["segment_area"] = self.phot.segment_area
         out.update(flux_conservation=clean(self.flux_conservation), residual_chi2=clean(self.residual_chi2),
-                   residual_rms=clean(self.residual_rms), noise_rms=clean(self.noise_rms))
+                   residual_rms=clean(self.residual_rms), noise_rms=clean(self.noise_rms),
+                   units={"flux": self.bunit or None, "pixel_scale_arcsec": clean(self.pixel_scale),
+                          "ab_zeropoint": clean(self.ab_zeropoint)})
         return out
 
 
@@ -257,5 +297,6 @@ def compare_restoration(restoration: Restoration, err: np.ndarray | float | None
     if restoration.sigma is not None:
         floor = background(restoration.data, mask=mask).rms
         rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
-    return compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
-                   rs_err=rs_err, lq_psf=lq_psf)
+    m = compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
+                rs_err=rs_err, lq_psf=lq_psf)
+    return m.with_units(stamp.meta if stamp is not None else None)
