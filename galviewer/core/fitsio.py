@@ -33,7 +33,18 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from galviewer.errors import ExportError, ImageLoadError, ParameterError
 
-__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "write_stamp"]
+__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "sexagesimal", "write_stamp"]
+
+
+def sexagesimal(ra: float, dec: float) -> str:
+    """``hh:mm:ss.ss ±dd:mm:ss.s`` of RA and Dec in degrees (as DS9 shows them); empty for NaN."""
+    from astropy.coordinates import Angle
+
+    if not (np.isfinite(ra) and np.isfinite(dec)):
+        return ""
+    r = Angle(ra, unit="deg").wrap_at("360d").to_string(unit="hourangle", sep=":", precision=2, pad=True)
+    d = Angle(dec, unit="deg").to_string(unit="deg", sep=":", precision=1, alwayssign=True, pad=True)
+    return f"{r} {d}"
 
 # Refuse to map images whose declared size is absurd (protects against corrupt headers).
 MAX_PIXELS = 1 << 30

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.batch import detect, export_batch, restore_sources
-from galviewer.core.fitsio import Image, list_images, open_image, write_stamp
+from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare, compare_restoration
 from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
@@ -742,7 +742,7 @@ class MainWindow(QMainWindow):
             self.readout.setText("")
             return
         ra, dec = self.image.pixel_to_world(x, y)
-        sky = f"  RA {ra:.6f}  Dec {dec:+.6f}" if math.isfinite(ra) else ""
+        sky = f"  {sexagesimal(ra, dec)}  ({ra:.6f}, {dec:+.6f})" if math.isfinite(ra) else ""
         self.readout.setText(f"x {x:.1f}  y {y:.1f}  {v:.4g} {self.image.meta.bunit}{sky}")
 
     def keyPressEvent(self, ev) -> None:

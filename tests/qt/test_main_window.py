@@ -306,3 +306,18 @@ def test_opening_another_file_leaves_nothing_of_the_previous_one(qtbot, window, 
     (x0, x1), (y0, y1) = window.view.vb.viewRange()
     assert x0 <= 0 and x1 >= 89 and y0 <= 0 and y1 >= 119  # the new image is in view, whole
     assert max(x1 - x0, y1 - y0) < 2 * 120  # and fills it (not a corner of the old 600-px range)
+
+
+def test_the_readout_gives_sexagesimal_ra_dec_as_ds9(qtbot, window):
+    from pathlib import Path
+
+    from astropy.coordinates import SkyCoord
+
+    path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits"
+    _open(qtbot, window, path)
+    window._readout(48.0, 47.0)
+    ra, dec = window.image.pixel_to_world(48.0, 47.0)
+    c = SkyCoord(ra, dec, unit="deg")
+    text = window.readout.text()
+    assert c.to_string("hmsdms", sep=":", precision=2).split()[0] in text  # hh:mm:ss.ss
+    assert text.startswith("x 48.0  y 47.0") and window.image.meta.bunit in text and f"{ra:.6f}" in text
