@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     _add_dq_arg(i)
 
-    sub.add_parser("models", help="list the shipped models")
+    mo = sub.add_parser("models", help="list the shipped models")
+    mo.add_argument("--card", metavar="NAME_OR_PATH", help="print the model card of a shipped model or checkpoint")
     return parser
 
 
@@ -447,6 +448,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from galviewer.core.resources import available_models, default_model_name, models_dir
 
+    if args.card:
+        from galviewer.core.weights import load_checkpoint
+
+        path = Path(args.card) if Path(args.card).exists() else models_dir() / f"{args.card}.safetensors"
+        _, meta = load_checkpoint(path)
+        print(meta.card())
+        return 0
     names = available_models()
     if not names:
         print(f"no models shipped in {models_dir()}")

@@ -15,11 +15,13 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -142,6 +144,7 @@ class MainWindow(QMainWindow):
         self.sources_dock.hide()
 
         tb = QToolBar("display")
+        tb.setObjectName("displayToolbar")  # saveState/restoreState need names
         self.addToolBar(tb)
         self.chip = QComboBox()
         self.chip.setToolTip("image extension (FLT/FLC: one per chip)")
@@ -234,6 +237,65 @@ class MainWindow(QMainWindow):
         self._action(batch, "Restore &all sources", None,
                      lambda: self.restore_sources(list(self.sources_panel.sources)))
         self._action(batch, "&Export batch…", None, self._export_batch_dialog)
+        self.about: QDialog | None = None
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About galviewer and the model…", None, self.show_about)
+        self._restore_preferences()
+
+    # Display and restoration choices kept between runs (QSettings), as DS9 keeps its preferences.
+    _PREFS = (("stretch", "stretch_box"), ("limits", "limits_box"), ("colours", "cmap_box"))
+    _FLAGS = (("uncertainty", "tta_box"), ("consistency", "cons_box"), ("clean_crs", "cr_box"), ("masks", "dq_box"))
+
+    def _restore_preferences(self) -> None:
+        s = self.settings
+        for key, name in self._PREFS:
+            box = getattr(self, name)
+            value = s.value(f"prefs/{key}", None, str)
+            if value and box.findText(value) >= 0:
+                box.setCurrentText(value)
+        for key, name in self._FLAGS:
+            value = s.value(f"prefs/{key}", None)
+            if value is not None:
+                getattr(self, name).setChecked(str(value).lower() in ("true", "1"))
+        mode = s.value("prefs/mouse", None)
+        if mode is not None and str(mode).isdigit() and int(mode) < self.mode_box.count():
+            self.mode_box.setCurrentIndex(int(mode))
+        size = s.value("prefs/stamp", None)
+        if size is not None and str(size).isdigit():
+            self.size_box.setValue(int(size))
+        state = s.value("prefs/window_state", None)
+        if state is not None:
+            self.restoreState(state)
+
+    def _save_preferences(self) -> None:
+        s = self.settings
+        for key, name in self._PREFS:
+            s.setValue(f"prefs/{key}", getattr(self, name).currentText())
+        for key, name in self._FLAGS:
+            s.setValue(f"prefs/{key}", getattr(self, name).isChecked())
+        s.setValue("prefs/mouse", self.mode_box.currentIndex())
+        s.setValue("prefs/stamp", self.size_box.value())
+        s.setValue("prefs/window_state", self.saveState())
+        s.sync()
+
+    def show_about(self) -> None:
+        """Help ▸ About: galviewer's version and the model card of the loaded model (a non-modal window)."""
+        from galviewer import __version__
+
+        card = self.restorer.metadata.card() if self.restorer is not None else "No model loaded yet."
+        if self.about is None:
+            self.about = QDialog(self)
+            self.about.setWindowTitle("About galviewer")
+            self.about.resize(820, 420)
+            lay = QVBoxLayout(self.about)
+            self.about_text = QPlainTextEdit()
+            self.about_text.setReadOnly(True)
+            lay.addWidget(self.about_text)
+        self.about_text.setPlainText(f"galviewer {__version__} — restoration of HST galaxy images (Park et al. 2024), "
+                                     f"with residuals, uncertainty and a quality verdict beside every result.\n\n"
+                                     f"{card}")
+        self.about.show()
+        self.about.raise_()
 
     def _action(self, menu, text: str, key, slot) -> QAction:
         a = QAction(text, self)
@@ -757,6 +819,7 @@ class MainWindow(QMainWindow):
             super().keyPressEvent(ev)
 
     def closeEvent(self, ev) -> None:
+        self._save_preferences()
         self.jobs.shutdown()
         if self.image is not None:
             self.image.close()

@@ -169,3 +169,18 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (out.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_the_model_card_says_what_the_model_is_and_survives_odd_metrics(tmp_path, capsys):
+    from galviewer.cli import main
+
+    meta = ModelMetadata(name="m", iterations=1234, training_data="unit test",
+                         metrics={"table1": {"RS": {"psnr": 35.1, "ssim": 0.82}}, "test_stamps": 9,
+                                  "morphology": {"n": {"reduction": 1.5}}})
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), meta)
+    assert main(["models", "--card", str(path)]) == 0
+    card = capsys.readouterr().out
+    assert "Model m" in card and "1,234 iterations" in card and "RS 35.10 dB / 0.820" in card
+    assert "n 1.50×" in card and "sha256" in card
+    odd = ModelMetadata(metrics={"table1": {"RS": {"psnr": "high", "ssim": None}}, "morphology": [1]})
+    assert "not in galviewer-train evaluate's layout" in odd.card()

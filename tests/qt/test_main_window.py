@@ -321,3 +321,36 @@ def test_the_readout_gives_sexagesimal_ra_dec_as_ds9(qtbot, window):
     text = window.readout.text()
     assert c.to_string("hmsdms", sep=":", precision=2).split()[0] in text  # hh:mm:ss.ss
     assert text.startswith("x 48.0  y 47.0") and window.image.meta.bunit in text and f"{ra:.6f}" in text
+
+
+def test_help_about_shows_the_model_card(qtbot, window):
+    from galviewer import __version__
+
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    next(a for a in help_menu.actions() if a.text().startswith("&About")).trigger()
+    text = window.about_text.toPlainText()
+    assert window.about.isVisible() and f"galviewer {__version__}" in text
+    meta = window.restorer.metadata
+    assert f"Model {meta.name}" in text and "parameters" in text and "Limits:" in text
+    window.about.close()
+
+
+def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
+    settings = QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
+    qtbot.addWidget(first)
+    first.stretch_box.setCurrentText("log")
+    first.cmap_box.setCurrentIndex(first.cmap_box.count() - 1)
+    first.mode_box.setCurrentIndex(2)
+    first.size_box.setValue(96)
+    first.tta_box.setChecked(False)
+    first.cons_box.setChecked(True)
+    chosen = first.cmap_box.currentText()
+    first.close()
+    second = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
+    qtbot.addWidget(second)
+    assert second.stretch_box.currentText() == "log" and second.cmap_box.currentText() == chosen
+    assert second.mode_box.currentIndex() == 2 and second.size_box.value() == 96
+    assert not second.tta_box.isChecked() and second.cons_box.isChecked()
+    assert second.view.stretch_kind == "log"  # applied to the view, not only shown
+    second.close()
