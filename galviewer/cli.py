@@ -57,6 +57,27 @@ def safe_label(label: str, max_len: int = 64) -> str:
     return text[:max_len] or "_"
 
 
+def _add_clean_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clean-crs", action="store_true",
+                   help="clean cosmic rays (L.A.Cosmic, as the viewer's 'clean CRs') from stamps of FLT/FLC images "
+                        "before restoring or measuring; cleaned pixels are in-painted and marked in MASK")
+
+
+def _cleaned(stamp: Any, image: Any, args: argparse.Namespace) -> Any:
+    """The stamp with its cosmic rays cleaned when --clean-crs asks and the image is a single exposure."""
+    if not getattr(args, "clean_crs", False):
+        return stamp
+    if image.meta.kind != "FLT":
+        print(f"galviewer: note: {image.meta.kind} image: no cosmic-ray cleaning (single exposures FLT/FLC only)",
+              file=sys.stderr)
+        return stamp
+    from galviewer.core.cosmics import clean_cosmic_rays
+
+    stamp, n = clean_cosmic_rays(stamp)
+    print(f"galviewer: note: {n} cosmic-ray pixels cleaned", file=sys.stderr)
+    return stamp
+
+
 def _add_dq_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dq-ignore", type=int, default=0, metavar="BITS",
                    help="DQ flag bits that do not make a pixel bad (sum of bits, e.g. 96 = 64 warm + 32 CTE tail; "
@@ -106,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
     r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_clean_arg(r)
     _add_dq_arg(r)
     _add_model_args(r)
 
@@ -124,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "fit (default: the instrument PSF from the header, as galviewer info shows it)")
     m.add_argument("--restore", action="store_true", help="restore the stamp and measure RS too")
     m.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_clean_arg(m)
     _add_dq_arg(m)
     _add_model_args(m)
 
@@ -302,7 +325,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
             if out.exists() and not args.overwrite:
                 raise ParameterError("--output", f"{out} exists; pass --overwrite to replace it")
-            stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
+            stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
             restorer = _restorer(args)
             result = restorer.restore(stamp)
             verdict = _judge(result)
@@ -335,7 +358,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             row = {"label": label, "x_in": x, "y_in": y, "x": math.nan, "y": math.nan, "file": "",
                    "quality_ok": False, "chi2": math.nan, "flux_conservation": math.nan, "status": ""}
             try:
-                stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
+                stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
                 result = restorer.restore(stamp)
                 verdict = _judge(result)
                 write_stamp(path, result, overwrite=args.overwrite)
@@ -382,7 +405,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
-        stamp = cutout(image, x, y, args.size, refine=not args.no_refine)
+        stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
         inst = instrument_psf(image.meta, image.header)
     # LQ is fitted with the same PSF with and without --restore: the instrument's, or --psf-fwhm's Gaussian.
     if args.psf_fwhm is not None:

@@ -276,7 +276,7 @@ def restore_sources(
     consistency : bool, optional
         Fuse each restoration with its data (default: the restorer's setting).
     clean : callable, optional
-        Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.qt.main_window.clean_cosmic_rays`).
+        Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.core.cosmics.clean_cosmic_rays`).
     measure : bool
         Run :func:`compare` on each restoration.
     chunk : int

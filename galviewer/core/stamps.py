@@ -223,6 +223,9 @@ def cutout(
     if isinstance(image, Image):
         data, err_arr, bad_arr, w = image.data, image.err, image.bad, image.wcs
         source, ext, meta = str(image.path), f"{image.meta.extname},{image.meta.extver}", image.meta
+        noise = [image.header.get(k) for k in ("READNSE", "READNSEA", "READNSEB", "READNSEC", "READNSED")]
+        noise = [float(v) for v in noise if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+        extra = {"readnoise": float(np.median(noise))} if noise else {}
     else:
         try:
             data = np.asarray(np.ma.getdata(image))
@@ -232,7 +235,7 @@ def cutout(
         if isinstance(image, np.ma.MaskedArray) and np.ma.getmask(image) is not np.ma.nomask:
             mask = np.ma.getmaskarray(image)
             bad_arr = mask if bad_arr is None or np.shape(bad_arr) != mask.shape else mask | np.asarray(bad_arr, bool)
-        source, ext, meta = "", "", None
+        source, ext, meta, extra = "", "", None, {}
         if data.ndim != 2 or 0 in data.shape:
             raise ParameterError("image", f"must be a non-empty 2-D array, got shape {data.shape}")
         for name, arr in (("err", err_arr), ("bad", bad_arr)):
@@ -296,6 +299,7 @@ def cutout(
         source=source,
         ext=ext,
         meta=meta,
+        extra=extra,
     )
 
 

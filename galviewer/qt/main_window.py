@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.batch import detect, export_batch, restore_sources
+from galviewer.core.cosmics import clean_cosmic_rays
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare, compare_restoration
@@ -46,7 +46,7 @@ from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
 from galviewer.qt.sources import SourcesPanel
 from galviewer.qt.workers import JobRunner
 
-__all__ = ["ClickResult", "MainWindow", "clean_cosmic_rays"]
+__all__ = ["ClickResult", "MainWindow"]
 
 MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse", "clicks: polygon (close on the 1st vertex)")
 
@@ -59,22 +59,6 @@ class ClickResult:
     restoration: Restoration
     measurements: Measurements | None  # filled by the "compare" job after the panels show; None for a region
     cosmic_rays: int
-
-
-def clean_cosmic_rays(stamp: Stamp, readnoise: float = 4.5) -> tuple[Stamp, int]:
-    """L.A.Cosmic (astroscrappy) on a stamp in electrons, as the paper did for FLT images (§5.1).
-
-    Returns the cleaned stamp (cosmic-ray pixels replaced and added to ``bad``) and the count.
-    """
-    import astroscrappy
-
-    mask, clean = astroscrappy.detect_cosmics(np.ascontiguousarray(stamp.lq, dtype=np.float32),
-                                              inmask=stamp.bad, sigclip=4.5, objlim=5.0, gain=1.0,
-                                              readnoise=readnoise, satlevel=np.inf)
-    n = int(mask.sum())
-    if n == 0:
-        return stamp, 0
-    return dataclasses.replace(stamp, lq=np.asarray(clean, dtype=stamp.lq.dtype), bad=stamp.bad | mask), n
 
 
 def _science_exts(path: Path) -> list[str]:

@@ -1,0 +1,48 @@
+"""Issue 12 (1): cosmic-ray cleaning keeps real stars, is the same in the app and the CLI, and says what it did."""
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from galviewer import cutout, open_image
+from galviewer.cli import main
+from galviewer.core.cosmics import clean_cosmic_rays
+
+STIS = Path(__file__).resolve().parents[1] / "data" / "realdata" / "stis_star.fits"
+
+
+def test_a_real_neighbour_star_survives_and_a_cosmic_ray_goes():
+    with open_image(STIS) as im:
+        st = cutout(im, 31.5, 31.5, 64, refine=False)
+        assert st.extra["readnoise"] > 0  # from READNSE
+        cleaned, n = clean_cosmic_rays(st)
+    # the neighbour at (747.5, 337.5) of the parent SCI,1 (955 counts there; 941 in SCI,2, so it is real)
+    h = fits.getheader(STIS)
+    ox, oy = h["ORIGX"] + st.origin[0], h["ORIGY"] + st.origin[1]  # parent pixel of stamp pixel (0, 0)
+    y, x = 337 - oy, 747 - ox
+    box = (slice(y - 1, y + 3), slice(x - 1, x + 3))
+    assert st.lq[box].max() > 800
+    assert cleaned.lq[box].max() > 0.95 * st.lq[box].max() and not cleaned.bad[box].any()
+    # the central star is not touched either, and the sharp hits elsewhere are cleaned
+    core = (slice(28, 36), slice(28, 36))
+    assert not (cleaned.bad[core] & ~st.bad[core]).any()
+    assert n >= 1 and (cleaned.bad & ~st.bad).sum() == n
+
+
+def test_the_cli_cleans_flt_stamps_like_the_viewer(tmp_path, tiny_ckpt, capsys):
+    out = tmp_path / "s.fits"
+    assert main(["restore", str(STIS), "--xy", "31.5", "31.5", "-o", str(out), "--model", str(tiny_ckpt),
+                 "--no-uncertainty", "--clean-crs"]) == 0
+    err = capsys.readouterr().err
+    n = int(err.split("galviewer: note: ")[1].split()[0])
+    with open_image(STIS) as im:
+        st = cutout(im, 31.5, 31.5, 64)
+        _, expected = clean_cosmic_rays(st)
+    assert n == expected > 0
+    mask = fits.getdata(out, "MASK")
+    assert int(((mask & 1) != 0).sum()) == int(st.bad.sum()) + n
+    drz = Path(STIS).with_name("wfc3ir_star.fits")
+    assert main(["measure", str(drz), "--xy", "47.5", "47.5", "--clean-crs"]) == 0
+    assert "DRZ image: no cosmic-ray cleaning" in capsys.readouterr().err
+    assert np.isfinite(fits.getdata(out)).all()
