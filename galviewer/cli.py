@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--ext", default=None, help="image extension, e.g. SCI,2")
     d.add_argument("--nsigma", type=float, default=3.0, help="threshold above the local background in σ (default 3)")
     d.add_argument("--npixels", type=int, default=10, help="connected pixels above the threshold (default 10)")
-    d.add_argument("--deblend", action="store_true", help="split blends (SExtractor-style multi-threshold)")
+    d.add_argument("--no-deblend", dest="deblend", action="store_false",
+                   help="do not split blends (deblending, SExtractor-style multi-threshold, is on by default)")
+    d.add_argument("--deblend", dest="deblend", action="store_true", help=argparse.SUPPRESS)  # the former opt-in
     d.add_argument("--max-sources", type=int, default=1000, help="keep the brightest N (default 1000)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     _add_dq_arg(d)

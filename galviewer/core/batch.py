@@ -70,7 +70,7 @@ def detect(
     smooth_fwhm: float = 2.0,
     box_size: int = 64,
     max_sources: int = 1000,
-    deblend: bool = False,
+    deblend: bool = True,
 ) -> Detections:
     """Detect sources with photutils, brightest first.
 
@@ -89,7 +89,8 @@ def detect(
         Keep the brightest ones; the result's ``found`` says how many there were before this cap.
     deblend : bool
         Split blended sources with ``photutils.segmentation.deblend_sources`` (SExtractor's multi-threshold
-        scheme: 32 levels, contrast 0.005); slower.
+        scheme: 32 levels, contrast 0.005).  On by default: in cluster fields, undeblended segments merge
+        neighbouring galaxies into one "source" whose centroid can lie on empty sky.
 
     Returns
     -------
@@ -170,19 +171,27 @@ def _detect_tile(
     if badm.all():
         return []
     work = np.where(badm, np.float32(0.0), data)
-    box = int(min(box, *data.shape))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        bkg = Background2D(work, box, filter_size=3, mask=badm, sigma_clip=SigmaClip(3.0),
-                           bkg_estimator=SExtractorBackground())
-    sub = np.where(badm, 0.0, work - bkg.background)
+    box = int(min(box, max(8, min(data.shape) // 2)))  # at least two meshes a side
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mesh = Background2D(work, box, filter_size=3, mask=badm, sigma_clip=SigmaClip(3.0),
+                                bkg_estimator=SExtractorBackground())
+        level, rms = mesh.background, mesh.background_rms
+    except ValueError:
+        # photutils refuses when every mesh is mostly masked or covered by sources (a small crowded cut-out):
+        # one σ-clipped level and rms for the whole image instead of a traceback
+        from astropy.stats import sigma_clipped_stats
+
+        _, median, std = sigma_clipped_stats(work, mask=badm, sigma=3.0)
+        level, rms = np.full(data.shape, median), np.full(data.shape, std if std > 0 else 1.0)
+    sub = np.where(badm, 0.0, work - level)
     del work
     if smooth_fwhm > 0:
         size = 2 * math.ceil(1.5 * smooth_fwhm) + 1
         sub_s = convolve(sub, make_2dgaussian_kernel(smooth_fwhm, size=size), mask=badm, normalize_kernel=True)
     else:
         sub_s = sub
-    rms = bkg.background_rms
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)  # an empty field is an answer, not a warning
         segm = detect_sources(sub_s, nsigma * rms, n_pixels=int(npixels), mask=badm)
@@ -196,7 +205,7 @@ def _detect_tile(
             segm = deblend_sources(sub_s, segm, n_pixels=int(npixels), n_levels=32, contrast=0.005, progress_bar=False)
     if err is not None:
         err = np.where(np.isfinite(err) & (err > 0), err, rms)
-    del bkg, rms
+    del level, rms
     with warnings.catch_warnings():
         # NaN centroids of fully masked segments are dropped below, not reported
         warnings.simplefilter("ignore", RuntimeWarning)

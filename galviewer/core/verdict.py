@@ -13,6 +13,8 @@ Each check compares the restoration with its own input and says whether the rest
 * ``new_sources`` — sources in RS (photutils, 5 connected pixels above 3× the *input's* noise) whose peak
   lies outside every source of LQ (3σ, dilated by 2 px): none.
 
+* ``centre`` — a source of LQ (3σ, dilated by 2 px) covers the stamp's centre (a catalogue position or a
+  merged detection on empty sky is flagged, never ``ok``);
 * ``range`` — the input lies inside what the model was trained on: its background rms after min-max
   normalisation (the inverse of its peak S/N) within the model's noise range (a factor 2 of slack), and,
   for an image with a WCS, its pixel scale and instrument PSF FWHM (arcsec) within 30 % of the model's
@@ -35,7 +37,7 @@ from galviewer.core.measure.background import background
 
 __all__ = ["LIMITS", "Check", "Verdict", "assess"]
 
-LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "range": 0.3}
+LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "centre": 1, "range": 0.3}
 _FRAME = 4
 _INTERIOR = 8
 
@@ -163,6 +165,12 @@ def assess(restoration: Any, measurements: Any = None) -> Verdict:
             new += 1
     checks["new_sources"] = Check("new_sources", float(new), LIMITS["new_sources"], new <= LIMITS["new_sources"],
                                   f"{new} new source{'s' if new != 1 else ''}")
+    ny, nx = lq.shape
+    cx, cy = st.center_in_stamp if st is not None else ((nx - 1) / 2, (ny - 1) / 2)
+    ix, iy = min(max(round(cx), 0), nx - 1), min(max(round(cy), 0), ny - 1)
+    centred = bool(sources[iy, ix])
+    checks["centre"] = Check("centre", float(centred), 1, centred,
+                             "a source at the stamp centre" if centred else "no source at the stamp centre")
     checks["range"] = _training_range(restoration)
     return Verdict(checks)
 

@@ -75,3 +75,19 @@ def test_drizzled_cutouts_are_drz_not_flt():
             assert (im.meta.kind == "DRZ") == drizzled, name
             if name == "stis_star":
                 assert im.meta.kind == "FLT"
+
+
+def test_detection_deblends_the_compact_group_by_default(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galviewer.cli import main
+    from galviewer.core.batch import detect
+
+    with open_image(DATA / "wfc3ir_group.fits") as im:
+        merged, split = detect(im, deblend=False), detect(im)
+    assert len(split) > len(merged) >= 4
+    out = tmp_path / "c.ecsv"
+    assert main(["detect", str(DATA / "wfc3ir_group.fits"), "-o", str(out)]) == 0
+    assert len(Table.read(out)) == len(split)
+    assert main(["detect", str(DATA / "wfc3ir_group.fits"), "-o", str(tmp_path / "m.ecsv"), "--no-deblend"]) == 0
+    assert len(Table.read(tmp_path / "m.ecsv")) == len(merged)

@@ -77,3 +77,13 @@ def test_a_restoration_without_a_stamp_is_still_judged(scene):
     truth, psf, lq = scene
     r = dataclasses.replace(_restoration(truth, lq, psf), stamp=None)
     assert assess(r).ok
+
+
+def test_a_stamp_with_nothing_at_its_centre_is_flagged(scene):
+    truth, psf, lq = scene
+    rng = np.random.default_rng(9)
+    sky = 20.0 + rng.normal(0, 2.0, truth.shape)
+    sky[5:15, 45:55] += 60.0  # something off-centre only
+    v = assess(_restoration(sky, sky, psf))
+    assert not v.checks["centre"].ok and "no source at the stamp centre" in v.summary()
+    assert assess(_restoration(truth, lq, psf)).checks["centre"].ok
