@@ -3,7 +3,7 @@
 The source is detected on the background-subtracted LQ stamp with photutils
 (``detect_sources``: ``npixels`` connected pixels above ``nsigma`` × the background
 rms, on the stamp smoothed by a 2-px-FWHM Gaussian, as SExtractor does).  The
-segment containing the stamp centre (else the nearest one) is the source; the
+segment containing the stamp centre (else one within 3 px; none: not measured) is the source; the
 other segments are masked.  Its Kron ellipse (``kron_params`` = SExtractor's
 2.5, 1.4) and segment come from LQ's :class:`photutils.segmentation.SourceCatalog`,
 and every other image is measured through ``detection_catalog=`` with the same
@@ -26,6 +26,9 @@ from galviewer.core.psf import gaussian_psf
 from galviewer.errors import ParameterError
 
 __all__ = ["ImagePhotometry", "Photometry", "photometry"]
+
+# The source is the segment under the stamp centre, or one whose nearest pixel lies this close to it.
+CENTRE_TOLERANCE = 3.0
 
 
 @dataclass(frozen=True)
@@ -205,11 +208,24 @@ def photometry(
         segm = detect_sources(smooth, nsigma * bkg.rms, n_pixels=npixels, mask=bad)
     if segm is None:
         return Photometry(ok=False, reason=f"no source of {npixels} connected pixels above {nsigma}σ")
+    # Blends are split (SExtractor's multi-threshold deblending) so that the apertures are those of the
+    # source at the centre, not of the blend it belongs to.
+    from photutils.segmentation import deblend_sources
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            segm = deblend_sources(smooth, segm, n_pixels=npixels, n_levels=32, contrast=0.005, progress_bar=False)
+        except ValueError:
+            pass  # photutils declines some tiny segments; the undeblended map is still valid
     ix, iy = min(max(round(cx), 0), nx - 1), min(max(round(cy), 0), ny - 1)
     label = int(segm.data[iy, ix])
     if label == 0:
         yy, xx = np.nonzero(segm.data)
-        k = int(np.argmin(np.hypot(xx - cx, yy - cy)))
+        d = np.hypot(xx - cx, yy - cy)
+        k = int(np.argmin(d))
+        if d[k] > CENTRE_TOLERANCE:  # never measure a neighbour silently
+            return Photometry(ok=False, reason=f"no source at the stamp centre (the nearest is {d[k]:.1f} px away)")
         label = int(segm.data[yy[k], xx[k]])
     neighbours = (segm.data != label) & (segm.data != 0)
     # photutils masks the other segments itself when computing the Kron radius and fluxes.

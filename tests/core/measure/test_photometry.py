@@ -124,3 +124,34 @@ def test_a_star_is_flagged_point_like_and_a_resolved_galaxy_is_not():
     for img, expected in ((star, True), (gal, False)):
         lq = convolve(img, psf) + rng.normal(0.0, 1.0, (64, 64))
         assert compare(lq, None, psf, err=1.0).point_like is expected
+
+
+def test_apertures_belong_to_the_source_at_the_centre_not_to_its_blend():
+    """Issue 12 (3): at the cD's neighbour of Abell 2744 the Kron ellipse was centred 7 px off, a = 46 px."""
+    from pathlib import Path
+
+    from galviewer import cutout, open_image
+    from galviewer.core.instrument_psf import instrument_psf
+    from galviewer.core.measure.compare import compare
+
+    path = Path(__file__).resolve().parents[2] / "data" / "realdata" / "wfc3ir_cd_neighbour.fits"
+    with open_image(path) as im:
+        st = cutout(im, 46.7, 47.9, 64)
+        psf = instrument_psf(im.meta).fitting_kernel(64)
+    k = compare(st.lq, None, psf, err=st.err, mask=st.bad).to_dict()["kron_ellipse"]
+    cx, cy = st.center_in_stamp
+    assert abs(k["x"] - cx) < 1.5 and abs(k["y"] - cy) < 1.5 and k["a"] < 25
+
+
+def test_empty_sky_at_the_centre_is_not_measured_as_a_neighbour():
+    import numpy as np
+
+    from galviewer.core.measure.photometry import photometry
+    from tests.helpers import galaxy
+
+    rng = np.random.default_rng(5)
+    img = 10.0 + galaxy((64, 64), 50.0, 50.0, flux=4000.0, r=2.0) + rng.normal(0, 1.0, (64, 64))
+    p = photometry(img)
+    assert not p.ok and "no source at the stamp centre" in p.reason
+    near = 10.0 + galaxy((64, 64), 33.5, 32.0, flux=4000.0, r=2.0) + rng.normal(0, 1.0, (64, 64))
+    assert photometry(near).ok
