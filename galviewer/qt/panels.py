@@ -28,13 +28,15 @@ from galviewer.qt.image_view import ImageView, compute_limits
 __all__ = ["ComparisonPanels", "MeasurementPanel"]
 
 PANELS = ("LQ", "RS", "residual", "uncertainty")
+RESIDUAL_CMAP = "CET-D1"  # pyqtgraph's colorcet diverging blue–white–red
 
 
 class ComparisonPanels(QWidget):
     """Four linked views of one restoration.
 
     LQ and RS share display limits (from LQ, so brightness is comparable); the residual
-    LQ − PSF⊗RS is shown symmetric about zero at ±5× the LQ noise; the uncertainty map
+    LQ − PSF⊗RS is shown in units of the stamp's noise (ERR, else the background rms), linear from −5σ to +5σ on
+    a diverging colour map that the colour-map choice leaves alone; the uncertainty map
     from 0 to its 99.5th percentile.  "Blink" alternates the RS panel between RS and LQ.
     """
 
@@ -43,7 +45,12 @@ class ComparisonPanels(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        self.views = {name: ImageView(title=name) for name in PANELS}
+        titles = {"residual": "residual / σ (LQ − PSF⊗RS)"}
+        self.views = {name: ImageView(title=titles.get(name, name)) for name in PANELS}
+        # The residual in units of the noise, linear and symmetric on a diverging map (blue −, red +), whatever
+        # colour map the other panels use.
+        self.views["residual"].set_display(stretch_kind="linear")
+        self.views["residual"].set_colormap(RESIDUAL_CMAP)
         for v in self.views.values():
             v.setMinimumSize(150, 150)
             row.addWidget(v)
@@ -89,7 +96,8 @@ class ComparisonPanels(QWidget):
         noise = background(r.lq, mask=outside).rms or float(np.nanstd(r.residual)) or 1.0
         self.views["LQ"].set_data(cut(r.lq), levels)
         self.views["RS"].set_data(cut(r.data), levels)
-        self.views["residual"].set_data(cut(r.residual), (-5 * noise, 5 * noise))
+        sigma = r.stamp.err if r.stamp is not None and r.stamp.err is not None else noise
+        self.views["residual"].set_data(cut(r.residual / sigma), (-5.0, 5.0))
         if r.sigma is not None:
             hi = float(np.nanpercentile(cut(r.sigma), 99.5)) or 1.0
             self.views["uncertainty"].set_data(cut(r.sigma), (0.0, hi))
@@ -122,9 +130,10 @@ class ComparisonPanels(QWidget):
             self.info.setStyleSheet("QLabel { color: #c0392b; font-weight: bold; }")
 
     def set_colormap(self, name: str) -> None:
-        """One colour map for every panel."""
-        for v in self.views.values():
-            v.set_colormap(name)
+        """One colour map for every panel but the residual, which stays diverging."""
+        for key, v in self.views.items():
+            if key != "residual":
+                v.set_colormap(name)
 
     def _blink(self, on: bool) -> None:
         if on:

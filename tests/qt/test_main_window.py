@@ -54,7 +54,11 @@ def test_click_a_source_fills_the_panels_and_the_table(qtbot, window, tmp_path):
     assert res is not None and abs(res.stamp.center[0] - x) < 1.0 and abs(res.stamp.center[1] - y) < 1.0
     for name in ("LQ", "RS", "residual", "uncertainty"):
         assert window.panels.views[name].data.shape == (64, 64)
-    assert np.allclose(window.panels.views["residual"].data, res.restoration.residual)
+    # the residual panel shows LQ − PSF⊗RS in σ of the stamp's ERR, on a diverging map the colour choice leaves alone
+    assert np.allclose(window.panels.views["residual"].data, res.restoration.residual / res.stamp.err)
+    assert window.panels.views["residual"].cmap == "CET-D1" and window.panels.views["residual"].fixed_levels == (-5, 5)
+    window.cmap_box.setCurrentText("viridis")
+    assert window.panels.views["LQ"].cmap == "viridis" and window.panels.views["residual"].cmap == "CET-D1"
     # the in-painted pixels (DQ + cosmic rays) are outlined on the LQ panel when "masks" is on
     lq_mask = window.panels.views["LQ"].mask_item
     window.dq_box.setChecked(True)
@@ -272,7 +276,7 @@ def test_the_consistency_toggle_fuses_the_click_with_the_data(qtbot, window, tmp
     cons = fused.meta["consistency"]
     assert cons is not None and cons["chi2"] <= 1.0 + 1e-6
     assert f"χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" in window.panels.info.text()
-    assert np.allclose(window.panels.views["residual"].data, fused.residual)
+    assert np.allclose(window.panels.views["residual"].data, fused.residual / window.result.stamp.err)
     # the table's χ² is measured on the fused image: at most the target, far below the random network's
     assert window.result.measurements.residual_chi2 <= 1.05 < cons["chi2_network"]
     assert fused.meta["verdict"].checks["chi2"].ok and "χ²" not in "".join(fused.meta["verdict"].failures)
