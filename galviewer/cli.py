@@ -301,16 +301,6 @@ def _unique_targets(positions: list[tuple[str, float, float]], outdir: Path, ste
     return targets, notes
 
 
-def _judge(result: Any) -> Any:
-    """Measure a restoration and attach its quality verdict (written into the FITS header)."""
-    from galviewer.core.measure.compare import compare_restoration
-    from galviewer.core.verdict import assess
-
-    verdict = assess(result, compare_restoration(result))
-    result.meta["verdict"] = verdict
-    return verdict
-
-
 def _quality_line(verdict: Any) -> str:
     return f"quality {verdict.summary()}" if verdict.ok else f"QUALITY FAILS: {verdict.summary()}"
 
@@ -318,6 +308,7 @@ def _quality_line(verdict: Any) -> str:
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
     from galviewer.core.stamps import cutout
+    from galviewer.core.verdict import judge
 
     _check_size(args.size)
     out = Path(args.output)
@@ -330,7 +321,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
             restorer = _restorer(args)
             result = restorer.restore(stamp)
-            verdict = _judge(result)
+            verdict = judge(result)[1]
             write_stamp(out, result, overwrite=args.overwrite)
             cons = result.meta.get("consistency")
             fused = "" if cons is None else f", consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}"
@@ -362,7 +353,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             try:
                 stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
                 result = restorer.restore(stamp)
-                verdict = _judge(result)
+                verdict = judge(result)[1]
                 write_stamp(path, result, overwrite=args.overwrite)
                 row.update(x=stamp.center[0], y=stamp.center[1], file=path.name, quality_ok=verdict.ok,
                            chi2=verdict.checks["chi2"].value, flux_conservation=verdict.checks["flux"].value,
@@ -401,6 +392,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from galviewer.core.measure.compare import compare, compare_restoration
     from galviewer.core.psf import gaussian_psf
     from galviewer.core.stamps import cutout
+    from galviewer.core.verdict import judge
 
     _check_size(args.size)
     if args.psf_fwhm is not None and not args.psf_fwhm > 0:
@@ -416,10 +408,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         lq_psf, psf_text = inst.fitting_kernel(args.size), inst.describe()
     if args.restore:
         result = _restorer(args).restore(stamp)
-        m = compare_restoration(result, lq_psf=lq_psf)
-        from galviewer.core.verdict import assess
-
-        verdict = assess(result, m)
+        m, verdict = judge(result, compare_restoration(result, lq_psf=lq_psf))
     else:
         verdict = None
         m = compare(stamp.lq, None, lq_psf, err=stamp.err, mask=stamp.bad).with_units(stamp.meta)

@@ -299,8 +299,7 @@ def restore_sources(
     RestoreCancelled
         When cancelled (results so far are discarded).
     """
-    from galviewer.core.measure.compare import compare_restoration
-    from galviewer.core.verdict import assess
+    from galviewer.core.verdict import judge
 
     if chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")
@@ -360,9 +359,7 @@ def restore_sources(
                 continue
             check()
             try:
-                r.measurements = compare_restoration(r.restoration)
-                r.verdict = assess(r.restoration, r.measurements)
-                r.restoration.meta["verdict"] = r.verdict
+                r.measurements, r.verdict = judge(r.restoration)
             except GalviewerError as exc:
                 r.error = f"measurement failed: {exc}"
             tick()

@@ -35,7 +35,7 @@ import numpy as np
 
 from galviewer.core.measure.background import background
 
-__all__ = ["LIMITS", "Check", "Verdict", "assess"]
+__all__ = ["LIMITS", "Check", "Verdict", "assess", "judge"]
 
 LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "centre": 1, "range": 0.3}
 _FRAME = 4
@@ -173,6 +173,23 @@ def assess(restoration: Any, measurements: Any = None) -> Verdict:
                              "a source at the stamp centre" if centred else "no source at the stamp centre")
     checks["range"] = _training_range(restoration)
     return Verdict(checks)
+
+
+def judge(restoration: Any, measurements: Any = None) -> tuple[Any, Verdict]:
+    """Measure a restoration (unless given its measurements), judge it, and attach the verdict to
+    ``restoration.meta["verdict"]`` (where the FITS writer and the viewer find it).
+
+    Returns
+    -------
+    (Measurements, Verdict)
+    """
+    if measurements is None:
+        from galviewer.core.measure.compare import compare_restoration
+
+        measurements = compare_restoration(restoration)
+    verdict = assess(restoration, measurements)
+    restoration.meta["verdict"] = verdict
+    return measurements, verdict
 
 
 def _training_range(restoration: Any) -> Check:

@@ -34,12 +34,12 @@ from galviewer.core.batch import detect, export_batch, restore_sources
 from galviewer.core.cosmics import clean_cosmic_rays
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
-from galviewer.core.measure.compare import Measurements, compare, compare_restoration
+from galviewer.core.measure.compare import Measurements, compare
 from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
-from galviewer.core.verdict import assess
+from galviewer.core.verdict import judge
 from galviewer.errors import GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
 from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
@@ -643,9 +643,7 @@ class MainWindow(QMainWindow):
         r = res.restoration
 
         def job(progress, cancelled):
-            m = compare_restoration(r)
-            r.meta["verdict"] = assess(r, m)
-            return r, m
+            return r, judge(r)[0]
 
         self.table.show_rows(["LQ", "RS"], [("measuring…", "", ["", ""])])
         self.jobs.submit("compare", job)
