@@ -41,6 +41,7 @@ from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
 from galviewer.core.verdict import judge
 from galviewer.errors import GalviewerError, OutputExistsError, RestoreCancelled
+from galviewer.qt.dialogs import HeaderDialog
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
 from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
 from galviewer.qt.sources import SourcesPanel
@@ -222,6 +223,7 @@ class MainWindow(QMainWindow):
                      lambda: self.restore_sources(list(self.sources_panel.sources)))
         self._action(batch, "&Export batch…", None, self._export_batch_dialog)
         self.about: QDialog | None = None
+        self.header_dialog: HeaderDialog | None = None
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About galviewer and the model…", None, self.show_about)
         self._restore_preferences()
@@ -388,13 +390,16 @@ class MainWindow(QMainWindow):
         self.panels.views["LQ"].set_mask(st.bad if show else None)
 
     def _show_header(self) -> None:
+        """View ▸ Header: every card of the image's (merged) header, monospaced and searchable."""
         if self.image is None:
             return
-        box = QMessageBox(self)
-        box.setWindowTitle(f"Header of {self.path.name if self.path else ''}")
-        box.setText(f"{self.image.meta.extname},{self.image.meta.extver}")
-        box.setDetailedText(self.image.header.tostring(sep="\n"))
-        box.show()
+        if self.header_dialog is None:
+            self.header_dialog = HeaderDialog(self)
+        name = self.path.name if self.path else ""
+        self.header_dialog.set_header(self.image.header, f"Header of {name} [{self.image.meta.extname},"
+                                                         f"{self.image.meta.extver}]")
+        self.header_dialog.show()
+        self.header_dialog.raise_()
 
     # ------------------------------------------------------------------ model
     def load_model(self, path: str | None) -> None:

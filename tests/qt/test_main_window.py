@@ -358,3 +358,21 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     assert not second.tta_box.isChecked() and second.cons_box.isChecked()
     assert second.view.stretch_kind == "log"  # applied to the view, not only shown
     second.close()
+
+
+def test_the_header_viewer_shows_every_card_and_searches(qtbot, window):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits"
+    _open(qtbot, window, path)
+    view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    next(a for a in view_menu.actions() if a.text().startswith("&Header")).trigger()
+    dlg = window.header_dialog
+    n = len(window.image.header.cards)
+    assert dlg.isVisible() and dlg.text.toPlainText().count("\n") == n - 1 and f"{n} of {n} cards" in dlg.count.text()
+    qtbot.keyClicks(dlg.search, "photflam")
+    lines = dlg.text.toPlainText().splitlines()
+    assert lines and all("PHOTFLAM" in line for line in lines) and f"{len(lines)} of {n} cards" in dlg.count.text()
+    font = dlg.text.font()
+    assert font.fixedPitch() or "mono" in font.family().lower() or font.styleHint() == font.StyleHint.TypeWriter
+    dlg.close()
