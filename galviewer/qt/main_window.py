@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -75,7 +75,11 @@ class MainWindow(QMainWindow):
     def __init__(self, restorer: Restorer | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("galviewer")
-        self.resize(1500, 950)
+        screen = QGuiApplication.primaryScreen()
+        room = screen.availableGeometry() if screen is not None else None
+        # 1500×950 where the screen allows, else 90 % of it: the window never opens larger than the screen
+        self.resize(min(1500, int(0.9 * room.width())) if room else 1500,
+                    min(950, int(0.9 * room.height())) if room else 950)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("galviewer", "galviewer")
         self.jobs = JobRunner(self)

@@ -29,6 +29,7 @@ __all__ = ["ComparisonPanels", "MeasurementPanel"]
 
 PANELS = ("LQ", "RS", "residual", "uncertainty")
 RESIDUAL_CMAP = "CET-D1"  # pyqtgraph's colorcet diverging blue–white–red
+MAX_CELL = 36  # characters of a table cell on screen
 
 
 class ComparisonPanels(QWidget):
@@ -168,7 +169,7 @@ class MeasurementPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.profile = pg.PlotWidget(title="radial profile (background-subtracted)")
         self.profile.setLogMode(False, True)
-        self.profile.addLegend()
+        self.profile.addLegend(offset=(-10, 10))  # top right, clear of the profiles that fall from the top left
         self.profile.setLabel("bottom", "radius", units="px")
         self.profile.setMinimumHeight(160)
         self.copy_button = QPushButton("Copy table")
@@ -193,7 +194,13 @@ class MeasurementPanel(QWidget):
         self.table.setRowCount(len(rows))
         for i, (q, unit, cells) in enumerate(rows):
             for j, text in enumerate([q, unit, *cells]):
-                self.table.setItem(i, j, QTableWidgetItem(text))
+                # a long cell (a flagged fit's reason) would widen its column and push RS out of view:
+                # it is shortened on screen and kept whole in the tooltip and in Copy
+                shown = text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+                item = QTableWidgetItem(shown)
+                if shown != text:
+                    item.setToolTip(text)
+                self.table.setItem(i, j, item)
         lines = ["\t".join(["quantity", "unit", *names])]
         lines += ["\t".join([q, unit, *cells]) for q, unit, cells in rows]
         self.text = "\n".join(lines)

@@ -376,3 +376,16 @@ def test_the_header_viewer_shows_every_card_and_searches(qtbot, window):
     font = dlg.text.font()
     assert font.fixedPitch() or "mono" in font.family().lower() or font.styleHint() == font.StyleHint.TypeWriter
     dlg.close()
+
+
+def test_a_long_flag_does_not_push_the_rs_column_out_and_the_window_fits_the_screen(qtbot, window):
+    from PySide6.QtGui import QGuiApplication
+
+    panel = window.table
+    reason = "flagged: did not converge: The maximum number of function evaluations is exceeded."
+    panel.show_rows(["LQ", "RS"], [("Sérsic fit", "", [reason, "ok"])])
+    item = panel.table.item(0, 2)
+    assert len(item.text()) <= 36 and item.text().endswith("…") and item.toolTip() == reason
+    assert reason in panel.text  # Copy keeps the whole text
+    room = QGuiApplication.primaryScreen().availableGeometry()
+    assert window.width() <= room.width() and window.height() <= room.height()
