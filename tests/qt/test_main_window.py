@@ -296,6 +296,8 @@ def test_cosmic_rays_are_cleaned_only_on_flt_images(qtbot, window, tmp_path):
 def test_opening_another_file_leaves_nothing_of_the_previous_one(qtbot, window, tmp_path):
     from tests.helpers import write_plain
 
+    window.resize(1400, 900)  # the offscreen screen is 800×600, where the window opens at 90 % of it
+
     _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits", shape=(400, 600)))
     x, y, _ = SOURCES[0]
     _click(qtbot, window, x, y)
