@@ -203,15 +203,16 @@ def _detect_tile(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             segm = deblend_sources(sub_s, segm, n_pixels=int(npixels), n_levels=32, contrast=0.005, progress_bar=False)
-    if err is not None:
-        err = np.where(np.isfinite(err) & (err > 0), err, rms)
+    # Without an ERR array (DRZ, plain images) the error is the local background rms: the S/N is then
+    # background-limited (no source Poisson term, whose gain the header need not give), not empty.
+    err = rms if err is None else np.where(np.isfinite(err) & (err > 0), err, rms)
     del level, rms
     with warnings.catch_warnings():
         # NaN centroids of fully masked segments are dropped below, not reported
         warnings.simplefilter("ignore", RuntimeWarning)
         cat = SourceCatalog(sub, segm, convolved_data=sub_s, error=err, mask=badm)
         flux = np.asarray(cat.segment_flux, dtype=float)
-        flux_err = np.asarray(cat.segment_flux_err, dtype=float) if err is not None else np.full(len(cat), np.nan)
+        flux_err = np.asarray(cat.segment_flux_err, dtype=float)
         x, y = np.asarray(cat.x_centroid, float), np.asarray(cat.y_centroid, float)
         a, b = np.asarray(cat.semimajor_axis.value, float), np.asarray(cat.semiminor_axis.value, float)
         theta = np.asarray(cat.orientation.value, float)
