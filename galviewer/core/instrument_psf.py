@@ -58,6 +58,9 @@ class InstrumentPSF:
     source: str
     drizzled: bool
 
+    def __post_init__(self) -> None:
+        self.kernel.setflags(write=False)  # shared by every caller (cached)
+
     def describe(self, ascii: bool = False) -> str:
         """One line for tables, ``galviewer info`` and (``ascii=True``) FITS headers."""
         text = (f"{self.source}; FWHM {self.fwhm_pix:.2f} px = {self.fwhm_pix * self.pixel_scale:.3f}″"
@@ -162,11 +165,19 @@ def instrument_psf(meta: Any, header: Any = None, *, size: int = 25) -> Instrume
     drizzled = getattr(meta, "kind", "") == "DRZ" or (
         header is not None and any(k in header for k in ("D001SCAL", "NDRIZIM")))
     native = NATIVE_SCALE.get((inst, det), NATIVE_SCALE.get((inst, ""), math.nan))
-    if not (math.isfinite(scale) and scale > 0):
+    assumed = not (math.isfinite(scale) and scale > 0)
+    if assumed:
         scale = native if math.isfinite(native) else ACS_WFC_PIXEL_SCALE
-        where = f" (no celestial WCS: {scale:g}″/px assumed)"
-    else:
-        where = ""
+    return _instrument_psf(inst, det, filt, scale, assumed, bool(drizzled), size)
+
+
+@functools.lru_cache(maxsize=64)
+def _instrument_psf(inst: str, det: str, filt: str, scale: float, assumed: bool, drizzled: bool,
+                    size: int) -> InstrumentPSF:
+    """:func:`instrument_psf` for plain keys, cached: the CLI, the fits, the verdict and the FITS writer ask for
+    the same image's PSF several times per restoration, and a resampling costs milliseconds."""
+    native = NATIVE_SCALE.get((inst, det), NATIVE_SCALE.get((inst, ""), math.nan))
+    where = f" (no celestial WCS: {scale:g}″/px assumed)" if assumed else ""
     name = f"{inst}_{det}_{filt}".lower()
     for (key, at), file in EMPIRICAL.items():
         if key == name and abs(scale / at - 1) <= 0.05:

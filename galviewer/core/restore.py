@@ -616,18 +616,21 @@ class Restorer:
                 except RestoreError as exc:
                     note = f"{exc.reason}; fell back to inverting the min-max normalisation"
                     s, c, method = hi - lo, lo, "minmax"
+            overflow = RestoreError(f"the restored image does not fit in float32 (input values {lo:.3g} to "
+                                    f"{hi:.3g}, scale {s:.3g}): rescale the input (e.g. to electrons/s) and try "
+                                    "again", "image")
             with np.errstate(over="ignore", invalid="ignore"):
                 data = (s * rs + c).astype(np.float32)
-                residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
                 sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
-            if not (np.isfinite(data).all() and np.isfinite(residual).all()
-                    and (sigma is None or np.isfinite(sigma).all())):
-                raise RestoreError(f"the restored image does not fit in float32 (input values {lo:.3g} to {hi:.3g}, "
-                                   f"scale {s:.3g}): rescale the input (e.g. to electrons/s) and try again", "image")
+            if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
+                raise overflow
             fused = self._fuse(st, data, mask) if fuse_data else None
             if fused is not None:
                 data = fused.image
+            with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
                 residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
+            if not np.isfinite(residual).all():
+                raise overflow
             meta = {
                 "model": self.name,
                 "model_sha256": self.model_sha256 or self.metadata.weights_sha256,
