@@ -26,8 +26,6 @@ __all__ = ["build_parser", "main", "safe_label", "to_json"]
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON values: NaN and infinities become null, numpy scalars and arrays Python values."""
-    import math
-
     import numpy as np
 
     if isinstance(value, dict):
@@ -67,11 +65,12 @@ def _cleaned(stamp: Any, image: Any, args: argparse.Namespace) -> Any:
     """The stamp with its cosmic rays cleaned when --clean-crs asks and the image is a single exposure."""
     if not getattr(args, "clean_crs", False):
         return stamp
-    if image.meta.kind != "FLT":
+    from galviewer.core.cosmics import clean_cosmic_rays, cleanable
+
+    if not cleanable(image):
         print(f"galviewer: note: {image.meta.kind} image: no cosmic-ray cleaning (single exposures FLT/FLC only)",
               file=sys.stderr)
         return stamp
-    from galviewer.core.cosmics import clean_cosmic_rays
 
     stamp, n = clean_cosmic_rays(stamp)
     print(f"galviewer: note: {n} cosmic-ray pixels cleaned", file=sys.stderr)
@@ -365,12 +364,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                 row["status"] = f"skipped: {exc}"
                 print(f"galviewer: source {label} skipped: {exc}", file=sys.stderr)
             rows.append(row)
-        _write_summary(summary, rows, image, args)
+        _write_summary(summary, rows, args)
         print(f"{len(targets) - failures} of {len(targets)} sources restored into {outdir}; catalogue {summary}")
         return 0 if failures == 0 else 1
 
 
-def _write_summary(path: Path, rows: list[dict[str, Any]], image: Any, args: argparse.Namespace) -> None:
+def _write_summary(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """The result catalogue of ``restore --catalog``: one row per input source, restored or not, and why."""
     from astropy.table import Table
 

@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
 from galviewer.core.stamps import Stamp
 
-__all__ = ["CR_OBJLIM", "CR_SIGCLIP", "clean_cosmic_rays"]
+__all__ = ["CR_OBJLIM", "CR_SIGCLIP", "clean_cosmic_rays", "cleanable"]
 
 CR_SIGCLIP = 6.0
 CR_OBJLIM = 20.0
+
+
+def cleanable(image: Any) -> bool:
+    """Whether cosmic-ray cleaning applies to an image: single exposures (FLT/FLC) only — drizzled images have
+    their cosmic rays rejected already, and plain images say nothing of how they were made."""
+    return getattr(getattr(image, "meta", None), "kind", "") == "FLT"
 
 
 def clean_cosmic_rays(stamp: Stamp, readnoise: float | None = None) -> tuple[Stamp, int]:

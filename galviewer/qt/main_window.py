@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.batch import detect, export_batch, restore_sources
-from galviewer.core.cosmics import clean_cosmic_rays
+from galviewer.core.cosmics import clean_cosmic_rays, cleanable
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare
@@ -436,7 +436,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ restore
     def _cr_cleaner(self, image: Image) -> Any:
         """L.A.Cosmic for stamps of FLT/FLC images when "clean CRs" is on, else None (drizzled data are clean)."""
-        return clean_cosmic_rays if self.cr_box.isChecked() and image.meta.kind == "FLT" else None
+        return clean_cosmic_rays if self.cr_box.isChecked() and cleanable(image) else None
 
     def restore_at(self, x: float, y: float) -> None:
         """Cut a stamp at (x, y), clean it, restore and measure it in the background; latest click wins."""
