@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "noise (default 0)")
     t.add_argument("--point-fraction", type=float, help="fraction of training samples replaced on the fly by a "
                    "point source (GT PSF at a random position in the central 24x24 px; default 0)")
+    t.add_argument("--log-noise-fraction", type=float, help="fraction of samples whose noise is drawn "
+                   "log-uniformly from --noise-floor to the top of --noise-range (bright sources; default 0)")
+    t.add_argument("--noise-floor", type=float, help="bottom of the log-uniform noise draw (default 5e-4)")
+    t.add_argument("--real-psf-fraction", type=float, help="fraction of samples blurred by a shipped HST PSF "
+                   "(TinyTim ACS/WFC3, empirical WFC3/IR) instead of a Gaussian (default 0)")
+    t.add_argument("--real-psf-fwhm", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="core FWHM range of the real PSFs in pixels (default 1.6 3.0)")
+    t.add_argument("--background-fraction", type=float, help="fraction of samples given a gradient or a "
+                   "neighbour's halo (default 0)")
+    t.add_argument("--neighbour-fraction", type=float, help="fraction of samples given a second galaxy: "
+                   "blends and sources cut by the edge (default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     t.add_argument("--stop-at", type=int, metavar="N", help="stop (saving the state) at iteration N while keeping "
                    "the cosine schedule of --iterations; --resume continues it later")
@@ -219,6 +230,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         degrade_fwhm_range=tuple(args.fwhm_range) if args.fwhm_range else None,
         degrade_correlated_fraction=args.correlated_fraction,
         degrade_point_fraction=args.point_fraction,
+        degrade_log_noise_fraction=args.log_noise_fraction,
+        degrade_noise_floor=args.noise_floor,
+        degrade_real_psf_fraction=args.real_psf_fraction,
+        degrade_real_psf_fwhm=tuple(args.real_psf_fwhm) if args.real_psf_fwhm else None,
+        degrade_background_fraction=args.background_fraction,
+        degrade_neighbour_fraction=args.neighbour_fraction,
     )
     if not cfg.data:
         raise _UsageError("--data (or 'data' in --config) is required")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from galviewer._atomic import atomic_write
+from galviewer.core.instrument_psf import training_psfs
 from galviewer.core.measure.metrics import psnr, ssim
 from galviewer.core.model import Restormer, RestormerConfig
 from galviewer.core.restore import choose_device
@@ -133,6 +134,13 @@ def _strict(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ParameterError(where, f"unknown keys {unknown}; allowed: {sorted(known)}")
     vals = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**vals)
+
+
+def _noise_span(d: DegradeConfig) -> tuple[float, float]:
+    """The LQ noise (rms after min-max) the model is trained on: the uniform range, widened down to the
+    log-uniform floor when that draw is used."""
+    lo, hi = d.noise_range
+    return (min(lo, d.noise_floor) if d.log_noise_fraction > 0 else lo, hi)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
@@ -328,11 +336,13 @@ def train(
 
     meta = ModelMetadata(
         name=config.name, config=model.config, normalisation="minmax", pixel_scale_arcsec=0.05,
-        psf_fwhm_pix=float(np.mean(config.degrade.fwhm_range)), noise_rms_range=config.degrade.noise_range,
+        psf_fwhm_pix=float(np.mean(config.degrade.fwhm_range)), noise_rms_range=_noise_span(config.degrade),
         training_data=f"{shards.kind} shards {shards.path.name} ({len(shards)} stamps)"
         + (f"; initialised from {Path(config.init).name} ({init_meta.training_data})" if init_meta else ""),
         extra={"train_config": config.to_dict(), "gt_psf_fwhm_pix": shards.manifest.get("gt_psf_fwhm_pix"),
-               "previous_iterations": init_meta.iterations if init_meta else 0},
+               "previous_iterations": init_meta.iterations if init_meta else 0,
+               **({"real_psfs": training_psfs(), "real_psf_fwhm_pix": list(config.degrade.real_psf_fwhm)}
+                  if config.degrade.real_psf_fraction > 0 else {})},
     )
 
     def save_state(it: int) -> None:

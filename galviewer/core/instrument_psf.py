@@ -24,7 +24,8 @@ from galviewer.core.psf import ACS_WFC_FWHM_ARCSEC, ACS_WFC_PIXEL_SCALE, gaussia
 from galviewer.core.resources import resource_path
 from galviewer.errors import ParameterError
 
-__all__ = ["NATIVE_SCALE", "InstrumentPSF", "fwhm_of", "instrument_psf", "shipped_psfs"]
+__all__ = ["NATIVE_SCALE", "InstrumentPSF", "fine_fwhm", "fwhm_of", "instrument_psf", "psf_at_fwhm", "shipped_psfs",
+           "training_psfs"]
 
 # Native detector pixel scales (arcsec), instrument handbooks.
 NATIVE_SCALE = {("ACS", "WFC"): 0.05, ("ACS", "HRC"): 0.025, ("WFC3", "UVIS"): 0.04, ("WFC3", "IR"): 0.13,
@@ -83,6 +84,18 @@ def fwhm_of(kernel: np.ndarray) -> float:
     return float(2.0 * math.sqrt(np.count_nonzero(k >= 0.5 * k.max()) / math.pi))
 
 
+def fine_fwhm(kernel: np.ndarray, oversample: int = 8) -> float:
+    """FWHM (pixels) of a kernel's core measured on a cubic-spline ``oversample``-fold resampling: free of the
+    pixel quantisation of :func:`fwhm_of` (whose areas of 1, 2, 3… pixels give 1.13, 1.60, 1.95… px)."""
+    from scipy import ndimage
+
+    k = np.asarray(kernel, dtype=np.float64)
+    c = np.unravel_index(int(np.argmax(k)), k.shape)
+    h = 4
+    core = np.pad(k, h)[c[0]: c[0] + 2 * h + 1, c[1]: c[1] + 2 * h + 1]
+    return fwhm_of(ndimage.zoom(core, oversample, order=3, grid_mode=True, mode="grid-constant")) / oversample
+
+
 def shipped_psfs() -> list[str]:
     """Names (``acs_wfc_f814w``, ...) of the shipped TinyTim PSFs."""
     return sorted(p.name.split(".")[0] for p in resource_path("psfs").glob("*.fits.gz"))
@@ -124,6 +137,60 @@ def _resample(psf: np.ndarray, native: float, scale: float, size: int) -> np.nda
     padded = np.pad(out, half)
     crop = padded[py: py + size, px: px + size]
     return crop / crop.sum()
+
+
+def training_psfs() -> list[str]:
+    """Names of every shipped PSF shape: the TinyTim models and the empirical ones (``empirical/...``)."""
+    return shipped_psfs() + sorted(f"empirical/{f}" for f in EMPIRICAL.values())
+
+
+@functools.lru_cache(maxsize=512)
+def _psf_at_fwhm(name: str, fwhm_pix: float, size: int) -> np.ndarray:
+    if name.startswith("empirical/"):
+        psf, native = _empirical(name.split("/", 1)[1]), next(at for (_, at), f in EMPIRICAL.items()
+                                                             if f == name.split("/", 1)[1])
+    else:
+        psf, native = _tinytim(name)
+    scale = fine_fwhm(psf) * native / fwhm_pix  # the core FWHM in arcsec over the target in pixels
+    for _ in range(2):  # resampling broadens the core a little: two secant steps on the scale
+        scale *= fine_fwhm(_resample(psf, native, scale, size)) / fwhm_pix
+    kernel = _resample(psf, native, scale, size)
+    kernel.setflags(write=False)
+    return kernel
+
+
+def psf_at_fwhm(name: str, fwhm_pix: float, size: int = 21) -> np.ndarray:
+    """A shipped PSF shape resampled to the pixel scale at which its core has the given FWHM.
+
+    The trainer degrades GT stamps with these (real rings, spikes and wings beside Gaussians), and the
+    viewer's residual uses the same kernels for images whose PSF is shipped.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`training_psfs`.
+    fwhm_pix : float
+        Target core FWHM in pixels as measured by :func:`fine_fwhm`.
+    size : int
+        Odd side of the kernel.
+
+    Returns
+    -------
+    numpy.ndarray
+        Read-only, unit-sum kernel.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name, a FWHM outside 0.8–8 px or an even size.
+    """
+    if name not in training_psfs():
+        raise ParameterError("psf", f"{name!r} is not a shipped PSF (known: {', '.join(training_psfs())})")
+    if not (math.isfinite(fwhm_pix) and 0.8 <= fwhm_pix <= 8.0):
+        raise ParameterError("fwhm_pix", f"must be within 0.8–8 px, got {fwhm_pix}")
+    if not (isinstance(size, int) and size >= 3 and size % 2 == 1):
+        raise ParameterError("size", f"must be an odd integer >= 3, got {size!r}")
+    return _psf_at_fwhm(name, round(float(fwhm_pix), 3), size)
 
 
 def _pivot_nm(instrument: str, detector: str, filt: str) -> float | None:

@@ -82,3 +82,21 @@ def test_measure_states_units_magnitudes_and_arcsec(capsys):
     kron = d["LQ"]["kron_flux"]
     assert f"{zp - 2.5 * np.log10(kron):.5g}" in text and "AB mag" in text and "R50 (Sérsic)" in text
     assert "ELECTRONS/S per px" in text and "counts" not in text.split("LQ PSF")[1]
+
+
+def test_psf_at_fwhm_meets_the_requested_core_width_and_names_bad_input():
+    from galviewer.core.instrument_psf import fine_fwhm, psf_at_fwhm, training_psfs
+
+    names = training_psfs()
+    assert len(names) == 12 and "empirical/wfc3_ir_f105w_0.06" in names
+    for name in names:
+        for f in (2.0, 3.0):
+            k = psf_at_fwhm(name, f)
+            assert k.shape == (21, 21) and abs(k.sum() - 1) < 1e-9 and not k.flags.writeable
+            assert abs(fine_fwhm(k) / f - 1) < 0.13, (name, f, fine_fwhm(k))
+    with pytest.raises(ParameterError, match="psf"):
+        psf_at_fwhm("acs_wfc_f999w", 2.0)
+    with pytest.raises(ParameterError, match="fwhm_pix"):
+        psf_at_fwhm(names[0], 0.2)
+    with pytest.raises(ParameterError, match="size"):
+        psf_at_fwhm(names[0], 2.0, size=20)
