@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
     r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    r.add_argument("--figure", metavar="PATH", help="with --xy, also write a labelled figure (.png, .pdf or .svg): "
+                   "LQ | RS | residual/σ | uncertainty with axes, colour bars, file, position, model and verdict")
     _add_clean_arg(r)
     _add_dq_arg(r)
     _add_model_args(r)
@@ -317,6 +319,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
             if out.exists() and not args.overwrite:
                 raise ParameterError("--output", f"{out} exists; pass --overwrite to replace it")
+            figure = Path(args.figure) if args.figure else None
+            if figure is not None:
+                from galviewer.core.figure import FIGURE_FORMATS
+
+                _refuse_input_as_output(figure, args.file, args.catalog, args.model)
+                if figure.suffix.lower() not in FIGURE_FORMATS:
+                    raise ParameterError("--figure", f"{figure}: use a {', '.join(FIGURE_FORMATS)} file name")
+                if figure.exists() and not args.overwrite:
+                    raise ParameterError("--figure", f"{figure} exists; pass --overwrite to replace it")
             stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
             restorer = _restorer(args)
             result = restorer.restore(stamp)
@@ -328,7 +339,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                   f"({result.meta['seconds'] * 1e3:.0f} ms, model {result.meta['model']}, "
                   f"scale {result.scale:.4g}, offset {result.offset:.4g}{fused})")
             print(f"{out}: {_quality_line(verdict)}")
+            if figure is not None:
+                from galviewer.core.figure import restoration_figure
+
+                print(f"{restoration_figure(figure, result, verdict=verdict, overwrite=args.overwrite)}: figure")
             return 0
+        if args.figure:
+            raise ParameterError("--figure", "is for one source (--xy); a catalogue run writes FITS stamps only")
         positions = _catalog_positions(args.catalog, image, args.origin)
         outdir = out
         if outdir.exists() and not outdir.is_dir():

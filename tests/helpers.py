@@ -156,3 +156,12 @@ def framing_forward(batch: np.ndarray) -> np.ndarray:
         out[(slice(None), *sl)] += 0.3
         out[(slice(None), sl[1], slice(None))] += 0.3
     return out
+
+
+def write_two_chip_flt(path: Path, gap: int = 20) -> Path:
+    """:func:`write_flt` with SCI,2 moved on the sky to sit ``gap`` px above SCI,1, as the chips of ACS/WFC."""
+    write_flt(path)
+    with fits.open(path, mode="update") as hdul:
+        h = hdul["SCI", 2].header
+        h["CRPIX2"] -= hdul["SCI", 1].data.shape[0] + gap
+    return path

@@ -623,6 +623,8 @@ def _provenance_header(restoration: Any) -> fits.Header:
     h["RS_OFFS"] = (float(restoration.offset), "offset of that mapping, input units")
     h["TTA"] = (bool(m.get("uncertainty", False)), "SIGMA from 8 flips/rotations")
     h["PSFFWHM"] = (float(m.get("psf_fwhm_pix", float("nan"))), "[pix] LQ Gaussian PSF FWHM")
+    if m.get("residual_psf"):
+        h["PSFRES"] = str(m["residual_psf"]).encode("ascii", "replace").decode()  # RESIDUAL = LQ - PSFRES * RS
     verdict = m.get("verdict")
     if verdict is not None:
         h["QUALITY"] = ("ok" if verdict.ok else "FAIL", "quality verdict without ground truth (README)")

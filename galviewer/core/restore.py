@@ -225,6 +225,16 @@ def rescale_to_physical(
     return float(s), float(c), method
 
 
+def _trained_fwhm(metadata: ModelMetadata) -> tuple[float, float] | None:
+    """The LQ PSF core FWHM range (pixels) a model trained with real PSFs saw, else None."""
+    try:
+        gauss = metadata.extra["train_config"]["degrade"]["fwhm_range"]
+        real = metadata.extra["real_psf_fwhm_pix"]
+        return (float(min(gauss[0], real[0])), float(max(gauss[1], real[1])))
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
 class Restorer:
     """Restore galaxy stamps and regions with a Restormer checkpoint.
 
@@ -293,6 +303,10 @@ class Restorer:
         self.model_path = None if model_path is None else Path(model_path)
         self.model_sha256 = model_sha256
         self.psf = gaussian_psf(metadata.psf_fwhm_pix, 7)
+        # Models trained with the shipped HST PSFs (issue 11) relate RS to LQ by the instrument's kernel where
+        # it is one of those shapes; the LQ PSF FWHM range (pixels) they saw spans Gaussians and real PSFs.
+        self.real_psfs = tuple(metadata.extra.get("real_psfs") or ())
+        self.trained_fwhm = _trained_fwhm(metadata)
         self._lock = threading.Lock()
         self._channels_last = self.device.type == "cpu"
         model = model.eval().to(self.device)
@@ -600,6 +614,7 @@ class Restorer:
         fuse_data = self.consistency if consistency is None else bool(consistency)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
+            psf, psf_source = self.kernel_for(st)
             method = rescale
             if method == "auto":
                 method = "paper" if max(st.lq.shape) <= 128 else "lstsq"
@@ -610,7 +625,7 @@ class Restorer:
             else:
                 try:
                     s, c, _ = rescale_to_physical(
-                        st.lq, rs, self.psf, method=method, center=st.center_in_stamp,
+                        st.lq, rs, psf, method=method, center=st.center_in_stamp,
                         mask=mask if mask.any() and not mask.all() else None,
                     )
                 except RestoreError as exc:
@@ -624,11 +639,11 @@ class Restorer:
                 sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
             if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
                 raise overflow
-            fused = self._fuse(st, data, mask) if fuse_data else None
+            fused = self._fuse(st, data, mask, psf) if fuse_data else None
             if fused is not None:
                 data = fused.image
             with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
-                residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
+                residual = np.subtract(st.lq, _convolve32(data, psf), dtype=np.float32)
             if not np.isfinite(residual).all():
                 raise overflow
             meta = {
@@ -645,6 +660,8 @@ class Restorer:
                 "device": str(self.device),
                 "precision": "float16" if self.half else "float32",
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
+                "residual_psf": psf_source,
+                "trained_fwhm_pix": self.trained_fwhm,
                 "model_pixel_scale": self.metadata.pixel_scale_arcsec,
                 "noise_rms_range": tuple(self.metadata.noise_rms_range),
                 "input_noise_norm": (st.background_rms / (hi - lo) if math.isfinite(st.background_rms)
@@ -656,7 +673,7 @@ class Restorer:
             }
             results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32, copy=False), sigma=sigma,
                                        residual=residual, model_input=norm_in.astype(np.float32, copy=False), scale=s,
-                                       offset=c, psf=self.psf, stamp=st, meta=meta))
+                                       offset=c, psf=psf, stamp=st, meta=meta))
         elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
         for r in results:
             r.meta["seconds"] = elapsed
@@ -665,7 +682,23 @@ class Restorer:
     # Fourier fusion is done in float64 over the padded image: bounded to regions of this many pixels.
     MAX_CONSISTENCY_PIXELS = 1024 * 1024
 
-    def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
+    def kernel_for(self, st: Stamp) -> tuple[np.ndarray, str]:
+        """The kernel relating a restoration of ``st`` to its LQ (rescaling, residual, consistency) and what it is.
+
+        The model's Gaussian, except for a model trained with the shipped HST PSFs on an image whose instrument
+        PSF is one of them: that kernel at the image's pixels (cropped to 21 px and to the stamp).
+        """
+        gauss = f"Gaussian FWHM {self.metadata.psf_fwhm_pix:.2f} px (the model's)"
+        if not self.real_psfs or st.meta is None:
+            return self.psf, gauss
+        from galviewer.core.instrument_psf import instrument_psf
+
+        inst = instrument_psf(st.meta)
+        if not inst.source.startswith(("TinyTim", "empirical")):
+            return self.psf, gauss
+        return inst.fitting_kernel(min(st.lq.shape), size=21), inst.describe(ascii=True)
+
+    def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray, psf: np.ndarray) -> Any:
         """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
         from galviewer.core.consistency import fuse
 
@@ -677,7 +710,7 @@ class Restorer:
             st.extra["consistency_skipped"] = "no noise estimate"
             return None
         try:
-            return fuse(st.lq, data, self.psf, noise, mask=mask if mask.any() and not mask.all() else None)
+            return fuse(st.lq, data, psf, noise, mask=mask if mask.any() and not mask.all() else None)
         except ParameterError as exc:
             st.extra["consistency_skipped"] = exc.reason
             return None

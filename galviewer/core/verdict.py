@@ -205,7 +205,20 @@ def _training_range(restoration: Any) -> Check:
         out.append(f"noise {noise:.2g} of the range, above training's {hi:g}")
     scale = float(getattr(getattr(st, "meta", None), "pixel_scale", math.nan))
     model_scale = float(m.get("model_pixel_scale", math.nan))
-    if math.isfinite(scale) and math.isfinite(model_scale):
+    trained = m.get("trained_fwhm_pix")
+    if trained and getattr(st, "meta", None) is not None:
+        # A model trained with real PSFs over a range of core widths in pixels (any pixel scale): the input's
+        # PSF in pixels must lie in that range (each in quadrature with the GT PSF, as a star's LQ image is).
+        from galviewer.core.instrument_psf import fine_fwhm, instrument_psf
+
+        gt = float(m.get("gt_psf_fwhm_pix") or 0.0)
+        core = fine_fwhm(instrument_psf(st.meta).kernel)  # as the trainer measured its kernels
+        lo_f, hi_f = math.hypot(trained[0], gt), math.hypot(trained[1], gt)
+        fwhm = math.hypot(core, gt)
+        tol = LIMITS["range"]
+        if not (lo_f * (1 - tol) <= fwhm <= hi_f * (1 + tol)):
+            out.append(f"PSF FWHM {core:.2f} px outside the model's {trained[0]:.2f}–{trained[1]:.2f} px")
+    elif math.isfinite(scale) and math.isfinite(model_scale):
         from galviewer.core.instrument_psf import instrument_psf
 
         if abs(scale / model_scale - 1) > LIMITS["range"]:

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem, QWidget
 
 from galviewer.core.regions import AnyRegion, PolygonRegion, Region
 
-__all__ = ["COLORMAPS", "LIMITS", "STRETCHES", "ImageView", "compute_limits", "stretch"]
+__all__ = ["COLORMAPS", "LIMITS", "STRETCHES", "ColourBar", "ImageView", "compute_limits", "nice_ticks", "stretch"]
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -168,6 +168,68 @@ class _ViewBox(pg.ViewBox):
             ev.ignore()
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 × 10^k steps) between ``lo`` and ``hi``, about ``count`` of them."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        return []
+    raw = (hi - lo) / max(count, 1)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = np.ceil(lo / step - 1e-9) * step
+    return [float(v) for v in np.arange(first, hi + step * 1e-9, step)]
+
+
+class ColourBar(pg.GraphicsLayout):
+    """A vertical colour bar whose tick labels are data values placed through the display's own stretch.
+
+    The bar shows the colour map from display value 0 (bottom) to 1 (top); a data value ``v`` sits at
+    ``stretch(v)`` so that the labels are right for sqrt, log and asinh stretches and for any contrast/bias.
+    """
+
+    def __init__(self, unit: str = "") -> None:
+        super().__init__()
+        self.unit = unit
+        self.bar_vb = pg.ViewBox(enableMouse=False, enableMenu=False, defaultPadding=0)
+        self.bar_vb.setFixedWidth(14)
+        self.bar = pg.ImageItem(np.linspace(0, 1, 256, dtype=np.float32)[:, None])
+        self.bar.setLevels((0.0, 1.0))
+        self.bar.setRect(0, 0, 1, 1)
+        self.bar_vb.addItem(self.bar)
+        self.bar_vb.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        self.axis = pg.AxisItem("right")
+        self.axis.linkToView(self.bar_vb)
+        self.axis.setStyle(tickLength=3)
+        if unit:
+            self.axis.setLabel(unit)
+        self.addItem(self.bar_vb, row=0, col=0)
+        self.addItem(self.axis, row=0, col=1)
+        self.ticks: list[tuple[float, str]] = []
+
+    def set_lut(self, lut: np.ndarray) -> None:
+        """The colour map's lookup table (as the image uses)."""
+        self.bar.setLookupTable(lut)
+
+    def set_unit(self, unit: str) -> None:
+        """The label beside the ticks (BUNIT, σ…)."""
+        self.unit = unit
+        self.axis.setLabel(unit)
+
+    def show_scale(self, lo: float | None, hi: float = 1.0, kind: str = "linear", contrast: float = 1.0,
+                   bias: float = 0.5) -> None:
+        """Place ticks for the display limits ``lo``..``hi`` through the stretch (None: no ticks)."""
+        self.ticks = []
+        if lo is not None:
+            values = np.array(nice_ticks(lo, hi), dtype=np.float64)
+            if values.size:
+                pos = stretch(values, lo, hi, kind, contrast, bias)
+                last = -1.0
+                for v, p in zip(values, pos, strict=True):
+                    if 0.0 < p < 1.0 and p - last > 0.06:  # skip clipped values and labels that would overlap
+                        self.ticks.append((float(p), f"{v:.4g}"))
+                        last = float(p)
+        self.axis.setTicks([self.ticks, []])
+
+
 class ImageView(pg.GraphicsLayoutWidget):
     """One image with a stretch, limits, colour map and an optional mask overlay.
 
@@ -194,12 +256,23 @@ class ImageView(pg.GraphicsLayoutWidget):
     region_selected = Signal(object)
     region_edited = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None, title: str = "") -> None:
+    def __init__(self, parent: QWidget | None = None, title: str = "", *, axes: bool = False,
+                 colorbar: bool = False, unit: str = "") -> None:
         super().__init__(parent)
         self.vb = _ViewBox()
-        if title:
-            self.addLabel(title, row=0, col=0)
-        self.addItem(self.vb, row=1, col=0)
+        self.title_label = self.addLabel(title, row=0, col=1, colspan=2) if title else None
+        self.addItem(self.vb, row=1, col=1)
+        self.axes: dict[str, pg.AxisItem] = {}
+        if axes:  # stamp pixels, 0-based, linked to the view (they follow zoom and pan)
+            for side, row, col in (("left", 1, 0), ("bottom", 2, 1)):
+                ax = pg.AxisItem(side)
+                ax.linkToView(self.vb)
+                ax.setStyle(tickLength=-4)
+                self.addItem(ax, row=row, col=col)
+                self.axes[side] = ax
+        self.colorbar = ColourBar(unit) if colorbar else None
+        if self.colorbar is not None:
+            self.addItem(self.colorbar, row=1, col=2)
         self.image_item = pg.ImageItem()
         self.mask_item = pg.ImageItem()
         self.mask_item.setZValue(5)
@@ -233,6 +306,8 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.fixed_levels = levels
         if self.data is None:
             self.image_item.clear()
+            if self.colorbar is not None:
+                self.colorbar.show_scale(None)
             return
         self._redraw()
         if autorange:
@@ -245,6 +320,8 @@ class ImageView(pg.GraphicsLayoutWidget):
         disp = stretch(self.data, *self.levels, self.stretch_kind, self.vb.contrast, self.vb.bias)
         self.image_item.setImage(disp, levels=(0.0, 1.0), autoLevels=False)
         self.image_item.setRect(-0.5, -0.5, disp.shape[1], disp.shape[0])
+        if self.colorbar is not None:
+            self.colorbar.show_scale(*self.levels, self.stretch_kind, self.vb.contrast, self.vb.bias)
 
     def set_display(self, stretch_kind: str | None = None, limits: str | None = None) -> None:
         """Change the stretch and/or the limits mode and redraw."""
@@ -262,7 +339,10 @@ class ImageView(pg.GraphicsLayoutWidget):
         """Use one of :data:`COLORMAPS`."""
         self.cmap = name
         cmap = pg.colormap.get(name) if name != "gray" else pg.ColorMap([0.0, 1.0], [(0, 0, 0), (255, 255, 255)])
-        self.image_item.setLookupTable(cmap.getLookupTable(0.0, 1.0, 256))
+        lut = cmap.getLookupTable(0.0, 1.0, 256)
+        self.image_item.setLookupTable(lut)
+        if self.colorbar is not None:
+            self.colorbar.set_lut(lut)
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         """Overlay a boolean mask in translucent red (None hides it)."""
@@ -296,6 +376,26 @@ class ImageView(pg.GraphicsLayoutWidget):
         if 0 <= i < self.data.shape[0] and 0 <= j < self.data.shape[1]:
             return float(self.data[i, j])
         return None
+
+    def set_grid(self, lines: list | None) -> None:
+        """Draw coordinate grid lines (:class:`~galviewer.core.wcsgrid.GridLine`) with their labels (None clears)."""
+        for item in getattr(self, "grid_items", []):
+            self.vb.removeItem(item)
+        self.grid_items: list = []
+        for line in lines or []:
+            colour = (120, 230, 120, 170) if line.axis == "ra" else (120, 200, 255, 170)
+            curve = pg.PlotCurveItem(line.x, line.y, pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
+                                     connect="finite")
+            curve.setZValue(8)
+            self.vb.addItem(curve, ignoreBounds=True)
+            self.grid_items.append(curve)
+            at = line.label_position
+            if at is not None:
+                text = pg.TextItem(line.label, color=colour[:3], anchor=(0, 1) if line.axis == "ra" else (1, 0))
+                text.setPos(*at)
+                text.setZValue(8)
+                self.vb.addItem(text, ignoreBounds=True)
+                self.grid_items.append(text)
 
     # ------------------------------------------------------------------ detections
     def set_sources(self, xy: np.ndarray | None) -> None:

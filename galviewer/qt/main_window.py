@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -35,12 +36,20 @@ from galviewer.core.cosmics import clean_cosmic_rays, cleanable
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare
+from galviewer.core.mosaic import (
+    MOSAIC_EXT,
+    Mosaic,
+    detect_mosaic,
+    mosaic_possible,
+    open_mosaic,
+    restore_mosaic_sources,
+)
 from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer
 from galviewer.core.stamps import Stamp, cutout
 from galviewer.core.verdict import judge
-from galviewer.errors import GalviewerError, OutputExistsError, RestoreCancelled
+from galviewer.errors import ExportError, GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.dialogs import HeaderDialog
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
 from galviewer.qt.panels import ComparisonPanels, MeasurementPanel
@@ -62,11 +71,17 @@ class ClickResult:
     cosmic_rays: int
 
 
+# Short names of the verdict's checks for the status line.
+CHECK_NAMES = {"chi2": "χ²", "flux": "flux", "rms": "RS/LQ rms", "border": "border", "new_sources": "new sources",
+               "centre": "no source at the centre", "range": "outside training"}
+
+
 def _science_exts(path: Path) -> list[str]:
     """The extensions to offer: the SCI chips when there are any (FLT/FLC/DRZ), else every 2-D image."""
     exts = [(n, v) for n, v, _ in list_images(path)]
     sci = [e for e in exts if e[0].upper() == "SCI"]
-    return [f"{n},{v}" for n, v in (sci or exts)]
+    # chips side by side on the sky (ACS/WFC, WFC3/UVIS FLT/FLC): also offer them together, placed by their WCS
+    return [f"{n},{v}" for n, v in (sci or exts)] + ([MOSAIC_EXT] if len(sci) >= 2 and mosaic_possible(path) else [])
 
 
 class MainWindow(QMainWindow):
@@ -116,10 +131,23 @@ class MainWindow(QMainWindow):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.panels, 3)
         rl.addWidget(self.table, 2)
+        # The pixel read-out lives under the image (as DS9's info panel), not in the status bar, where it
+        # clipped the messages.
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.setSpacing(1)
+        ll.addWidget(self.view, 1)
+        self.readout = QLabel("")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.readout.setMinimumWidth(50)
+        ll.addWidget(self.readout)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.view)
+        split.addWidget(left)
         split.addWidget(right)
         split.setSizes([600, 900])
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
         self.setCentralWidget(split)
         self.sources_panel = SourcesPanel()
         self.sources_panel.detect_requested.connect(self.detect_sources)
@@ -178,16 +206,25 @@ class MainWindow(QMainWindow):
         self.model_box.activated.connect(self._choose_model)
         self.device_label = QLabel("")
         for label, w in (("ext", self.chip), ("mouse", self.mode_box), ("stretch", self.stretch_box),
-                         ("limits", self.limits_box), ("colours", self.cmap_box), ("stamp", self.size_box)):
+                         ("limits", self.limits_box), ("colours", self.cmap_box)):
             tb.addWidget(QLabel(f" {label} "))
             tb.addWidget(w)
         tb.addSeparator()
-        for w in (self.tta_box, self.cons_box, self.cr_box, self.dq_box):
-            tb.addWidget(w)
-        tb.addSeparator()
-        tb.addWidget(QLabel(" model "))
-        tb.addWidget(self.model_box)
-        tb.addWidget(self.device_label)
+        tb.addWidget(self.dq_box)
+        # Restoration choices on a second toolbar: one bar overflowed (»-menu) below ~1,900 px.
+        self.addToolBarBreak()
+        tb2 = QToolBar("restoration")
+        tb2.setObjectName("restorationToolbar")
+        self.addToolBar(tb2)
+        self.toolbars = (tb, tb2)
+        tb2.addWidget(QLabel(" stamp "))
+        tb2.addWidget(self.size_box)
+        for w in (self.tta_box, self.cons_box, self.cr_box):
+            tb2.addWidget(w)
+        tb2.addSeparator()
+        tb2.addWidget(QLabel(" model "))
+        tb2.addWidget(self.model_box)
+        tb2.addWidget(self.device_label)
 
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(160)
@@ -195,8 +232,6 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.readout = QLabel("")
-        self.statusBar().addPermanentWidget(self.readout)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
 
@@ -207,12 +242,15 @@ class MainWindow(QMainWindow):
         self._fill_recent()
         menu.addSeparator()
         self._action(menu, "&Export stamp (FITS)…", QKeySequence.StandardKey.Save, self._export_dialog)
-        self._action(menu, "Export panels (&PNG)…", None, self._export_png_dialog)
+        self._action(menu, "Export &figure (PNG/PDF/SVG)…", None, self._export_figure_dialog)
         menu.addSeparator()
         self._action(menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "&Header…", None, self._show_header)
         view_menu.addAction(self.sources_dock.toggleViewAction())
+        self.grid_action = self._action(view_menu, "Coordinate &grid (RA/Dec)", QKeySequence("Ctrl+G"),
+                                        self._toggle_grid)
+        self.grid_action.setCheckable(True)
         reg = self.menuBar().addMenu("&Regions")
         self._action(reg, "&Restore selected region", QKeySequence("Ctrl+R"), self.restore_selected_region)
         self._action(reg, "&Delete selected region", QKeySequence.StandardKey.Delete, self.view.remove_region)
@@ -234,7 +272,8 @@ class MainWindow(QMainWindow):
 
     # Display and restoration choices kept between runs (QSettings), as DS9 keeps its preferences.
     _PREFS = (("stretch", "stretch_box"), ("limits", "limits_box"), ("colours", "cmap_box"))
-    _FLAGS = (("uncertainty", "tta_box"), ("consistency", "cons_box"), ("clean_crs", "cr_box"), ("masks", "dq_box"))
+    _FLAGS = (("uncertainty", "tta_box"), ("consistency", "cons_box"), ("clean_crs", "cr_box"), ("masks", "dq_box"),
+              ("grid", "grid_action"))
 
     def _restore_preferences(self) -> None:
         s = self.settings
@@ -308,6 +347,9 @@ class MainWindow(QMainWindow):
 
         def job(progress, cancelled):
             exts = _science_exts(p)
+            if ext == MOSAIC_EXT:
+                mosaic = open_mosaic(p)
+                return p, exts, mosaic, mosaic.data
             image = open_image(p, ext)
             data = np.asarray(image.data, dtype=np.float32)
             return p, exts, image, data
@@ -333,11 +375,12 @@ class MainWindow(QMainWindow):
         self.image, self.path = image, path
         self.chip.clear()
         self.chip.addItems(exts)
-        current = f"{image.meta.extname},{image.meta.extver}"
+        current = MOSAIC_EXT if isinstance(image, Mosaic) else f"{image.meta.extname},{image.meta.extver}"
         if current in exts:
             self.chip.setCurrentText(current)
         self.view.set_data(data if data is not None else np.asarray(image.data, dtype=np.float32))
         self._toggle_mask(self.dq_box.isChecked())
+        self._toggle_grid()
         self.view.clear_regions()
         self.view.set_sources(None)
         self.view.set_markers(None)
@@ -347,6 +390,7 @@ class MainWindow(QMainWindow):
             self.jobs.cancel(ch)
         self.result, self.region_result = None, None
         self.panels.clear()
+        self.panels.set_unit(image.meta.bunit or "counts (no BUNIT)")
         self.table.clear()
         self.statusBar().setStyleSheet("")
         m = image.meta
@@ -382,6 +426,27 @@ class MainWindow(QMainWindow):
         if urls:
             self.open_file(urls[0].toLocalFile())
 
+    def _toggle_grid(self, on: bool | None = None) -> None:
+        """Show or hide the RA/Dec grid of the image on show (traced through its full WCS)."""
+        from galviewer.core.wcsgrid import wcs_grid
+
+        on = self.grid_action.isChecked() if on is None else bool(on)
+        if not on or self.image is None:
+            self.view.set_grid(None)
+            return
+        try:
+            if isinstance(self.image, Mosaic):  # each chip's own grid, placed on the canvas
+                lines = []
+                for chip, (ox, oy) in zip(self.image.chips, self.image.offsets, strict=True):
+                    lines += [dataclasses.replace(g, x=g.x + ox, y=g.y + oy)
+                              for g in wcs_grid(chip.wcs, chip.data.shape)]
+                self.view.set_grid(lines)
+                return
+            self.view.set_grid(wcs_grid(self.image.wcs, self.image.data.shape))
+        except GalviewerError as exc:
+            self.view.set_grid(None)
+            self.statusBar().showMessage(f"coordinate grid: {exc}", 8000)
+
     def _toggle_mask(self, on: bool) -> None:
         self.view.set_mask(np.asarray(self.image.bad) if on and self.image is not None and self.image.bad is not None
                            else None)
@@ -400,7 +465,8 @@ class MainWindow(QMainWindow):
         if self.header_dialog is None:
             self.header_dialog = HeaderDialog(self)
         name = self.path.name if self.path else ""
-        self.header_dialog.set_header(self.image.header, f"Header of {name} [{self.image.meta.extname},"
+        which = "first chip of the mosaic, " if isinstance(self.image, Mosaic) else ""
+        self.header_dialog.set_header(self.image.header, f"Header of {name} [{which}{self.image.meta.extname},"
                                                          f"{self.image.meta.extver}]")
         self.header_dialog.show()
         self.header_dialog.raise_()
@@ -440,19 +506,19 @@ class MainWindow(QMainWindow):
 
     def restore_at(self, x: float, y: float) -> None:
         """Cut a stamp at (x, y), clean it, restore and measure it in the background; latest click wins."""
-        if self.image is None:
-            return
-        if not (0 <= x < self.image.data.shape[1] and 0 <= y < self.image.data.shape[0]):
+        target = self._chip_at(x, y)
+        if target is None:
             return
         if self.restorer is None:
             self._pending_click = (x, y)
             self.statusBar().showMessage("waiting for the model to load…")
             return
-        image, restorer, size = self.image, self.restorer, self.size_box.value()
+        image, cx, cy = target
+        restorer, size = self.restorer, self.size_box.value()
         tta, clean, cons = self.tta_box.isChecked(), self._cr_cleaner(image), self.cons_box.isChecked()
 
         def job(progress, cancelled):
-            stamp = cutout(image, x, y, size)
+            stamp = cutout(image, cx, cy, size)
             n_cr = 0
             if clean is not None:
                 stamp, n_cr = clean(stamp)
@@ -467,9 +533,40 @@ class MainWindow(QMainWindow):
         self.panels.info.setText(f"restoring x={x:.1f} y={y:.1f}…")
         self.jobs.submit("restore", job)
 
+    def _chip_at(self, x: float, y: float) -> tuple[Image, float, float] | None:
+        """The image to cut from and the position in its pixels: the chip under (x, y) for a mosaic (None in a
+        gap between chips, said in the status bar), else the open image itself (None outside it)."""
+        if self.image is None:
+            return None
+        if isinstance(self.image, Mosaic):
+            hit = self.image.locate(x, y)
+            if hit is None:
+                self.statusBar().showMessage(f"x={x:.1f} y={y:.1f} falls between the chips", 5000)
+                return None
+            return hit[1], hit[2], hit[3]
+        if not (0 <= x < self.image.data.shape[1] and 0 <= y < self.image.data.shape[0]):
+            return None
+        return self.image, x, y
+
+    def _to_view(self, stamp: Any, x: float, y: float) -> tuple[float, float]:
+        """Where a position in the pixels of ``stamp``'s image is on show (the canvas of a mosaic)."""
+        if isinstance(self.image, Mosaic) and stamp is not None and stamp.ext in self.image.exts:
+            return self.image.to_canvas(stamp.ext, x, y)
+        return x, y
+
+    def _world(self, stamp: Any, x: float, y: float) -> tuple[float, float]:
+        """RA, Dec (deg) of a position in ``stamp``'s image (through its chip's WCS for a mosaic)."""
+        if self.image is None:
+            return math.nan, math.nan
+        return self.image.pixel_to_world(*self._to_view(stamp, x, y))
+
     def restore_region(self, region: AnyRegion) -> None:
         """Restore a region as one piece (tiled), in the background with progress and Cancel; latest wins."""
         if self.image is None:
+            return
+        if isinstance(self.image, Mosaic):
+            self.statusBar().showMessage("regions are restored on one chip: choose SCI,1 or SCI,2 in 'ext' "
+                                         "(a region could straddle the gap between chips)", 8000)
             return
         if self.restorer is None:
             self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
@@ -535,6 +632,8 @@ class MainWindow(QMainWindow):
         self.sources_panel.nsigma.setValue(nsigma)
 
         def job(progress, cancelled):
+            if isinstance(image, Mosaic):
+                return detect_mosaic(image, nsigma=nsigma)
             return detect(image, nsigma=nsigma)
 
         self.sources_dock.show()
@@ -553,6 +652,10 @@ class MainWindow(QMainWindow):
         clean, cons = self._cr_cleaner(image), self.cons_box.isChecked()
 
         def job(progress, cancelled):
+            if isinstance(image, Mosaic):
+                return restore_mosaic_sources(restorer, image, sources, size=size, uncertainty=tta,
+                                              clean=clean, progress=progress,
+                                              cancel=cancelled, consistency=cons)
             return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
                                    progress=progress, cancel=cancelled, consistency=cons)
 
@@ -606,13 +709,15 @@ class MainWindow(QMainWindow):
 
     def measure_at(self, x: float, y: float) -> None:
         """imexam-style `r`/`a`: Sérsic fit, Kron/isophotal photometry and radial profile of LQ at (x, y)."""
-        if self.image is None:
+        target = self._chip_at(x, y)
+        if target is None:
             return
-        image, size = self.image, self.size_box.value()
+        image, cx, cy = target
+        size = self.size_box.value()
         psf = instrument_psf(image.meta, image.header).fitting_kernel(size)  # as compare_restoration fits LQ
 
         def job(progress, cancelled):
-            stamp = cutout(image, x, y, size)
+            stamp = cutout(image, cx, cy, size)
             return stamp, compare(stamp.lq, None, psf, err=stamp.err, mask=stamp.bad).with_units(stamp.meta)
 
         self.statusBar().showMessage(f"measuring x={x:.1f} y={y:.1f}…")
@@ -648,7 +753,7 @@ class MainWindow(QMainWindow):
         self.panels.show_restoration(res.restoration)
         self._show_stamp_mask()
         cx, cy = res.stamp.center
-        self.view.set_markers(np.array([[cx, cy]]))
+        self.view.set_markers(np.array([self._to_view(res.stamp, cx, cy)]))
         r = res.restoration
 
         def job(progress, cancelled):
@@ -665,18 +770,26 @@ class MainWindow(QMainWindow):
         self.result.measurements = m
         self.table.show_measurements(m)
         cx, cy = self.result.stamp.center
-        ra, dec = self.image.pixel_to_world(cx, cy) if self.image is not None else (math.nan, math.nan)
+        ra, dec = self._world(self.result.stamp, cx, cy)
         point = " — unresolved source: restored stars stay broader than the truth (README, Limits)" \
             if m.point_like else ""
         verdict = r.meta.get("verdict")
         self.panels.show_verdict(verdict)
+        # The status line names what fails in a few words (it must fit the bar); the numbers are in the panel
+        # header and in the status bar's tooltip.
         quality = "" if verdict is None else (" · quality ok" if verdict.ok else
-                                              f" · QUALITY FAILS: {'; '.join(verdict.failures)}")
+                                              " · QUALITY FAILS: " + ", ".join(
+                                                  CHECK_NAMES.get(k, k) for k, c in verdict.checks.items()
+                                                  if not c.ok) + " (details: panel header)")
         self._status_colour(verdict is None or verdict.ok)
+        full = (f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {self.result.cosmic_rays} cosmic-ray "
+                f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
+                + ("" if verdict is None or verdict.ok else f" · QUALITY FAILS: {'; '.join(verdict.failures)}")
+                + point)
+        self.statusBar().setToolTip(full)
         self.statusBar().showMessage(
-            f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {self.result.cosmic_rays} cosmic-ray "
-            f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
-            f"{quality}{point}", 30000)
+            f"restored x={cx:.2f} y={cy:.2f} · flux cons. {m.flux_conservation:.3f} · χ² {m.residual_chi2:.3g}"
+            f"{quality}{' · unresolved source' if point else ''}", 30000)
 
     def _status_colour(self, ok: bool) -> None:
         """The status bar's text red while it reports a restoration that fails its quality checks."""
@@ -702,18 +815,40 @@ class MainWindow(QMainWindow):
             except GalviewerError as exc:
                 self._error_dialog("Export failed", str(exc))
 
-    def export_png(self, path: str | os.PathLike[str]) -> Path:
-        """Save a picture of the comparison panels."""
-        p = Path(path)
-        if not self.panels.grab().save(str(p)):
-            raise GalviewerError(f"{p}: could not write the PNG")
-        return p
+    def export_figure(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
+        """Write a labelled figure of the restoration on show (PNG, PDF or SVG) in the background.
 
-    def _export_png_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export panels", "panels.png", "PNG (*.png)")
-        if path:
+        Panels with axes in stamp pixels and colour bars in the image's units, the file, extension, position,
+        model and quality verdict in the title (:func:`galviewer.core.figure.restoration_figure`); the result
+        arrives on the ``export`` channel.
+        """
+        from galviewer.core.figure import FIGURE_FORMATS, restoration_figure
+
+        shown = self.region_result.restoration if self.region_result is not None else (
+            self.result.restoration if self.result is not None else None)
+        if shown is None:
+            raise GalviewerError("nothing to export: restore a source first")
+        p = Path(path)
+        if p.suffix.lower() not in FIGURE_FORMATS:
+            raise ExportError(p, f"unknown figure format {p.suffix!r}: use {', '.join(FIGURE_FORMATS)}")
+        if p.exists() and not overwrite:
+            raise OutputExistsError(p, "file exists; choose another name or confirm the replacement")
+
+        def job(progress, cancelled):
+            return restoration_figure(p, shown, overwrite=overwrite)
+
+        self.jobs.submit("export", job)
+        self.statusBar().showMessage(f"writing {p.name}…")
+
+    def _export_figure_dialog(self) -> None:
+        if self.result is None and self.region_result is None:
+            self._error_dialog("Export", "Nothing to export: click a source first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export figure", "restoration.png",
+                                              "PNG (*.png);;PDF (*.pdf);;SVG (*.svg)")
+        if path:  # the dialog has already asked before replacing an existing file
             try:
-                self.export_png(path)
+                self.export_figure(path, overwrite=True)
             except GalviewerError as exc:
                 self._error_dialog("Export failed", str(exc))
 
@@ -735,6 +870,8 @@ class MainWindow(QMainWindow):
                 self._show_result(value)
         elif channel == "compare":
             self._show_measurements(*value)
+        elif channel == "export":
+            self.statusBar().showMessage(f"wrote {value}", 8000)
         elif channel == "detect":
             self.sources_panel.set_sources(value)
             self.view.set_sources(np.array([[s.x, s.y] for s in value]) if value else None)
@@ -796,7 +933,11 @@ class MainWindow(QMainWindow):
             return
         ra, dec = self.image.pixel_to_world(x, y)
         sky = f"  {sexagesimal(ra, dec)}  ({ra:.6f}, {dec:+.6f})" if math.isfinite(ra) else ""
-        self.readout.setText(f"x {x:.1f}  y {y:.1f}  {v:.4g} {self.image.meta.bunit}{sky}")
+        chip = ""
+        if isinstance(self.image, Mosaic):
+            hit = self.image.locate(x, y)
+            chip = "" if hit is None else f"  [{self.image.exts[hit[0]]} x {hit[2]:.1f} y {hit[3]:.1f}]"
+        self.readout.setText(f"x {x:.1f}  y {y:.1f}  {v:.4g} {self.image.meta.bunit}{sky}{chip}")
 
     def keyPressEvent(self, ev) -> None:
         """imexam keys over the image: `t` cut out and restore, `r`/`a` radial profile and photometry of LQ."""

@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -45,23 +46,38 @@ class ComparisonPanels(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        titles = {"residual": "residual / σ (LQ − PSF⊗RS)"}
-        self.views = {name: ImageView(title=titles.get(name, name)) for name in PANELS}
+        self.grid = QGridLayout()
+        self.grid.setSpacing(2)
+        titles = {"LQ": "LQ (input)", "RS": "RS (restored)", "residual": "residual / σ (LQ − PSF⊗RS)",
+                  "uncertainty": "uncertainty (8-way spread)"}
+        units = {"residual": "σ"}
+        # Axes in stamp pixels (0-based) and a colour bar in the image's units beside every panel.
+        self.views = {name: ImageView(title=titles[name], axes=True, colorbar=True, unit=units.get(name, ""))
+                      for name in PANELS}
         # The residual in units of the noise, linear and symmetric on a diverging map (blue −, red +), whatever
         # colour map the other panels use.
         self.views["residual"].set_display(stretch_kind="linear")
         self.views["residual"].set_colormap(RESIDUAL_CMAP)
         for v in self.views.values():
-            v.setMinimumSize(150, 150)
-            row.addWidget(v)
+            v.setMinimumSize(170, 170)
         first = self.views["LQ"].vb
         for name in PANELS[1:]:
             self.views[name].vb.setXLink(first)
             self.views[name].vb.setYLink(first)
-        layout.addLayout(row)
+        self.columns = 0
+        self._arrange(2)
+        # One persistent timer (QTimer.singleShot with a Python callable drops a reference to None on every call
+        # in PySide6 6.12: hundreds of resizes crashed the interpreter with "deallocating None").
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self.fit)
+        layout.addLayout(self.grid, 1)
         bar = QHBoxLayout()
         self.info = QLabel("Click a source to restore it.")
+        # Wrapped, never wider than the panels: a long verdict used to set the window's minimum width.
+        self.info.setWordWrap(True)
+        self.info.setMinimumWidth(100)
         self.blink_button = QPushButton("Blink LQ/RS")
         self.blink_button.setCheckable(True)
         self.blink_button.toggled.connect(self._blink)
@@ -74,6 +90,41 @@ class ComparisonPanels(QWidget):
         self._blink_state = False
         self.restoration: Restoration | None = None
         self.outside: np.ndarray | None = None
+
+    def _arrange(self, columns: int) -> None:
+        """Lay the four panels out in ``columns`` columns (4: one row; 2: a 2×2 grid)."""
+        if columns == self.columns:
+            return
+        for v in self.views.values():
+            self.grid.removeWidget(v)
+        for i, name in enumerate(PANELS):
+            self.grid.addWidget(self.views[name], i // columns, i % columns)
+        for c in range(4):
+            self.grid.setColumnStretch(c, 1 if c < columns else 0)
+        for r in range(4):
+            self.grid.setRowStretch(r, 1 if r < 4 // columns else 0)
+        self.columns = columns
+
+    def resizeEvent(self, ev) -> None:
+        """Keep the stamps as large and as square as the space allows: one row of four when the area is wide
+        (the panels are then square), a 2×2 grid otherwise."""
+        w, h = ev.size().width(), max(ev.size().height() - 30, 1)  # the header line below
+        side4 = min(w / 4 - 60, h - 40)  # 60 px of axis and colour bar beside each, 40 of title and axis
+        side2 = min(w / 2 - 60, h / 2 - 40)
+        self._arrange(4 if side4 >= side2 else 2)
+        super().resizeEvent(ev)
+        if self.restoration is not None:
+            self._fit_timer.start()
+
+    def fit(self) -> None:
+        """Show the whole stamp in every (linked) panel."""
+        if self.restoration is not None:
+            self.views["LQ"].vb.autoRange(padding=0)
+
+    def set_unit(self, unit: str) -> None:
+        """The units of LQ, RS and the uncertainty (BUNIT) on their colour bars; the residual stays in σ."""
+        for name in ("LQ", "RS", "uncertainty"):
+            self.views[name].colorbar.set_unit(unit)
 
     def clear(self) -> None:
         """Forget the restoration on show (a new file was opened): empty panels, header back to its prompt."""
@@ -96,6 +147,7 @@ class ComparisonPanels(QWidget):
         levels = compute_limits(cut(r.lq), "99.5%")
         noise = background(r.lq, mask=outside).rms or float(np.nanstd(r.residual)) or 1.0
         self.views["LQ"].set_data(cut(r.lq), levels)
+        self._fit_timer.start()  # once the layout has settled
         self.views["RS"].set_data(cut(r.data), levels)
         sigma = r.stamp.err if r.stamp is not None and r.stamp.err is not None else noise
         self.views["residual"].set_data(cut(r.residual / sigma), (-5.0, 5.0))
@@ -110,7 +162,8 @@ class ComparisonPanels(QWidget):
             f" · consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
             else f" · consistency: RS kept (χ² {cons['chi2_network']:.3g})")
         self.info.setText(f"model {m.get('model')} · {m.get('seconds', 0) * 1e3:.0f} ms on {m.get('device')} · "
-                          f"RS = {r.scale:.4g}·out + {r.offset:.4g} ({m.get('rescale')})"
+                          f"RS = {r.scale:.4g}·out {'+' if r.offset >= 0 else '−'} {abs(r.offset):.4g} "
+                          f"({m.get('rescale')})"
                           + ("" if r.sigma is not None else " · no uncertainty (TTA off)") + fused)
         self.info.setStyleSheet("")
 

@@ -161,3 +161,33 @@ def test_the_version_is_the_packages(capsys):
         main(["--version"])
     printed = capsys.readouterr().out.strip()
     assert printed == f"galviewer {galviewer.__version__}" == f"galviewer {version('galviewer')}"
+
+
+def test_restore_figure_is_labelled_and_never_clobbers(flt, tmp_path, tiny_ckpt, capsys):
+    """Issue 12 item 7: a labelled figure (file, position, model, units, colour bars) from the CLI and the app."""
+    from galviewer import Restorer, cutout
+    from galviewer.core.figure import _lines, restoration_figure
+    from galviewer.core.verdict import judge
+    from galviewer.errors import ExportError, OutputExistsError
+
+    x, y, _ = SOURCES[0]
+    args = ["restore", str(flt), "--xy", str(x), str(y), "--model", str(tiny_ckpt), "--device", "cpu",
+            "-o", str(tmp_path / "s.fits"), "--figure", str(tmp_path / "s.pdf")]
+    assert main(args) == 0, capsys.readouterr().err
+    assert (tmp_path / "s.pdf").read_bytes()[:5] == b"%PDF-" and "s.pdf: figure" in capsys.readouterr().out
+    assert main([*args[:-3], str(tmp_path / "t.fits"), "--figure", str(tmp_path / "s.gif")]) == 2
+    assert "--figure" in capsys.readouterr().err and not (tmp_path / "t.fits").exists()
+    with open_image(flt) as im:
+        r = Restorer.from_file(tiny_ckpt, "cpu").restore(cutout(im, x, y, 64))
+    _, verdict = judge(r)
+    head, quality, ok = _lines(r, verdict)
+    assert flt.name in head[0] and "SCI,1" in head[0] and f"x={r.stamp.center[0]:.2f}" in head[0]
+    assert "RA " in head[0] and "Dec " in head[0]
+    assert "tiny-random" in head[1] and r.meta["model_sha256"][:12] in head[1]
+    assert quality.startswith("QUALITY FAILS" if not verdict.ok else "quality ok") and ok == verdict.ok
+    out = restoration_figure(tmp_path / "f.svg", r, verdict=verdict)
+    assert b"<svg" in out.read_bytes()[:400]
+    with pytest.raises(OutputExistsError):
+        restoration_figure(out, r)
+    with pytest.raises(ExportError, match="format"):
+        restoration_figure(tmp_path / "f.tiff", r)

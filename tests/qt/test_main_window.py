@@ -9,7 +9,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from galviewer.core.restore import Restorer
-from galviewer.errors import OutputExistsError
+from galviewer.errors import ExportError, OutputExistsError
 from galviewer.qt.main_window import MainWindow
 from tests.helpers import SOURCES, framing_forward, write_flt
 
@@ -82,8 +82,25 @@ def test_click_a_source_fills_the_panels_and_the_table(qtbot, window, tmp_path):
         assert hdul["RS"].data.shape == (64, 64) and hdul[0].header["SRCFILE"] == flt.name
     with pytest.raises(OutputExistsError):
         window.export_stamp(tmp_path / "stamp.fits")
-    png = window.export_png(tmp_path / "panels.png")
-    assert png.stat().st_size > 2000
+    # the labelled figure: written in the background, refused over an existing file, unknown formats named
+    with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "export"):
+        window.export_figure(tmp_path / "figure.png")
+    png = tmp_path / "figure.png"
+    assert png.stat().st_size > 20000 and png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(OutputExistsError):
+        window.export_figure(png)
+    with pytest.raises(ExportError, match="format"):
+        window.export_figure(tmp_path / "figure.jpg")
+    # every panel has axes in stamp pixels and a colour bar: LQ/RS in BUNIT, the residual in σ, with ticks
+    for name in ("LQ", "RS", "residual", "uncertainty"):
+        v = window.panels.views[name]
+        assert set(v.axes) == {"left", "bottom"} and v.colorbar is not None and v.colorbar.ticks
+    assert window.panels.views["LQ"].colorbar.unit == "ELECTRONS"  # BUNIT of the FLT
+    assert window.panels.views["residual"].colorbar.unit == "σ"
+    assert {t for _, t in window.panels.views["residual"].colorbar.ticks} >= {"-4", "-2", "0", "2", "4"}
+    lo, hi = window.panels.views["LQ"].levels
+    (p0, t0), (p1, t1) = window.panels.views["LQ"].colorbar.ticks[:2]
+    assert lo < float(t0) < float(t1) < hi and 0 < p0 < p1 < 1  # data values placed through the stretch
 
 
 def test_a_new_click_supersedes_the_running_one(qtbot, window, tmp_path):
@@ -391,3 +408,68 @@ def test_a_long_flag_does_not_push_the_rs_column_out_and_the_window_fits_the_scr
     assert reason in panel.text  # Copy keeps the whole text
     room = QGuiApplication.primaryScreen().availableGeometry()
     assert window.width() <= room.width() and window.height() <= room.height()
+
+
+def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_path):
+    """Issue 12 items 7 and 9: no toolbar overflow at 1,500 px, the read-out below the image (not clipping the
+    status bar), a short status line with the details in its tooltip, and a coordinate grid through the WCS."""
+    from pathlib import Path
+
+    window.resize(1500, 950)
+    for tb in window.toolbars:
+        assert tb.sizeHint().width() <= 1500, tb.windowTitle()
+    assert window.readout.parent() is not window.statusBar()
+    real = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_dwarf.fits"
+    _open(qtbot, window, real)
+    window._readout(40.0, 50.0)
+    assert "x 40.0" in window.readout.text() and "ELECTRONS/S" in window.readout.text()
+    window.grid_action.setChecked(True)
+    window._toggle_grid(True)
+    lines = [i for i in window.view.grid_items if hasattr(i, "xData")]
+    labels = [i.toPlainText() for i in window.view.grid_items if hasattr(i, "toPlainText")]
+    assert len(lines) >= 4 and any(t.startswith("00:14:") for t in labels)
+    assert any(t.startswith("-30:23") for t in labels)
+    # a point on an RA line is at that RA (the grid follows the WCS)
+    ra_line = next(i for i in window.view.grid_items if hasattr(i, "xData"))
+    x, y = ra_line.xData, ra_line.yData
+    k = np.flatnonzero(np.isfinite(x))[len(np.flatnonzero(np.isfinite(x))) // 2]
+    ra, _ = window.image.pixel_to_world(float(x[k]), float(y[k]))
+    assert any(abs(ra - line.value) < 1e-6 for line in __import__("galviewer.core.wcsgrid", fromlist=["x"]).wcs_grid(
+        window.image.wcs, window.image.data.shape) if line.axis == "ra")
+    window._toggle_grid(False)
+    assert not window.view.grid_items
+    _click(qtbot, window, 48.5, 48.4)
+    message = window.statusBar().currentMessage()
+    assert "QUALITY FAILS" in message and len(message) < 200
+    assert "χ²" in window.statusBar().toolTip() and "flux conservation" in window.statusBar().toolTip()
+    assert window.panels.info.wordWrap() and window.width() <= 1500
+
+
+def test_both_chips_as_a_mosaic_click_goes_to_the_right_chip(qtbot, window, tmp_path):
+    """Issue 12 item 9: the FLT's chips side by side, placed by WCS; a click is restored from its own chip."""
+    from galviewer.core.mosaic import MOSAIC_EXT
+    from tests.helpers import write_two_chip_flt
+
+    path = write_two_chip_flt(tmp_path / "two_flt.fits")
+    _open(qtbot, window, path)
+    exts = [window.chip.itemText(i) for i in range(window.chip.count())]
+    assert exts == ["SCI,1", "SCI,2", MOSAIC_EXT]
+    _open(qtbot, window, path, MOSAIC_EXT)
+    assert window.chip.currentText() == MOSAIC_EXT and window.view.data.shape[0] >= 418
+    m = window.image
+    x, y, _ = SOURCES[0]
+    cx, cy = m.to_canvas("SCI,2", x, y)
+    _click(qtbot, window, cx, cy)
+    res = window.result
+    assert res.stamp.ext == "SCI,2" and abs(res.stamp.center[0] - x) < 1.5 and abs(res.stamp.center[1] - y) < 1.5
+    marker = window.view.markers.getData()
+    assert abs(marker[0][0] - cx) < 1.5 and abs(marker[1][0] - cy) < 1.5  # drawn on the canvas, not in chip pixels
+    window._readout(cx, cy)
+    assert "[SCI,2 x" in window.readout.text() and "ELECTRONS" in window.readout.text()
+    window._toggle_grid(True)
+    assert len([i for i in window.view.grid_items if hasattr(i, "xData")]) >= 4
+    window._toggle_grid(False)
+    from galviewer.core.regions import Region
+
+    window.restore_region(Region("rectangle", cx, cy, 20, 20))
+    assert "one chip" in window.statusBar().currentMessage()

@@ -130,3 +130,35 @@ def test_quoted_errors_are_honest_at_snr_50():
         p = np.asarray(p)
         assert 0.7 < p.std() < 1.5, (k, p.std())
         assert abs(p.mean()) < 3 * p.std() / np.sqrt(len(p)) + 0.3, (k, p.mean())
+
+
+@pytest.mark.parametrize(("n", "r50", "q"), [(4.0, 4.0, 0.85), (4.0, 3.0, 0.5), (2.5, 3.0, 1.0), (1.0, 6.0, 0.7)])
+def test_fit_does_not_depend_on_the_kernel_side(n, r50, q):
+    """Issue 12: the app and `measure` fit with the instrument PSF's 15-px kernel; a GalSim n = 4, R50 = 4 px,
+    q = 0.85 profile through a σ = 0.8 px Gaussian came out at R50 3.858 (−3.5 %) with it and 4.03 with 7 px."""
+    from galviewer.core.psf import gaussian_psf
+
+    gal = galsim.Sersic(n=n, half_light_radius=r50).shear(q=q, beta=25 * galsim.degrees)
+    img = galsim.Convolve(gal, galsim.Gaussian(sigma=0.8)).drawImage(nx=64, ny=64, scale=1.0).array
+    fits = [fit_sersic(img, gaussian_psf(0.8 * 2.3548, side)) for side in (7, 15, 21)]
+    for f in fits:
+        assert f.ok, f.reason
+        assert f.r50 == pytest.approx(r50, rel=0.03) and f.n == pytest.approx(n, rel=0.05)
+    assert max(f.r50 for f in fits) / min(f.r50 for f in fits) - 1 < 0.008
+
+
+def test_measure_cli_on_a_noiseless_de_vaucouleurs_galaxy(tmp_path, capsys):
+    """The issue's case end to end: a FITS file, `galviewer measure --xy`, the instrument path's kernel."""
+    import json
+
+    from astropy.io import fits as afits
+
+    from galviewer.cli import main
+
+    gal = galsim.Sersic(n=4.0, half_light_radius=4.0).shear(q=0.85, beta=0 * galsim.degrees)
+    img = galsim.Convolve(gal, galsim.Gaussian(sigma=0.8)).drawImage(nx=128, ny=128, scale=1.0).array
+    path = tmp_path / "devauc.fits"
+    afits.writeto(path, (img * 1000).astype(np.float32))
+    assert main(["measure", str(path), "--xy", "63.5", "63.5", "--json"]) == 0
+    lq = json.loads(capsys.readouterr().out)["LQ"]
+    assert lq["r50"] == pytest.approx(4.0, rel=0.03) and lq["n"] == pytest.approx(4.0, rel=0.05)
