@@ -114,7 +114,7 @@ def _fits_cases(d: Path) -> list[tuple[str, Path, bool]]:
     ih = fits.PrimaryHDU((good * 10).astype(np.int16))
     ih.header["BSCALE"], ih.header["BZERO"] = 0.1, 32768
     add("int16_scaled", True, lambda p: ih.writeto(p))
-    add("err_shape_mismatch", False, lambda p: fits.HDUList([
+    add("err_shape_mismatch", True, lambda p: fits.HDUList([  # ignored with a reading note, as DS9 shows SCI
         fits.PrimaryHDU(), fits.ImageHDU(good, name="SCI"), fits.ImageHDU(np.ones((10, 10), np.float32),
                                                                           name="ERR")]).writeto(p))
     add("dq_all_bad", False, lambda p: fits.HDUList([

@@ -1,15 +1,19 @@
-"""Take the README screenshot: the demo field, one galaxy clicked and restored with the default model.
+"""Take the README screenshots: the demo field, or a real HST file, one galaxy clicked and restored.
 
     xvfb-run -s "-screen 0 1920x1200x24" python docs/screenshot.py [--model PATH] [--out docs/screenshot.png]
+    xvfb-run -s "-screen 0 1920x1200x24" python docs/screenshot.py --file tests/data/realdata/wfc3ir_cd_neighbour.fits \
+        --xy X Y --grid --out docs/screenshot_real.png
 
-(a real X11 window under Xvfb; ``QT_QPA_PLATFORM=offscreen`` also works).  It opens the demo field,
-detects sources, restores ten galaxies in the batch table and clicks one galaxy.
+(a real X11 window under Xvfb; ``QT_QPA_PLATFORM=offscreen`` also works).  With the demo it detects sources,
+restores ten galaxies in the batch table and clicks one galaxy; with ``--file`` it opens that file (``--grid``:
+with the RA/Dec grid) and clicks at ``--xy``.  Preferences come from a fresh settings file, not the user's.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +38,10 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default="docs/screenshot.png")
     ap.add_argument("--batch", type=int, default=10, help="galaxies restored in the batch table")
+    ap.add_argument("--file", help="a FITS file instead of the demo field")
+    ap.add_argument("--xy", type=float, nargs=2, help="where to click (with --file)")
+    ap.add_argument("--grid", action="store_true", help="show the RA/Dec grid")
+    ap.add_argument("--size", type=int, nargs=2, default=(1600, 1000), help="window size")
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -41,12 +49,29 @@ def main() -> int:
     from galviewer.qt.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])  # noqa: F841  (must exist while the window lives)
-    restorer = Restorer.from_file(args.model) if args.model else Restorer.from_pretrained()
-    win = MainWindow(restorer=restorer)
-    win.resize(1600, 1000)
-    win.show()
-    from PySide6.QtCore import QEventLoop, QTimer
+    import tempfile
 
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    restorer = Restorer.from_file(args.model) if args.model else Restorer.from_pretrained()
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(restorer=restorer, settings=settings)
+    win.resize(*args.size)
+    win.show()
+    if args.file:
+        win.jobs.run_and_wait("load", lambda: win.open_file(args.file))
+        if args.grid:
+            win.grid_action.setChecked(True)
+            win._toggle_grid(True)
+        x, y = args.xy if args.xy else (win.view.data.shape[1] / 2, win.view.data.shape[0] / 2)
+        win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
+        settle = QEventLoop()
+        QTimer.singleShot(500, settle.quit)
+        settle.exec()
+        win.grab().save(args.out)
+        print(f"{args.out}: {args.file} clicked at x={x:.1f} y={y:.1f}")
+        win.close()
+        return 0
     win.jobs.run_and_wait("load", win.open_demo)
     win.jobs.run_and_wait("detect", lambda: win.detect_sources(5.0))
     galaxies = [s.id for s in win.sources_panel.sources.values() if s.a > 2.0][: args.batch]

@@ -531,9 +531,9 @@ def open_image(
                 kind = "FLT"
             else:
                 kind = "plain"
-            err = _companion(errh, data.shape, p, "ERR")
-            dq = _companion(dqh, data.shape, p, "DQ")
-            weight = _companion(wht, data.shape, p, "WHT") if kind == "DRZ" else None
+            err = _companion(errh, data.shape, "ERR", notes)
+            dq = _companion(dqh, data.shape, "DQ", notes)
+            weight = _companion(wht, data.shape, "WHT", notes) if kind == "DRZ" else None
             if dq is not None:
                 bad |= (np.asarray(dq).astype(np.int64) & ~int(dq_ignore_bits)) != 0
             if weight is not None:
@@ -575,7 +575,12 @@ def open_image(
                  wcs=wcs, header=merged, meta=meta, path=p, _hdul=hdul)
 
 
-def _companion(hdu: Any, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray | None:
+def _companion(hdu: Any, shape: tuple[int, ...], what: str, notes: list[str]) -> np.ndarray | None:
+    """The ERR/DQ/WHT array of a science extension, or None.
+
+    One whose shape differs from the science array's (e.g. stwcs's test FLTs carry 2×2 placeholders) is
+    ignored with a note, as DS9 would still show the image: the noise then comes from the background.
+    """
     if hdu is None:
         return None
     if hdu.data is None:
@@ -587,7 +592,9 @@ def _companion(hdu: Any, shape: tuple[int, ...], path: Path, what: str) -> np.nd
     if arr.ndim != 2:
         arr = arr.squeeze() if arr.size == int(np.prod(shape)) else arr
     if arr.shape != shape:
-        raise ImageLoadError(path, f"{what} extension has shape {arr.shape}, science has {shape}")
+        notes.append(f"{what} extension has shape {arr.shape}, the science array {shape}: ignored"
+                     + (" (noise from the background)" if what == "ERR" else ""))
+        return None
     return arr
 
 

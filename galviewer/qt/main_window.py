@@ -396,8 +396,11 @@ class MainWindow(QMainWindow):
         m = image.meta
         ny, nx = image.data.shape
         self.setWindowTitle(f"galviewer — {path.name} [{current}]")
+        notes = "" if not m.warnings else f" · {len(m.warnings)} reading note(s): hover here"
+        self.statusBar().setToolTip("\n".join(m.warnings))
         self.statusBar().showMessage(f"{path.name}: {m.kind} {m.instrument}/{m.detector} {m.filter}, "
-                                     f"{m.exptime:g} s, {m.bunit or 'no BUNIT'}, {nx}×{ny} px — click a galaxy", 10000)
+                                     f"{m.exptime:g} s, {m.bunit or 'no BUNIT'}, {nx}×{ny} px — click a galaxy"
+                                     f"{notes}", 15000)
         self._remember(path)
 
     def _remember(self, path: Path) -> None:

@@ -228,8 +228,8 @@ class MeasurementPanel(QWidget):
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy)
         row = QHBoxLayout()
-        row.addWidget(self.table, 3)
-        row.addWidget(self.profile, 2)
+        row.addWidget(self.table, 2)
+        row.addWidget(self.profile, 1)
         layout.addLayout(row)
         layout.addWidget(self.copy_button)
         self.measurements: Measurements | None = None
@@ -244,6 +244,11 @@ class MeasurementPanel(QWidget):
     def _fill(self, names: list[str], rows: list[tuple[str, str, list[str]]]) -> None:
         self.table.setColumnCount(2 + len(names))
         self.table.setHorizontalHeaderLabels(["quantity", "unit", *names])
+        # labels sized to their text, the value columns share what is left: RS (and GT) stay in view
+        header = self.table.horizontalHeader()
+        for j in range(2 + len(names)):
+            header.setSectionResizeMode(j, QHeaderView.ResizeMode.ResizeToContents if j < 2
+                                        else QHeaderView.ResizeMode.Stretch)
         self.table.setRowCount(len(rows))
         for i, (q, unit, cells) in enumerate(rows):
             for j, text in enumerate([q, unit, *cells]):

@@ -151,3 +151,21 @@ def test_huge_declared_shape_is_refused_without_allocating(tmp_path):
 def test_sip_header_helper_is_valid():
     w = WCS(sip_header((100, 100)))
     assert w.sip is not None and w.has_celestial
+
+
+def test_a_companion_of_the_wrong_shape_is_ignored_with_a_note(tmp_path):
+    """stwcs's ACS FLT carries 2×2 ERR/DQ placeholders: the image still opens (as in DS9), the note says why
+    there is no ERR."""
+    import numpy as np
+    from astropy.io import fits
+
+    from galviewer import open_image
+
+    sci = np.random.default_rng(0).normal(0, 1, (40, 50)).astype(np.float32)
+    p = tmp_path / "x_flt.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI"), fits.ImageHDU(np.ones((2, 2), np.float32),
+                  name="ERR"), fits.ImageHDU(np.zeros((2, 2), np.int16), name="DQ")]).writeto(p)
+    with open_image(p) as im:
+        assert im.err is None and im.dq is None and not im.bad.any()
+        assert any("ERR extension has shape (2, 2)" in w and "ignored" in w for w in im.meta.warnings)
+        assert any(w.startswith("DQ extension") for w in im.meta.warnings)
