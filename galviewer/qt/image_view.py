@@ -91,6 +91,7 @@ class _ViewBox(pg.ViewBox):
     """
 
     clicked = Signal(float, float)
+    menu_requested = Signal(float, float, object)
     contrast_changed = Signal(float, float)
     drawn = Signal(str, float, float, float, float)
     polygon_drawn = Signal(object)
@@ -106,6 +107,11 @@ class _ViewBox(pg.ViewBox):
         self.addItem(self._poly_preview, ignoreBounds=True)
 
     def mouseClickEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.RightButton:  # a right *click* (a drag sets contrast/bias)
+            p = self.mapSceneToView(ev.scenePos())
+            ev.accept()
+            self.menu_requested.emit(float(p.x()), float(p.y()), ev.screenPos().toPoint())
+            return
         if ev.button() != Qt.MouseButton.LeftButton:
             ev.ignore()
             return
@@ -242,6 +248,8 @@ class ImageView(pg.GraphicsLayoutWidget):
         Left click, 0-based pixel coordinates.
     hovered(x, y)
         Mouse position over the image.
+    menu_requested(x, y, screen_pos)
+        Right click (without drag) at image position (x, y); ``screen_pos`` is where a menu should open.
     region_drawn(object)
         A :class:`~galviewer.core.regions.Region` was drawn (draw mode) and added.
     region_selected(object)
@@ -251,6 +259,7 @@ class ImageView(pg.GraphicsLayoutWidget):
     """
 
     clicked = Signal(float, float)
+    menu_requested = Signal(float, float, object)
     hovered = Signal(float, float)
     region_drawn = Signal(object)
     region_selected = Signal(object)
@@ -293,6 +302,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.rois: list[pg.ROI] = []
         self.selected_roi: pg.ROI | None = None
         self.vb.clicked.connect(self.clicked)
+        self.vb.menu_requested.connect(self.menu_requested)
         self.vb.drawn.connect(self._drawn)
         self.vb.polygon_drawn.connect(self._polygon_drawn)
         self.vb.contrast_changed.connect(lambda c, b: self._redraw())
@@ -376,6 +386,27 @@ class ImageView(pg.GraphicsLayoutWidget):
         if 0 <= i < self.data.shape[0] and 0 <= j < self.data.shape[1]:
             return float(self.data[i, j])
         return None
+
+    def zoom_to_fit(self) -> None:
+        """Show the whole image."""
+        if self.data is not None:
+            self.vb.autoRange(padding=0)
+
+    def zoom_actual(self, x: float | None = None, y: float | None = None) -> None:
+        """One image pixel per screen pixel (DS9's zoom 1), centred on (x, y) or on the view's centre."""
+        if self.data is None:
+            return
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        cx = (x0 + x1) / 2 if x is None else x
+        cy = (y0 + y1) / 2 if y is None else y
+        w, h = self.vb.width(), self.vb.height()
+        self.vb.setRange(xRange=(cx - w / 2, cx + w / 2), yRange=(cy - h / 2, cy + h / 2), padding=0)
+
+    def centre_on(self, x: float, y: float) -> None:
+        """Pan so that (x, y) is at the centre, keeping the zoom."""
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        hw, hh = (x1 - x0) / 2, (y1 - y0) / 2
+        self.vb.setRange(xRange=(x - hw, x + hw), yRange=(y - hh, y + hh), padding=0)
 
     def set_grid(self, lines: list | None) -> None:
         """Draw coordinate grid lines (:class:`~galviewer.core.wcsgrid.GridLine`) with their labels (None clears)."""

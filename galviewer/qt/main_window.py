@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
         self.view.stretch_kind = "linear"
         self.view.clicked.connect(self.restore_at)
         self.view.hovered.connect(self._readout)
+        self.view.menu_requested.connect(lambda x, y, pos: self.context_menu(x, y).popup(pos))
         self.view.region_drawn.connect(self.restore_region)
         self.view.region_edited.connect(self.restore_region)
         self.panels = ComparisonPanels()
@@ -251,6 +253,9 @@ class MainWindow(QMainWindow):
         self.grid_action = self._action(view_menu, "Coordinate &grid (RA/Dec)", QKeySequence("Ctrl+G"),
                                         self._toggle_grid)
         self.grid_action.setCheckable(True)
+        view_menu.addSeparator()
+        self._action(view_menu, "Zoom to &fit", QKeySequence("Ctrl+0"), self.view.zoom_to_fit)
+        self._action(view_menu, "Zoom &1:1", QKeySequence("Ctrl+1"), lambda: self.view.zoom_actual())
         reg = self.menuBar().addMenu("&Regions")
         self._action(reg, "&Restore selected region", QKeySequence("Ctrl+R"), self.restore_selected_region)
         self._action(reg, "&Delete selected region", QKeySequence.StandardKey.Delete, self.view.remove_region)
@@ -428,6 +433,25 @@ class MainWindow(QMainWindow):
         urls = ev.mimeData().urls()
         if urls:
             self.open_file(urls[0].toLocalFile())
+
+    def context_menu(self, x: float, y: float) -> QMenu:
+        """The image's right-click menu at (x, y): restore or measure there, centre, zoom, copy the position."""
+        menu = QMenu(self)
+        inside = self._chip_at(x, y) is not None
+        for text, slot in (("Restore here", lambda: self.restore_at(x, y)),
+                           ("Measure LQ here (Sérsic, photometry)", lambda: self.measure_at(x, y))):
+            menu.addAction(text, slot).setEnabled(inside)
+        menu.addSeparator()
+        menu.addAction("Centre here", lambda: self.view.centre_on(x, y))
+        menu.addAction("Zoom to fit", self.view.zoom_to_fit)
+        menu.addAction("Zoom 1:1 here", lambda: self.view.zoom_actual(x, y))
+        menu.addSeparator()
+        ra, dec = self.image.pixel_to_world(x, y) if self.image is not None else (math.nan, math.nan)
+        where = f"{x:.2f} {y:.2f}" + (f"  {sexagesimal(ra, dec)}  {ra:.6f} {dec:+.6f}" if math.isfinite(ra) else "")
+        menu.addAction("Copy position (0-based x y, RA Dec)", lambda: QGuiApplication.clipboard().setText(where))
+        menu.addSeparator()
+        menu.addAction(self.grid_action)
+        return menu
 
     def _toggle_grid(self, on: bool | None = None) -> None:
         """Show or hide the RA/Dec grid of the image on show (traced through its full WCS)."""

@@ -473,3 +473,26 @@ def test_both_chips_as_a_mosaic_click_goes_to_the_right_chip(qtbot, window, tmp_
 
     window.restore_region(Region("rectangle", cx, cy, 20, 20))
     assert "one chip" in window.statusBar().currentMessage()
+
+
+def test_right_click_menu_and_zoom_to_fit(qtbot, window, tmp_path):
+    """Issue 12 item 5: a context menu on the image (restore, measure, centre, zoom, copy) and zoom to fit."""
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    x, y, _ = SOURCES[0]
+    menu = window.context_menu(x, y)
+    actions = {a.text(): a for a in menu.actions() if a.text()}
+    assert {"Restore here", "Centre here", "Zoom to fit", "Zoom 1:1 here"} <= set(actions)
+    window.view.vb.setRange(xRange=(0, 20), yRange=(0, 20), padding=0)
+    actions["Zoom to fit"].trigger()
+    (x0, x1), (y0, y1) = window.view.vb.viewRange()
+    assert x0 <= 0 and x1 >= 299 and y0 <= 0 and y1 >= 199  # the whole 300×200 chip
+    actions["Copy position (0-based x y, RA Dec)"].trigger()
+    assert QApplication.clipboard().text().startswith(f"{x:.2f} {y:.2f}  ")
+    with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"):
+        actions["Restore here"].trigger()
+    assert abs(window.result.stamp.center[0] - x) < 1.5
+    outside = window.context_menu(-50, -50)
+    assert not next(a for a in outside.actions() if a.text() == "Restore here").isEnabled()
+    menu.close()
+    outside.close()
