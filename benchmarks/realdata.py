@@ -113,6 +113,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--no-uncertainty", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "realdata.md"), help="table (Markdown)")
+    ap.add_argument("--montage", default=str(ROOT / "docs" / "realdata_montage.png"), help="montage (PNG)")
     args = ap.parse_args()
     rows = run(args.model, not args.no_uncertainty)
     lines = [f"Model `{rows[0]['model']}`; limits: χ² ≤ 3, |flux − 1| ≤ 0.05, RS/LQ rms ≤ 1, border ≤ 1.5, "
@@ -126,8 +128,8 @@ def main() -> None:
             lines.append(f"| {row['case']} | {label} | {c['chi2'].value:.3g} | {c['flux'].value:.3f} | "
                          f"{c['rms'].value:.3g} | {c['border'].value:.3g} | {int(c['new_sources'].value)} | "
                          f"{'ok' if v.ok else 'FAIL: ' + ', '.join(k for k, x in c.items() if not x.ok)} |")
-    write_table(Path(__file__).parent / "results" / "realdata.md", lines)
-    png = ROOT / "docs" / "realdata_montage.png"
+    write_table(args.out, lines)
+    png = Path(args.montage)
     _montage(rows, png)
     print(png)
 

@@ -87,3 +87,31 @@ def test_a_stamp_with_nothing_at_its_centre_is_flagged(scene):
     v = assess(_restoration(sky, sky, psf))
     assert not v.checks["centre"].ok and "no source at the stamp centre" in v.summary()
     assert assess(_restoration(truth, lq, psf)).checks["centre"].ok
+
+
+def test_a_model_trained_with_real_psfs_is_judged_on_its_psf_range_in_pixels():
+    """Issue 11: a model trained with the shipped HST PSFs over core FWHMs of 1.53–3 px accepts the WFC3/IR
+    mosaic's 2.8-px PSF (0.166″, which a Gaussian-only model of 0.114″ refuses), and names
+    a PSF outside its range."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from galviewer import cutout, open_image
+    from galviewer.core.restore import _trained_fwhm
+    from galviewer.core.verdict import _training_range
+    from galviewer.core.weights import ModelMetadata
+
+    path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_faint.fits"
+    with open_image(path) as im:
+        st = cutout(im, 32, 32, 64)
+    meta = {"input_noise_norm": 0.05, "noise_rms_range": (5e-4, 0.15), "model_pixel_scale": 0.05,
+            "psf_fwhm_pix": 1.88, "gt_psf_fwhm_pix": 1.3}
+    old = _training_range(SimpleNamespace(meta=meta, stamp=st))
+    assert not old.ok and "PSF FWHM 0.166″ vs the model's 0.114″" in old.text
+    new = _training_range(SimpleNamespace(meta={**meta, "trained_fwhm_pix": (1.53, 3.0)}, stamp=st))
+    assert new.ok, new.text
+    narrow = _training_range(SimpleNamespace(meta={**meta, "trained_fwhm_pix": (1.0, 1.6)}, stamp=st))
+    assert not narrow.ok and "outside the model's 1.00–1.60 px" in narrow.text
+    md = ModelMetadata(name="m", extra={"train_config": {"degrade": {"fwhm_range": [1.531, 2.237]}},
+                                        "real_psf_fwhm_pix": [1.6, 3.0]})
+    assert _trained_fwhm(md) == (1.531, 3.0) and _trained_fwhm(ModelMetadata(name="g")) is None
