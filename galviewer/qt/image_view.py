@@ -209,6 +209,8 @@ class ColourBar(pg.GraphicsLayout):
             self.axis.setLabel(unit)
         self.addItem(self.bar_vb, row=0, col=0)
         self.addItem(self.axis, row=0, col=1)
+        self.layout.setContentsMargins(4, 0, 0, 0)
+        self.layout.setSpacing(0)
         self.ticks: list[tuple[float, str]] = []
 
     def set_lut(self, lut: np.ndarray) -> None:
@@ -282,6 +284,11 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.colorbar = ColourBar(unit) if colorbar else None
         if self.colorbar is not None:
             self.addItem(self.colorbar, row=1, col=2)
+        if axes or colorbar:  # small panels: every pixel of margin is taken from the stamp
+            self.ci.layout.setContentsMargins(2, 2, 2, 2)
+            self.ci.layout.setSpacing(0)
+            if "left" in self.axes:
+                self.axes["left"].setWidth(32)
         self.image_item = pg.ImageItem()
         self.mask_item = pg.ImageItem()
         self.mask_item.setZValue(5)

@@ -109,8 +109,8 @@ class ComparisonPanels(QWidget):
         """Keep the stamps as large and as square as the space allows: one row of four when the area is wide
         (the panels are then square), a 2×2 grid otherwise."""
         w, h = ev.size().width(), max(ev.size().height() - 30, 1)  # the header line below
-        side4 = min(w / 4 - 60, h - 40)  # 60 px of axis and colour bar beside each, 40 of title and axis
-        side2 = min(w / 2 - 60, h / 2 - 40)
+        side4 = min(w / 4 - 110, h - 45)  # ~110 px of axis and colour bar beside each, 45 of title and axis
+        side2 = min(w / 2 - 110, h / 2 - 45)
         self._arrange(4 if side4 >= side2 else 2)
         super().resizeEvent(ev)
         if self.restoration is not None:
