@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
         self.readout = QLabel("")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setMinimumWidth(50)
+        self.readout.setWordWrap(True)  # RA/Dec and, on a mosaic, the chip and its pixel: may need two lines
         ll.addWidget(self.readout)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
@@ -166,6 +167,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("displayToolbar")  # saveState/restoreState need names
         self.addToolBar(tb)
         self.chip = QComboBox()
+        self.chip.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.chip.setToolTip("image extension (FLT/FLC: one per chip)")
         self.chip.activated.connect(lambda i: self.open_file(self.path, self.chip.currentText()) if self.path else None)
         self.stretch_box = QComboBox()
