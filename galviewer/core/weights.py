@@ -103,10 +103,19 @@ class ModelMetadata:
         prev = prev if isinstance(prev, int) and not isinstance(prev, bool) else 0
         with torch.device("meta"):
             params = count_parameters(Restormer(c))
+        real = self.extra.get("real_psfs")
+        real = real if isinstance(real, list) and all(isinstance(x, str) for x in real) else []
+        real_fwhm = self.extra.get("real_psf_fwhm_pix")
+        shapes = ""
+        if real:
+            span = (f" at core FWHM {real_fwhm[0]:g}–{real_fwhm[1]:g} px" if isinstance(real_fwhm, list)
+                    and len(real_fwhm) == 2 and all(isinstance(v, int | float) for v in real_fwhm) else "")
+            shapes = f" or one of {len(real)} shipped HST PSF shapes{span}"
         lines = [f"Model {self.name} (galviewer {self.galviewer_version or '?'}, created {self.created or '?'})",
                  f"Architecture: Restormer dim {c.dim}, blocks {list(c.num_blocks)}, refinement "
                  f"{c.num_refinement_blocks}, heads {list(c.heads)} — {params:,} parameters",
                  f"Trained for: {self.pixel_scale_arcsec:g}″/px, LQ = GT ⊗ Gaussian FWHM {self.psf_fwhm_pix:.2f} px"
+                 + shapes
                  + (f" (GT PSF FWHM {self.extra['gt_psf_fwhm_pix']} px)" if self.extra.get("gt_psf_fwhm_pix") else "")
                  + f", LQ noise rms {self.noise_rms_range[0]:g}–{self.noise_rms_range[1]:g} after min-max",
                  f"Training: {self.iterations:,} iterations" + (f" (+{prev:,} before)" if prev else "")
@@ -115,9 +124,15 @@ class ModelMetadata:
             lines += self._metric_lines()
         except (TypeError, ValueError, KeyError, AttributeError):
             lines.append("Evaluation: metrics present but not in galviewer-train evaluate's layout")
-        lines += ["Limits: trained on isolated galaxies with flat backgrounds, white noise and a Gaussian PSF; "
+        limits = ("Limits: trained on isolated galaxies with flat backgrounds, white noise and a Gaussian PSF; "
                   "bright stars, blends, other PSFs and drizzled (correlated) noise are outside its range — "
-                  "the quality verdict flags them. See README, Limits and Real HST data.",
+                  "the quality verdict flags them. See README, Limits and Real HST data.")
+        if real:
+            limits = ("Limits: trained also on real HST PSF shapes, bright-source noise, gradients, halos and blends, "
+                      "but bright stars still come back framed with too much flux, and drizzled (correlated) "
+                      "noise is outside its range — the quality verdict flags them. See README, Models and Real "
+                      "HST data.")
+        lines += [limits,
                   f"sha256 of the tensors: {self.weights_sha256 or 'not recorded'}"]
         return "\n".join(lines)
 

@@ -108,6 +108,9 @@ def test_the_realdata_model_explains_the_bright_galaxies_better_than_the_default
     default = Restorer.from_pretrained(device="cpu", uncertainty=False)
     realdata = Restorer.from_pretrained("galviewer-small-realdata", device="cpu", uncertainty=False)
     assert realdata.trained_fwhm == pytest.approx((1.531, 3.0)) and default.trained_fwhm is None
+    card = realdata.metadata.card()
+    assert "12 shipped HST PSF shapes at core FWHM 1.6–3 px" in card and "0.0005–0.15" in card
+    assert "shipped HST PSF shapes" not in default.metadata.card()
     for name in ("wfc3ir_dwarf", "wfc3ir_cd_neighbour", "wfc3ir_group"):
         st = _stamp(name)
         old = assess(r0 := default.restore(st), compare_restoration(r0))
