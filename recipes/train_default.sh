@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The exact recipe of the shipped default model (resources/models/galviewer-small.safetensors).
+# The exact recipe of the shipped models: stages 1-3 make the default, resources/models/galviewer-small.safetensors
+# (release 0.2); stage 4 makes the optional resources/models/galviewer-small-realdata.safetensors (release 0.3).
 # Paper §2.4 transfer learning, scaled to a 2-core CPU: pre-train on the Sérsic set, fine-tune on the
 # realistic set, then a second fine-tuning (warm restart) on a larger realistic set with extra point sources.
 # Usage: bash recipes/train_default.sh WORKDIR   (≈ 3.5 h on 2 idle CPU cores)
@@ -25,7 +26,8 @@ R=""; [ -f "$W/stage3/state.pt" ] && R="--resume"
 galviewer-train train --data "$W/realistic20k" --out "$W/stage3" --init "$W/finetune/best.safetensors" \
   --name galviewer-small --iterations 4000 --lr 2e-4 --batch-size 16 --val-every 250 --seed 3 --threads 2 \
   --point-fraction 0.1 --noise-range 0.01 0.15 $R
-# Stage 4 (release 0.3, issue 11): warm restart from stage 3 at lr 1.5e-4 for 3,200 iterations on the 12k realistic
+# Stage 4 (release 0.3, galviewer-small-realdata, issue 11; export it with --name galviewer-small-realdata):
+# warm restart from stage 3 at lr 1.5e-4 for 3,200 iterations on the 12k realistic
 # set with the real-data options: 40 % of samples with LQ noise log-uniform from 5e-4 (bright stars and galaxies)
 # to 0.15, 40 % blurred by a shipped HST PSF (TinyTim ACS/WFC3 and the empirical WFC3/IR F105W; core FWHM
 # 1.6–3 px) instead of a Gaussian, 25 % with a gradient or a neighbour's halo, 25 % with a second galaxy (blends,
