@@ -9,7 +9,8 @@ Each check compares the restoration with its own input and says whether the rest
 * ``rms`` — background rms of RS over that of LQ (σ-clipped, source pixels masked): at most 1 (a
   restoration must not be noisier than its input);
 * ``border`` — rms of the residual in σ along the stamp's 4-px frame over that of the interior, both on
-  background pixels: at most 1.5 (the network's edges must not show);
+  background pixels: at most 1.5 (the network's edges must not show), or a frame residual of at most 1σ rms
+  (below the noise nothing shows, whatever the ratio);
 * ``new_sources`` — sources in RS (photutils, 5 connected pixels above 3× the *input's* noise) whose peak
   lies outside every source of LQ (3σ, dilated by 2 px): none.
 
@@ -147,10 +148,16 @@ def assess(restoration: Any, measurements: Any = None) -> Verdict:
     inner = np.zeros(lq.shape, bool)
     inner[_INTERIOR:-_INTERIOR, _INTERIOR:-_INTERIOR] = True
     f, i = frame & sky, inner & sky
-    border = (float(np.sqrt(np.mean(z[f] ** 2)) / np.sqrt(np.mean(z[i] ** 2)))
+    frame_rms = float(np.sqrt(np.mean(z[f] ** 2))) if f.sum() >= 16 else math.nan
+    border = (frame_rms / float(np.sqrt(np.mean(z[i] ** 2)))
               if f.sum() >= 16 and i.sum() >= 16 and np.any(z[i]) else math.nan)
-    checks["border"] = Check("border", border, LIMITS["border"], border <= LIMITS["border"],
-                             f"border/interior {border:.3g}")
+    # A frame whose residual is below the noise (≤ 1σ rms) shows nothing, whatever the ratio: a large galaxy
+    # leaves few, very well fitted sky pixels inside, and the ratio of two sub-noise numbers is not a frame.
+    quiet = math.isfinite(frame_rms) and frame_rms <= 1.0
+    checks["border"] = Check("border", border, LIMITS["border"], border <= LIMITS["border"] or quiet,
+                             f"border/interior {border:.3g}"
+                             + (f" (frame residual {frame_rms:.2f}σ, below the noise)"
+                                if quiet and not border <= LIMITS["border"] else ""))
 
     # RS is smoother than LQ: its sources are detected at the threshold of the input's noise, so that a
     # "new source" is one the data would have shown at 3σ.

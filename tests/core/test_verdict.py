@@ -115,3 +115,23 @@ def test_a_model_trained_with_real_psfs_is_judged_on_its_psf_range_in_pixels():
     md = ModelMetadata(name="m", extra={"train_config": {"degrade": {"fwhm_range": [1.531, 2.237]}},
                                         "real_psf_fwhm_pix": [1.6, 3.0]})
     assert _trained_fwhm(md) == (1.531, 3.0) and _trained_fwhm(ModelMetadata(name="g")) is None
+
+
+def test_a_frame_below_the_noise_is_not_a_frame(scene):
+    """The border check reads a ratio; a frame whose residual is under 1σ rms shows nothing, however well the few
+    interior sky pixels fit (the 128-px spiral: 0.84σ over a near-perfect interior read 4.47)."""
+    truth, psf, _ = scene
+    rng = np.random.default_rng(7)
+    model = convolve(truth, psf)
+    lq = model + rng.normal(0.0, 2.0, truth.shape)
+    lq[12:-12, 12:-12] = model[12:-12, 12:-12] + rng.normal(0.0, 0.1, (40, 40))  # the interior fitted far below σ
+
+    def judged(rs):
+        r = _restoration(rs, lq, psf)
+        r.stamp.err = np.full(lq.shape, 2.5, np.float32)  # the frame's residual is its noise: 0.8σ
+        return assess(r).checks["border"]
+
+    b = judged(truth)
+    assert b.value > LIMITS["border"] and b.ok and "below the noise" in b.text
+    loud = judged(truth - np.pad(np.zeros((56, 56)), 4, constant_values=8.0))  # a frame of ~3σ still fails
+    assert loud.value > LIMITS["border"] and not loud.ok
