@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
     r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    r.add_argument("--context", type=int, default=0, metavar="M",
+                   help="with --xy, restore a cut-out M px larger on every side and keep the central --size "
+                        "(the network's own edges stay out of the stamp; README, Real HST data; default 0)")
     r.add_argument("--figure", metavar="PATH", help="with --xy, also write a labelled figure (.png, .pdf or .svg): "
                    "LQ | RS | residual/σ | uncertainty with axes, colour bars, file, position, model and verdict")
     _add_clean_arg(r)
@@ -308,6 +311,7 @@ def _quality_line(verdict: Any) -> str:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
+    from galviewer.core.restore import crop_restoration
     from galviewer.core.stamps import cutout
     from galviewer.core.verdict import judge
 
@@ -328,9 +332,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                     raise ParameterError("--figure", f"{figure}: use a {', '.join(FIGURE_FORMATS)} file name")
                 if figure.exists() and not args.overwrite:
                     raise ParameterError("--figure", f"{figure} exists; pass --overwrite to replace it")
-            stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
+            if not 0 <= args.context <= 256:
+                raise ParameterError("--context", f"must be 0–256 px, got {args.context}")
+            stamp = _cleaned(cutout(image, x, y, args.size + 2 * args.context, refine=not args.no_refine), image,
+                             args)
             restorer = _restorer(args)
-            result = restorer.restore(stamp)
+            result = crop_restoration(restorer.restore(stamp), args.context)
+            stamp = result.stamp
             verdict = judge(result)[1]
             write_stamp(out, result, overwrite=args.overwrite)
             cons = result.meta.get("consistency")
@@ -346,6 +354,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             return 0
         if args.figure:
             raise ParameterError("--figure", "is for one source (--xy); a catalogue run writes FITS stamps only")
+        if args.context:
+            raise ParameterError("--context", "is for one source (--xy)")
         positions = _catalog_positions(args.catalog, image, args.origin)
         outdir = out
         if outdir.exists() and not outdir.is_dir():

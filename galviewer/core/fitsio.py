@@ -628,6 +628,8 @@ def _provenance_header(restoration: Any) -> fits.Header:
     h["RESCALE"] = (str(m.get("rescale", "")), "method mapping RS to input units")
     h["RS_SCALE"] = (float(restoration.scale), "RS_phys = RS_SCALE * RS_norm + RS_OFFS")
     h["RS_OFFS"] = (float(restoration.offset), "offset of that mapping, input units")
+    if m.get("context"):
+        h["CONTEXT"] = (int(m["context"]), "[pix] restored with this margin, then cropped")
     h["TTA"] = (bool(m.get("uncertainty", False)), "SIGMA from 8 flips/rotations")
     h["PSFFWHM"] = (float(m.get("psf_fwhm_pix", float("nan"))), "[pix] LQ Gaussian PSF FWHM")
     if m.get("residual_psf"):

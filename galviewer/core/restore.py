@@ -16,6 +16,7 @@ Steps (METHOD §3–4):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -233,6 +234,38 @@ def _trained_fwhm(metadata: ModelMetadata) -> tuple[float, float] | None:
         return (float(min(gauss[0], real[0])), float(max(gauss[1], real[1])))
     except (KeyError, TypeError, IndexError, ValueError):
         return None
+
+
+def crop_restoration(r: Restoration, margin: int) -> Restoration:
+    """The central part of a restoration, ``margin`` pixels in from every side (context margin, issue 11).
+
+    Restoring a cut-out ``2·margin`` larger than the stamp and cropping keeps the network's own edges out of the
+    result; the residual is the larger one's, cropped, so it is computed with the context too.  The stamp (LQ,
+    ERR, masks, WCS, origin) is cropped alike; ``meta["context"]`` records the margin.
+
+    Raises
+    ------
+    ParameterError
+        For a negative margin or one that leaves fewer than 8×8 pixels.
+    """
+    m = int(margin)
+    if m < 0 or min(r.lq.shape) - 2 * m < 8:
+        raise ParameterError("context", f"a margin of {margin} px leaves less than 8×8 of a {r.lq.shape} restoration")
+    if m == 0:
+        return r
+    sl = (slice(m, -m), slice(m, -m))
+
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a[sl])
+
+    st = r.stamp
+    if st is not None:
+        st = dataclasses.replace(st, lq=cut(st.lq), err=cut(st.err), bad=cut(st.bad), padded=cut(st.padded),
+                                 wcs=None if st.wcs is None else st.wcs[sl],
+                                 origin=(st.origin[0] + m, st.origin[1] + m))
+    return dataclasses.replace(r, lq=cut(r.lq), data=cut(r.data), normalized=cut(r.normalized), sigma=cut(r.sigma),
+                               residual=cut(r.residual), model_input=cut(r.model_input), stamp=st,
+                               meta={**r.meta, "context": m})
 
 
 class Restorer:

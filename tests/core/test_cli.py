@@ -191,3 +191,21 @@ def test_restore_figure_is_labelled_and_never_clobbers(flt, tmp_path, tiny_ckpt,
         restoration_figure(out, r)
     with pytest.raises(ExportError, match="format"):
         restoration_figure(tmp_path / "f.tiff", r)
+
+
+def test_restore_with_a_context_margin_keeps_the_stamp_and_its_wcs(flt, tmp_path, tiny_ckpt, capsys):
+    """Issue 11 item 4: `--context M` restores a cut-out M px larger on every side and keeps the central stamp:
+    same size, the same parent pixels and sky, the margin recorded."""
+    x, y, _ = SOURCES[0]
+    base = ["restore", str(flt), "--xy", str(x), str(y), "--model", str(tiny_ckpt), "--device", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "a.fits")]) == 0
+    assert main([*base, "--context", "16", "-o", str(tmp_path / "b.fits")]) == 0, capsys.readouterr().err
+    with fits.open(tmp_path / "a.fits") as a, fits.open(tmp_path / "b.fits") as b:
+        ha, hb = a[0].header, b[0].header
+        assert b[0].data.shape == (64, 64) and hb["CONTEXT"] == 16 and "CONTEXT" not in ha
+        assert (hb["XORIGIN"], hb["YORIGIN"]) == (ha["XORIGIN"], ha["YORIGIN"])
+        assert np.array_equal(a["LQ"].data, b["LQ"].data)  # the same input pixels
+        assert WCS(ha).all_pix2world(10, 20, 0) == pytest.approx(WCS(hb).all_pix2world(10, 20, 0), abs=1e-10)
+        assert b["RESID"].data.shape == (64, 64) and np.isfinite(b["RESID"].data).all()
+    assert main([*base, "--context", "-1", "-o", str(tmp_path / "c.fits")]) == 2
+    assert "--context" in capsys.readouterr().err
