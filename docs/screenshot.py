@@ -33,6 +33,18 @@ def _pick_galaxy(data: np.ndarray) -> tuple[float, float]:
     return float(cat.x_centroid[i]), float(cat.y_centroid[i])
 
 
+def _click_and_grab(win, x: float, y: float, out: str) -> None:
+    """Restore at (x, y), wait until the measurements are in and the panels have settled, save, close."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
+    settle = QEventLoop()
+    QTimer.singleShot(500, settle.quit)
+    settle.exec()
+    win.grab().save(out)
+    win.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
@@ -51,7 +63,7 @@ def main() -> int:
     app = QApplication(sys.argv[:1])  # noqa: F841  (must exist while the window lives)
     import tempfile
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtCore import QSettings
 
     restorer = Restorer.from_file(args.model) if args.model else Restorer.from_pretrained()
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
@@ -64,13 +76,8 @@ def main() -> int:
             win.grid_action.setChecked(True)
             win._toggle_grid(True)
         x, y = args.xy if args.xy else (win.view.data.shape[1] / 2, win.view.data.shape[0] / 2)
-        win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
-        settle = QEventLoop()
-        QTimer.singleShot(500, settle.quit)
-        settle.exec()
-        win.grab().save(args.out)
+        _click_and_grab(win, x, y, args.out)
         print(f"{args.out}: {args.file} clicked at x={x:.1f} y={y:.1f}")
-        win.close()
         return 0
     win.jobs.run_and_wait("load", win.open_demo)
     win.jobs.run_and_wait("detect", lambda: win.detect_sources(5.0))
@@ -84,13 +91,8 @@ def main() -> int:
 
     win.sources_panel.table.sortItems(COLUMNS.index("flux cons."), Qt.SortOrder.DescendingOrder)  # restored first
     x, y = _pick_galaxy(win.view.data)
-    win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
-    settle = QEventLoop()
-    QTimer.singleShot(500, settle.quit)
-    settle.exec()
-    win.grab().save(args.out)
+    _click_and_grab(win, x, y, args.out)
     print(f"{args.out}: galaxy at x={x:.1f} y={y:.1f}")
-    win.close()
     return 0
 
 

@@ -16,17 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from galviewer.core.fitsio import sexagesimal
 from galviewer.errors import ExportError
 
 __all__ = ["FIGURE_FORMATS", "restoration_figure"]
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
-
-
-def _sexagesimal(ra: float, dec: float) -> str:
-    from galviewer.core.wcsgrid import format_dec, format_ra
-
-    return f"RA {format_ra(ra, 0.01)}  Dec {format_dec(dec, 0.1)}"
 
 
 def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, bool]:
@@ -43,7 +38,7 @@ def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, bool]:
                 sc = st.wcs.pixel_to_world(*st.center_in_stamp)
                 ra, dec = float(sc.ra.deg), float(sc.dec.deg)
                 if math.isfinite(ra) and math.isfinite(dec):
-                    where += f", {_sexagesimal(ra, dec)} ({ra:.6f}, {dec:+.6f} deg)"
+                    where += f", {sexagesimal(ra, dec)} (RA {ra:.6f}, Dec {dec:+.6f} deg)"
             except Exception:
                 pass
         ny, nx = st.lq.shape

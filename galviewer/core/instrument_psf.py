@@ -51,8 +51,6 @@ class InstrumentPSF:
         What the kernel is (shipped TinyTim file and resampling, or the Gaussian and why).
     drizzled : bool
         The image is a drizzled product (correlated noise).
-    shape : str
-        The shipped PSF shape it was made from (a :func:`training_psfs` name), or "" for a Gaussian.
     """
 
     kernel: np.ndarray
@@ -60,7 +58,6 @@ class InstrumentPSF:
     pixel_scale: float
     source: str
     drizzled: bool
-    shape: str = ""
 
     def __post_init__(self) -> None:
         self.kernel.setflags(write=False)  # shared by every caller (cached)
@@ -253,12 +250,12 @@ def _instrument_psf(inst: str, det: str, filt: str, scale: float, assumed: bool,
         if key == name and abs(scale / at - 1) <= 0.05:
             kernel = _resample(_empirical(file), at, scale, size)
             source = f"empirical {name} PSF of the HFF drizzled mosaic at {at:g}″/px (petrofit 0.5.0){where}"
-            return InstrumentPSF(kernel, fwhm_of(kernel), scale, source, drizzled, f"empirical/{file}")
+            return InstrumentPSF(kernel, fwhm_of(kernel), scale, source, drizzled)
     if inst and det and filt and name in shipped_psfs():
         psf, psf_scale = _tinytim(name)
         kernel = _resample(psf, psf_scale, scale, size)
         source = f"TinyTim {name} ({psf_scale:g}″/px, drizzlepac 3.11.0) resampled to {scale:.4g}″/px{where}"
-        return InstrumentPSF(kernel, fwhm_of(kernel), scale, source, drizzled, name)
+        return InstrumentPSF(kernel, fwhm_of(kernel), scale, source, drizzled)
     pivot = _pivot_nm(inst, det, filt) if inst else None
     if pivot is not None and math.isfinite(native):
         diffraction = 1.03 * pivot * 1e-9 / _MIRROR_M * 206264.806

@@ -335,7 +335,14 @@ class Restorer:
         self.batch_size = int(batch_size)
         self.model_path = None if model_path is None else Path(model_path)
         self.model_sha256 = model_sha256
+        # The kernel relating RS to LQ (rescaling, residual, consistency): the model's Gaussian, also for models
+        # trained with the shipped HST PSF shapes.  Measured on the real-data set (benchmarks/realdata.py): the
+        # instrument PSF's own shape, its core narrowed in quadrature by the GT PSF (as the trainer's LQ = K ⊗ GT
+        # implies), put 11–35 % too much flux into the WFC3/IR galaxies and doubled their χ²; with the Gaussian
+        # their flux is within 4–15 % (README, *Real HST data*): the network does not restore the wings of the
+        # real PSFs, so a kernel with those wings over-scales its output.
         self.psf = gaussian_psf(metadata.psf_fwhm_pix, 7)
+        self.psf_source = f"Gaussian FWHM {metadata.psf_fwhm_pix:.2f} px (the model's)"
         # Models trained with the shipped HST PSFs (issue 11): the LQ PSF core FWHM range (pixels) they saw,
         # Gaussians and real PSFs together, for the verdict's training-range check.
         self.trained_fwhm = _trained_fwhm(metadata)
@@ -646,7 +653,6 @@ class Restorer:
         fuse_data = self.consistency if consistency is None else bool(consistency)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
-            psf, psf_source = self.kernel_for(st)
             method = rescale
             if method == "auto":
                 method = "paper" if max(st.lq.shape) <= 128 else "lstsq"
@@ -657,7 +663,7 @@ class Restorer:
             else:
                 try:
                     s, c, _ = rescale_to_physical(
-                        st.lq, rs, psf, method=method, center=st.center_in_stamp,
+                        st.lq, rs, self.psf, method=method, center=st.center_in_stamp,
                         mask=mask if mask.any() and not mask.all() else None,
                     )
                 except RestoreError as exc:
@@ -671,11 +677,11 @@ class Restorer:
                 sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
             if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
                 raise overflow
-            fused = self._fuse(st, data, mask, psf) if fuse_data else None
+            fused = self._fuse(st, data, mask) if fuse_data else None
             if fused is not None:
                 data = fused.image
             with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
-                residual = np.subtract(st.lq, _convolve32(data, psf), dtype=np.float32)
+                residual = np.subtract(st.lq, _convolve32(data, self.psf), dtype=np.float32)
             if not np.isfinite(residual).all():
                 raise overflow
             meta = {
@@ -692,7 +698,7 @@ class Restorer:
                 "device": str(self.device),
                 "precision": "float16" if self.half else "float32",
                 "psf_fwhm_pix": self.metadata.psf_fwhm_pix,
-                "residual_psf": psf_source,
+                "residual_psf": self.psf_source,
                 "trained_fwhm_pix": self.trained_fwhm,
                 "model_pixel_scale": self.metadata.pixel_scale_arcsec,
                 "noise_rms_range": tuple(self.metadata.noise_rms_range),
@@ -705,7 +711,7 @@ class Restorer:
             }
             results.append(Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32, copy=False), sigma=sigma,
                                        residual=residual, model_input=norm_in.astype(np.float32, copy=False), scale=s,
-                                       offset=c, psf=psf, stamp=st, meta=meta))
+                                       offset=c, psf=self.psf, stamp=st, meta=meta))
         elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
         for r in results:
             r.meta["seconds"] = elapsed
@@ -714,18 +720,7 @@ class Restorer:
     # Fourier fusion is done in float64 over the padded image: bounded to regions of this many pixels.
     MAX_CONSISTENCY_PIXELS = 1024 * 1024
 
-    def kernel_for(self, st: Stamp) -> tuple[np.ndarray, str]:
-        """The kernel relating a restoration of ``st`` to its LQ (rescaling, residual, consistency) and what it is.
-
-        Always the model's Gaussian, also for a model trained with the shipped HST PSF shapes: on the real-data
-        set (``benchmarks/realdata.py``) the instrument PSF's own shape (its core narrowed in quadrature by the
-        GT PSF, as the trainer's LQ = K ⊗ GT implies) put 11–35 % too much flux into the WFC3/IR galaxies and
-        doubled their χ²; with the Gaussian their flux is within 4–15 % (README, *Real HST data*): the network
-        does not restore the wings of the real PSFs, so a kernel with those wings over-scales its output.
-        """
-        return self.psf, f"Gaussian FWHM {self.metadata.psf_fwhm_pix:.2f} px (the model's)"
-
-    def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray, psf: np.ndarray) -> Any:
+    def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
         """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
         from galviewer.core.consistency import fuse
 
@@ -737,7 +732,7 @@ class Restorer:
             st.extra["consistency_skipped"] = "no noise estimate"
             return None
         try:
-            return fuse(st.lq, data, psf, noise, mask=mask if mask.any() and not mask.all() else None)
+            return fuse(st.lq, data, self.psf, noise, mask=mask if mask.any() and not mask.all() else None)
         except ParameterError as exc:
             st.extra["consistency_skipped"] = exc.reason
             return None

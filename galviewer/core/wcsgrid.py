@@ -44,7 +44,11 @@ def _decimals(step: float) -> int:
 
 
 def format_ra(deg: float, step_s: float = 1.0) -> str:
-    """RA in hours as ``hh:mm:ss.s`` with as many decimals as the spacing needs."""
+    """RA in hours as ``hh:mm:ss.s`` with as many decimals as the spacing needs.
+
+    Not :func:`galviewer.core.fitsio.sexagesimal` (astropy's ``Angle.to_string``, fixed precision): a grid
+    label's precision follows its spacing, and astropy rounds 23:59:59.998 to "24:00:00" at precision 0.
+    """
     d = _decimals(step_s)
     total = round((deg % 360.0) / 15.0 * 3600.0, d) % 86400.0
     h, rem = divmod(total, 3600.0)

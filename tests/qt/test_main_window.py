@@ -434,8 +434,10 @@ def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_pa
     x, y = ra_line.xData, ra_line.yData
     k = np.flatnonzero(np.isfinite(x))[len(np.flatnonzero(np.isfinite(x))) // 2]
     ra, _ = window.image.pixel_to_world(float(x[k]), float(y[k]))
-    assert any(abs(ra - line.value) < 1e-6 for line in __import__("galviewer.core.wcsgrid", fromlist=["x"]).wcs_grid(
-        window.image.wcs, window.image.data.shape) if line.axis == "ra")
+    from galviewer.core.wcsgrid import wcs_grid
+
+    assert any(abs(ra - line.value) < 1e-6 for line in wcs_grid(window.image.wcs, window.image.data.shape)
+               if line.axis == "ra")
     window._toggle_grid(False)
     assert not window.view.grid_items
     _click(qtbot, window, 48.5, 48.4)
