@@ -5,11 +5,13 @@
 For every cut-out (a bright WFC3/IR star with spikes, a STIS star, a galaxy on the cD's halo, a dwarf with
 neighbours, a compact group, a spiral, faint galaxies) the stamp on the detected source nearest to the
 cut-out's centre — where a user would click — (64 px, the spiral 128)
-is restored by the model, then again with the data-consistency step (``--consistency``), and judged by
+is restored by the model alone, then with the large-scale anchoring (the default, ``--anchor``), then with the
+anchoring and the data-consistency step (``--consistency``), and judged by
 :func:`galviewer.core.verdict.assess`: residual χ², flux conservation in the Kron ellipse, background rms
 RS/LQ, border/interior residual ratio, sources in RS absent from LQ.  Writes ``benchmarks/results/realdata.md``
-and the montage ``docs/realdata_montage.png`` (per case: LQ | RS | residual/σ | σ, then RS and residual/σ
-with the consistency step; LQ and RS share one asinh stretch, residuals span ±5σ).
+and the montage ``docs/realdata_montage.png`` (per case: LQ | RS | residual/σ | σ of the network alone, then RS
+and residual/σ anchored, then residual/σ with the consistency step too; LQ and RS share one asinh stretch,
+residuals span ±5σ).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from typing import Any
 import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
+from galviewer.core.consistency import DEFAULT_ANCHOR
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "realdata"
 SIZES = {"wfc3ir_spiral": 128}
+# (key, label, anchored, consistency step)
+STEPS = (("net", "network", False, False), ("anchor", "+ anchoring", True, False),
+         ("cons", "+ anchoring + consistency", True, True))
 
 
 def cases() -> list[Path]:
@@ -45,7 +52,7 @@ def target(image: Any) -> tuple[float, float]:
 
 
 def run(model: str | None, uncertainty: bool, context: int = 0) -> list[dict]:
-    """Restore and judge every case, with and without the consistency step."""
+    """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
     from galviewer import Restorer, cutout, open_image
     from galviewer.core.measure.compare import compare_restoration
     from galviewer.core.restore import crop_restoration
@@ -58,8 +65,9 @@ def run(model: str | None, uncertainty: bool, context: int = 0) -> list[dict]:
         with open_image(path) as im:
             stamp = cutout(im, *target(im), SIZES.get(path.stem, 64) + 2 * context)
         row = {"case": path.stem, "model": restorer.name}
-        for mode, cons in (("net", False), ("cons", True)):
-            r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons), context)
+        for mode, _, anchor, cons in STEPS:
+            r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons,
+                                                  anchor=DEFAULT_ANCHOR if anchor else 0.0), context)
             v = assess(r, compare_restoration(r))
             row[mode] = (r, v)
         out.append(row)
@@ -74,10 +82,12 @@ def _montage(rows: list[dict], png: Path) -> None:
 
     from galviewer.core.measure.background import background
 
-    cols = ["LQ", "RS", "residual / σ", "σ (8 flips)", "RS consistency", "residual / σ (consistency)"]
+    cols = ["LQ", "RS network", "residual / σ", "σ (8 flips)", "RS anchored", "residual / σ (anchored)",
+            "residual / σ (+ consistency)"]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.1 * len(cols), 2.15 * len(rows)))
     for i, row in enumerate(rows):
         r, v = row["net"]
+        ra, va = row["anchor"]
         rc, vc = row["cons"]
         lq = r.lq
         bkg = background(lq)
@@ -90,7 +100,8 @@ def _montage(rows: list[dict], png: Path) -> None:
         panels = [(stretch(lq), "gray", (-0.05, 1)), (stretch(r.data), "gray", (-0.05, 1)),
                   (r.residual / sig, "RdBu_r", (-5, 5)),
                   ((r.sigma if r.sigma is not None else np.zeros_like(lq)), "magma", None),
-                  (stretch(rc.data), "gray", (-0.05, 1)), (rc.residual / sig, "RdBu_r", (-5, 5))]
+                  (stretch(ra.data), "gray", (-0.05, 1)), (ra.residual / sig, "RdBu_r", (-5, 5)),
+                  (rc.residual / sig, "RdBu_r", (-5, 5))]
         for j, (img, cmap, lim) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(img, origin="lower", cmap=cmap, vmin=None if lim is None else lim[0],
@@ -102,8 +113,9 @@ def _montage(rows: list[dict], png: Path) -> None:
         axes[i, 0].set_ylabel(row["case"], fontsize=8)
         axes[i, 1].set_xlabel(("ok" if v.ok else "FAIL") + f" χ² {v.checks['chi2'].value:.3g}", fontsize=7,
                               color="green" if v.ok else "red")
-        axes[i, 4].set_xlabel(("ok" if vc.ok else "FAIL") + f" χ² {vc.checks['chi2'].value:.3g}", fontsize=7,
-                              color="green" if vc.ok else "red")
+        for j, w in ((4, va), (6, vc)):
+            axes[i, j].set_xlabel(("ok" if w.ok else "FAIL") + f" χ² {w.checks['chi2'].value:.3g}", fontsize=7,
+                                  color="green" if w.ok else "red")
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
@@ -125,7 +137,7 @@ def main() -> None:
              "| case | step | χ² | flux cons. | RS/LQ rms | border/interior | new sources | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        for mode, label in (("net", "network"), ("cons", "+ consistency")):
+        for mode, label, _, _ in STEPS:
             _, v = row[mode]
             c = v.checks
             lines.append(f"| {row['case']} | {label} | {c['chi2'].value:.3g} | {c['flux'].value:.3f} | "

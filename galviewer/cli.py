@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from galviewer import __version__
+from galviewer.core.consistency import DEFAULT_ANCHOR
 from galviewer.errors import GalviewerError, ParameterError
 
 __all__ = ["build_parser", "main", "safe_label", "to_json"]
@@ -93,6 +94,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistency", action="store_true",
                    help="fuse the restoration with the data (closed-form, Fourier) so that the residual chi2 "
                         "is at most 1: the data decide where the PSF passes signal, the network elsewhere")
+    p.add_argument("--anchor", type=float, default=None, metavar="SIGMA",
+                   help="give the restoration back the data's scales above SIGMA px (large-scale anchoring: "
+                        "flux, background, halos; README, Real HST data); 0 turns it off "
+                        f"(default: {DEFAULT_ANCHOR:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _restorer(args: argparse.Namespace) -> Any:
     from galviewer.core.restore import Restorer
 
-    kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency}
+    kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency,
+              "anchor": DEFAULT_ANCHOR if args.anchor is None else args.anchor}
     if args.model is not None and (Path(args.model).suffix in (".safetensors", ".pth", ".pt")
                                    or Path(args.model).exists()):
         return Restorer.from_file(args.model, args.device, **kwargs)
@@ -311,7 +317,7 @@ def _quality_line(verdict: Any) -> str:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
-    from galviewer.core.restore import crop_restoration
+    from galviewer.core.restore import crop_restoration, steps_text
     from galviewer.core.stamps import cutout
     from galviewer.core.verdict import judge
 
@@ -341,8 +347,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             stamp = result.stamp
             verdict = judge(result)[1]
             write_stamp(out, result, overwrite=args.overwrite)
-            cons = result.meta.get("consistency")
-            fused = "" if cons is None else f", consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}"
+            steps = steps_text(result.meta)
+            fused = f", {steps}" if steps else ""
             print(f"{out}: restored source at x={stamp.center[0]:.2f} y={stamp.center[1]:.2f} "
                   f"({result.meta['seconds'] * 1e3:.0f} ms, model {result.meta['model']}, "
                   f"scale {result.scale:.4g}, offset {result.offset:.4g}{fused})")

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fwhm", type=float, default=1.88, help="LQ PSF FWHM in pixels (default 1.88)")
     e.add_argument("--consistency", action="store_true", help="evaluate the model followed by the data-consistency "
                    "step (galviewer restore --consistency), the noise taken from each input's background")
+    e.add_argument("--anchor", type=float, default=0.0, metavar="SIGMA",
+                   help="evaluate the model followed by the large-scale anchoring of σ SIGMA px (galviewer restore "
+                   "--anchor); 0 (default): none")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.consistency import fuse
+from galviewer.core.consistency import anchor, fuse
 from galviewer.core.degrade import convolve, correlated_noise
 from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
@@ -60,6 +60,7 @@ class EvalConfig:
     noise_rms: float = 0.05
     fwhm: float = 1.88
     consistency: bool = False  # evaluate the model followed by the data-consistency step
+    anchor: float = 0.0  # σ (px) of the large-scale anchoring after the model (0: none)
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -198,32 +199,43 @@ def evaluate(
         raise ParameterError("out", f"{outdir} already holds a report; choose another folder or --overwrite")
     outdir.mkdir(parents=True, exist_ok=True)
     shards = ShardSet(data)
-    restorer = Restorer.from_file(model, device, uncertainty=False)
+    restorer = Restorer.from_file(model, device, uncertainty=False, anchor=cfg.anchor)
     test = split_indices(len(shards), "test")[: cfg.count]
     val = split_indices(len(shards), "val")[: cfg.tune_count]
     if len(test) == 0 or len(val) == 0:
         raise ParameterError("data", f"{shards.path}: too few stamps for a test and a validation split")
     t_start = time.perf_counter()
-    res: dict[str, Any] = {"model": str(model), "model_name": restorer.name + (" + consistency" if cfg.consistency
-                                                                               else ""), "data": str(shards.path),
+    steps = ([f"anchoring σ {cfg.anchor:g} px"] if cfg.anchor else []) + (["consistency"] if cfg.consistency else [])
+    res: dict[str, Any] = {"model": str(model), "model_name": " + ".join([restorer.name, *steps]),
+                           "data": str(shards.path),
                            "data_kind": shards.kind, "config": cfg.__dict__, "test_stamps": len(test)}
 
     eval_psf = gaussian_psf(cfg.fwhm, 7)
 
-    def norm_restore(lq_norms: list[np.ndarray]) -> list[np.ndarray]:
-        outs = [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
-        if cfg.consistency:
-            outs = [_consistent(q, o) for q, o in zip(lq_norms, outs, strict=True)]
-        return outs
-
-    def _consistent(q: np.ndarray, o: np.ndarray) -> np.ndarray:
-        """As the app does it: RS brought to LQ's units by eq. 8–9, fused with LQ (noise from its background,
-        no ground truth), and mapped back to the network's units, where it is scored."""
+    def app_units(q: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """As the app does it: RS brought to LQ's units by eq. 8–9, then anchored and/or fused with LQ (noise from
+        its background, no ground truth).  Returns the image in LQ's units and the rescaling (s, c); (o, 1, 0)
+        where eq. 8–9 is undefined."""
         try:
             s, c, _ = rescale_to_physical(q, o, eval_psf)
         except RestoreError:
-            return o
-        return (fuse(q, s * o + c, eval_psf, background(q).rms).image - c) / s
+            return o, 1.0, 0.0
+        x = s * o + c
+        if cfg.anchor:
+            x = anchor(q, x, eval_psf, background(q).rms, scale=cfg.anchor).image
+        if cfg.consistency:
+            x = fuse(q, x, eval_psf, background(q).rms).image
+        return x, s, c
+
+    def restore_both(lq_norms: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """RS in the network's units (post-steps mapped back by the same s, c) and in LQ's units (the app's)."""
+        raw = [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
+        app = [app_units(q, o) for q, o in zip(lq_norms, raw, strict=True)]
+        net = [(x - c) / s for x, s, c in app] if cfg.anchor or cfg.consistency else raw
+        return net, [x for x, _, _ in app]
+
+    def norm_restore(lq_norms: list[np.ndarray]) -> list[np.ndarray]:
+        return restore_both(lq_norms)[0]
 
     # --- baselines tuned on the validation split
     tune = tune_baselines(_pairs(shards, val, cfg.seed + 1, cfg.noise_rms, cfg.fwhm))
@@ -235,7 +247,15 @@ def evaluate(
     def outputs(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list, dict[str, list]]:
         g = [_minmax(p[0]) for p in pairs]
         q = [_minmax(p[1]) for p in pairs]
-        return g, {"LQ": q, "RS": norm_restore(q),
+        net, app = restore_both(q)
+        # "RS app": what the app returns, in LQ's units, scored against GT in the same units; both mapped by GT's
+        # range there, so that GT maps onto _minmax(GT) exactly as for the other rows.
+        app_scored = []
+        for (gt, lq, _), x in zip(pairs, app, strict=True):
+            lo, hi = float(np.min(lq)), float(np.max(lq))
+            gq = (gt - lo) / (hi - lo)
+            app_scored.append((x - float(np.min(gq))) / float(np.ptp(gq)))
+        return g, {"LQ": q, "RS": net, "RS app": app_scored,
                    "RL": [baseline("rl", x, pairs[0][2], tune["rl"]) for x in q],
                    "Wiener": [baseline("wiener", x, pairs[0][2], tune["wiener"]) for x in q]}
 
@@ -412,13 +432,17 @@ def report_markdown(res: dict[str, Any]) -> str:
              "both background-subtracted and clipped at zero before min-max.", "",
              "## Table 1", "", "| | PSNR (dB) | SSIM |", "|---|---|---|"]
     lines += [f"| {k} | {v['psnr']:.2f} | {v['ssim']:.3f} |" for k, v in t.items()]
-    lines += ["", "## Noise sweep (PSNR dB / SSIM)", "", "| LQ rms | LQ | RS | RL | Wiener | RS − best classical |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "RS: the network's output in its own units (the paper's metric; post-steps mapped back by the same "
+              "rescaling). RS app: what the app returns — rescaled to the input's units by eq. 8–9 (and the "
+              "post-steps) — scored against GT in those units.", ""]
+    app = "RS app" if "RS app" in t else "RS"  # reports written before the RS app row
+    lines += ["## Noise sweep (PSNR dB / SSIM)", "",
+              "| LQ rms | LQ | RS | RS app | RL | Wiener | RS − best classical |", "|---|---|---|---|---|---|---|"]
     for n, row in res["noise_sweep"].items():
         best = max(row["RL"]["psnr"], row["Wiener"]["psnr"])
         best_s = max(row["RL"]["ssim"], row["Wiener"]["ssim"])
         lines.append(f"| {n} | " + " | ".join(f"{row[k]['psnr']:.2f} / {row[k]['ssim']:.3f}"
-                                             for k in ("LQ", "RS", "RL", "Wiener"))
+                                             for k in ("LQ", "RS", app, "RL", "Wiener"))
                      + f" | {row['RS']['psnr'] - best:+.2f} dB / {row['RS']['ssim'] - best_s:+.3f} |")
     m = res["morphology"]
     lines += ["", f"## Morphology (Fig. 6; {res['morph_galaxies']} galaxies, Sérsic fits with the app's fitter)", "",
@@ -455,7 +479,7 @@ def cli_evaluate(args: Any) -> int:
     """Handler of ``galviewer-train evaluate``."""
     cfg = EvalConfig(count=args.count, morph_count=args.morph_count, stars=args.stars, blank_seeds=args.blank_seeds,
                      blank_per_seed=args.blank_per_seed, tune_count=args.tune_count, seed=args.seed,
-                     noise_rms=args.noise_rms, fwhm=args.fwhm, consistency=args.consistency)
+                     noise_rms=args.noise_rms, fwhm=args.fwhm, consistency=args.consistency, anchor=args.anchor)
     res = evaluate(args.model, args.data, args.out, cfg, device=args.device, overwrite=args.overwrite,
                    echo=lambda m: print(m, flush=True))
     print(f"report: {Path(args.out) / 'report.md'} ({res['seconds']:.0f} s)")

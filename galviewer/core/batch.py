@@ -266,6 +266,7 @@ def restore_sources(
     size: int = 64,
     uncertainty: bool | None = None,
     consistency: bool | None = None,
+    anchor: float | None = None,
     clean: Callable[[Stamp], tuple[Stamp, int]] | None = None,
     measure: bool = True,
     chunk: int = 8,
@@ -285,6 +286,8 @@ def restore_sources(
         8 flips/rotations (default: the restorer's setting).
     consistency : bool, optional
         Fuse each restoration with its data (default: the restorer's setting).
+    anchor : float, optional
+        σ (px) of the large-scale anchoring, 0 for none (default: the restorer's setting).
     clean : callable, optional
         Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.core.cosmics.clean_cosmic_rays`).
     measure : bool
@@ -335,7 +338,7 @@ def restore_sources(
         part = todo[start: start + chunk]
         try:
             restored = restorer.restore_many([r.stamp for r in part], uncertainty=uncertainty, cancel=cancel,
-                                             consistency=consistency)
+                                             consistency=consistency, anchor=anchor)
         except RestoreCancelled:
             raise
         except GalviewerError:
@@ -343,7 +346,7 @@ def restore_sources(
             for r in part:  # find the culprit(s) one by one
                 try:
                     restored.append(restorer.restore(r.stamp, uncertainty=uncertainty, cancel=cancel,
-                                                     consistency=consistency))
+                                                     consistency=consistency, anchor=anchor))
                 except RestoreCancelled:
                     raise
                 except GalviewerError as exc:

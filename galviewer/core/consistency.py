@@ -16,6 +16,21 @@ target (1 by default); when the network already explains the data (χ² ≤ targ
 The convolution is circular, so both images are padded by mirror reflection (twice the PSF's width) before the
 transform and cropped after; with the same PSF and reflect boundaries as the residual of
 :class:`~galviewer.core.restore.Restorer`, the χ² reported here is the one the residual shows.
+
+:func:`anchor` is a second, gentler way to the same end (issue 11): it gives the restoration the data's *large scales*
+only.  The network's errors on real images are mostly smooth — a dark frame along the stamp edge, a halo or
+background level it did not reproduce, flux it lost or invented — and at those scales the PSF passes everything,
+so the data know the answer to far better than the noise.  Each step adds the Gaussian-smoothed residual,
+
+    RS ← RS + G_s ⊗ (LQ − PSF ⊗ RS),
+
+which leaves the residual multiplied by ``1 − P^·G^_s`` in Fourier space: its scales well above ``s`` go, its
+fine scales (where the network's sharpening lives) stay.  Repeating it n times leaves ``(1 − P^·G^_s)^n``.  It
+never deconvolves.  Given alone, the smoothed residual would also carry the smoothed noise into RS (rms
+σ/(2√π s) per step for white noise: −0.66 dB of PSNR at the paper's noise, measured), so it is shrunk at three
+times its own noise (a non-negative garrote): only what the data show at 3σ — the verdict's detection threshold —
+is given back (at 2σ, 41 pseudo-sources appeared in 1,000 blank noise stamps).  Measured in README
+(*Real HST data*, *Large-scale anchoring*).
 """
 
 from __future__ import annotations
@@ -28,7 +43,13 @@ import numpy as np
 from galviewer.core.degrade import convolve
 from galviewer.errors import ParameterError
 
-__all__ = ["Consistency", "fuse"]
+__all__ = ["ANCHOR_ITERATIONS", "ANCHOR_THRESHOLD", "DEFAULT_ANCHOR", "Anchoring", "Consistency", "anchor", "fuse"]
+
+# Large-scale anchoring: σ (pixels) used by the Restorer, the CLI and the viewer unless told otherwise (0: off),
+# and its number of steps.
+DEFAULT_ANCHOR = 2.0
+ANCHOR_ITERATIONS = 3
+ANCHOR_THRESHOLD = 3.0
 
 
 @dataclass(frozen=True)
@@ -151,3 +172,122 @@ def fuse(
     out = solve(mu)
     after = _chi2(a, out, k, s, use)
     return Consistency(out.astype(np.float32), mu, before, after, float(np.linalg.norm(out - b)) / spread)
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """Outcome of :func:`anchor`.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The anchored restoration (float32, the input's units).
+    scale : float
+        σ of the Gaussian low-pass (pixels).
+    iterations : int
+        Steps taken.
+    threshold : float
+        Shrinkage threshold in units of the smoothed noise (0: none).
+    changed_fraction : float
+        ``Σ|RS_anchored − RS_net| / Σ|RS_net − median(RS_net)|`` over the usable pixels: how much of the
+        restoration the step moved.
+    """
+
+    image: np.ndarray
+    scale: float
+    iterations: int
+    threshold: float
+    changed_fraction: float
+
+
+def anchor(
+    lq: np.ndarray,
+    rs: np.ndarray,
+    psf: np.ndarray,
+    sigma: np.ndarray | float | None,
+    *,
+    scale: float = 2.0,
+    iterations: int = ANCHOR_ITERATIONS,
+    threshold: float = ANCHOR_THRESHOLD,
+    mask: np.ndarray | None = None,
+) -> Anchoring:
+    """Give a restoration back the data's large scales (see the module's notes).
+
+    Parameters
+    ----------
+    lq : array_like
+        The input stamp, in its units.
+    rs : array_like
+        The network's restoration in the same units.
+    psf : array_like
+        The LQ PSF kernel relating RS to LQ (odd sides, sums to 1).
+    sigma : array_like or float or None
+        1-σ noise of ``lq`` per pixel (or one value).  The smoothed residual is soft-thresholded at
+        ``threshold`` times its own noise, ``sqrt(G² ⊗ σ²)`` (independent pixels; a non-negative garrote,
+        ``g·max(0, 1 − t²/g²)``), so that only what the data show beyond their noise is given back; None
+        applies no threshold.
+    scale : float
+        σ in pixels of the Gaussian applied to the residual (> 0): scales well above it are taken from the
+        data.
+    iterations : int
+        Steps (≥ 1).
+    threshold : float
+        Shrinkage threshold in units of the smoothed noise (≥ 0).
+    mask : array_like of bool, optional
+        Pixels whose residual is not used (bad or padded pixels): the smoothing is normalised over the others.
+
+    Returns
+    -------
+    Anchoring
+
+    Raises
+    ------
+    ParameterError
+        For mismatched shapes, a bad PSF or noise, a non-positive scale or iteration count.
+    """
+    from scipy import ndimage
+
+    a = np.asarray(lq, dtype=np.float64)
+    b = np.asarray(rs, dtype=np.float64)
+    k = np.asarray(psf, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or not np.isfinite(k).all():
+        raise ParameterError("psf", f"must be a finite 2-D kernel with odd sides, got shape {k.shape}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ParameterError("anchor scale", f"must be a positive number of pixels, got {scale}")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ParameterError("anchor iterations", f"must be an integer >= 1, got {iterations!r}")
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ParameterError("anchor threshold", f"must be >= 0, got {threshold}")
+    use = np.isfinite(a) & np.isfinite(b)
+    if mask is not None:
+        use &= ~np.asarray(mask, dtype=bool)
+    if sigma is not None:
+        s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), a.shape)
+        good = np.isfinite(s) & (s > 0)
+        if not (good & use).any():
+            raise ParameterError("sigma", "no pixel has a positive, finite noise")
+        s2 = np.where(good & use, s, np.median(s[good & use])) ** 2
+    if not use.any():
+        raise ParameterError("mask", "no usable pixel to anchor on")
+    w = use.astype(np.float64)
+    # normalised convolution: a masked pixel's residual is unknown, not zero
+    norm = ndimage.gaussian_filter(w, scale, mode="reflect")
+    norm = np.where(norm > 1e-3, norm, np.inf)
+    if sigma is not None and threshold > 0:
+        # noise of the smoothed residual: G² is a Gaussian of σ/√2 times 1/(4π σ²)
+        t = threshold * np.sqrt(ndimage.gaussian_filter(s2 * w, scale / math.sqrt(2), mode="reflect")
+                                / (4 * math.pi * scale**2)) / norm
+    else:
+        t = 0.0
+    out = b.copy()
+    for _ in range(iterations):
+        g = ndimage.gaussian_filter(np.where(use, a - convolve(out, k), 0.0), scale, mode="reflect") / norm
+        # non-negative garrote: g·(1 − t²/g²) beyond the threshold, 0 below it; unlike a soft threshold it
+        # leaves no bias of t on a large offset (a sky level, a frame), which would sum to a flux error
+        g2 = np.maximum(g * g, 1e-300)
+        out += g * np.maximum(1.0 - t * t / g2, 0.0)
+    spread = float(np.sum(np.abs(b[use] - np.median(b[use])))) or 1.0
+    return Anchoring(out.astype(np.float32), float(scale), iterations, float(threshold),
+                     float(np.sum(np.abs(out - b)[use])) / spread)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.fitsio import sexagesimal
+from galviewer.core.restore import steps_text
 from galviewer.errors import ExportError
 
 __all__ = ["FIGURE_FORMATS", "restoration_figure"]
@@ -44,10 +45,10 @@ def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, bool]:
         ny, nx = st.lq.shape
         head.append(f"{name}{ext} · {where} · {nx}×{ny} px stamp")
     sha = str(m.get("model_sha256") or "")[:12]
-    cons = m.get("consistency")
+    steps = steps_text(m)
     head.append(f"model {m.get('model')} ({sha or 'no checksum'}) · RS = {restoration.scale:.4g}·out "
                 f"{'+' if restoration.offset >= 0 else '−'} {abs(restoration.offset):.4g} ({m.get('rescale')})"
-                + ("" if cons is None else f" · consistency step: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}")
+                + (f" · {steps}" if steps else "")
                 + f" · residual kernel: {m.get('residual_psf') or 'the model PSF'}")
     if verdict is None:
         return head, "quality not assessed", True

@@ -647,6 +647,9 @@ def _provenance_header(restoration: Any) -> fits.Header:
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)
+    anchored = m.get("anchor")
+    h["ANCHOR"] = (float(anchored["scale"]) if anchored else 0.0,
+                   "px, large-scale anchoring sigma; 0: none")
     cons = m.get("consistency")
     h["CONSIST"] = (cons is not None, "RS fused with the data (data consistency)")
     if cons is not None:

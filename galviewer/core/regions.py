@@ -327,7 +327,7 @@ class RegionRestoration:
 
 def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, *, uncertainty: bool | None = None,
                    clean: Any = None, progress: Any = None, cancel: Any = None,
-                   consistency: bool | None = None) -> RegionRestoration:
+                   consistency: bool | None = None, anchor: float | None = None) -> RegionRestoration:
     """Restore a region as one piece (tiled within the restorer's memory budget).
 
     Parameters
@@ -339,7 +339,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
         8 flips/rotations (default: the restorer's setting).
     clean : callable(Stamp) -> (Stamp, int), optional
         Cosmic-ray cleaning applied to the cut-out first.
-    progress, cancel, consistency
+    progress, cancel, consistency, anchor
         As for :meth:`galviewer.Restorer.restore`.
 
     Raises
@@ -360,7 +360,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
     fit_mask = stamp.padded | stamp.bad | ~inside
     fitted = dataclasses.replace(stamp, bad=fit_mask & ~stamp.padded) if not inside.all() else stamp
     r = restorer.restore(fitted, uncertainty=uncertainty, rescale="lstsq", progress=progress, cancel=cancel,
-                         consistency=consistency)
+                         consistency=consistency, anchor=anchor)
     r.stamp = stamp
     r.meta["region"] = region.ds9()
     return RegionRestoration(region, r, inside)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from galviewer.core.consistency import DEFAULT_ANCHOR
 from galviewer.core.degrade import convolve
 from galviewer.core.measure.background import background
 from galviewer.core.model import Restormer
@@ -103,7 +104,8 @@ class Restoration:
     lq : numpy.ndarray
         The input, in its own units (after stamp padding / in-painting).
     data : numpy.ndarray
-        Restored image in the input's units (``scale · normalized + offset``).
+        Restored image in the input's units: ``scale · normalized + offset``, then anchored to the data's large
+        scales and/or fused with the data where those steps ran (``meta["anchor"]``, ``meta["consistency"]``).
     normalized : numpy.ndarray
         Network output in the min-max normalised units of the input.
     sigma : numpy.ndarray or None
@@ -236,6 +238,41 @@ def _trained_fwhm(metadata: ModelMetadata) -> tuple[float, float] | None:
         return None
 
 
+def _anchor_scale(value: float) -> float:
+    """A valid anchoring σ in pixels (0: off)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError("anchor", f"must be a number of pixels (0 for none), got {value!r}") from None
+    if not (math.isfinite(v) and 0 <= v <= 64):
+        raise ParameterError("anchor", f"must be 0 (off) or a σ of up to 64 pixels, got {value!r}")
+    return v
+
+
+def steps_text(meta: dict[str, Any]) -> str:
+    """What was done after the network, for status lines, panels and figures (empty when nothing).
+
+    Parameters
+    ----------
+    meta : dict
+        ``Restoration.meta``.
+
+    Returns
+    -------
+    str
+        E.g. ``"large scales anchored to the data (σ 2 px) · consistency: χ² 3.1 → 1"``.
+    """
+    parts = []
+    anchored = meta.get("anchor")
+    if anchored:
+        parts.append(f"large scales anchored to the data (σ {anchored['scale']:g} px)")
+    cons = meta.get("consistency")
+    if cons:
+        parts.append(f"consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
+                     else f"consistency: RS kept (χ² {cons['chi2_network']:.3g})")
+    return " · ".join(parts)
+
+
 def crop_restoration(r: Restoration, margin: int) -> Restoration:
     """The central part of a restoration, ``margin`` pixels in from every side (context margin, issue 11).
 
@@ -294,6 +331,10 @@ class Restorer:
     consistency : bool
         Default for :meth:`restore`: fuse the network's answer with the data after rescaling
         (:func:`galviewer.core.consistency.fuse`) so that the residual χ² is at most 1.
+    anchor : float
+        Default for :meth:`restore`: σ in pixels of the large-scale anchoring
+        (:func:`galviewer.core.consistency.anchor`, applied after rescaling and before the consistency
+        step), which gives the restoration back the data's scales well above σ; 0 turns it off.
     half : bool
         Run the network in float16 on a GPU (about half the memory; the LayerNorm statistics are
         computed in float32, so large activations cannot overflow). Refused on CPU, where float16
@@ -318,6 +359,7 @@ class Restorer:
         model_sha256: str = "",
         half: bool = False,
         consistency: bool = False,
+        anchor: float = DEFAULT_ANCHOR,
     ) -> None:
         if not memory_budget_mb > 0:
             raise ParameterError("memory_budget_mb", f"must be > 0, got {memory_budget_mb}")
@@ -331,6 +373,7 @@ class Restorer:
         self.metadata = metadata
         self.uncertainty = bool(uncertainty)
         self.consistency = bool(consistency)
+        self.anchor = _anchor_scale(anchor)
         self.memory_budget_mb = float(memory_budget_mb)
         self.batch_size = int(batch_size)
         self.model_path = None if model_path is None else Path(model_path)
@@ -577,6 +620,7 @@ class Restorer:
         progress: Progress | None = None,
         cancel: Cancel = None,
         consistency: bool | None = None,
+        anchor: float | None = None,
     ) -> Restoration:
         """Restore one stamp or region.
 
@@ -595,6 +639,9 @@ class Restorer:
         consistency : bool, optional
             Fuse the result with the data so that it explains them to the noise (default: the
             instance's setting); ``meta["consistency"]`` reports μ and the χ² before and after.
+        anchor : float, optional
+            σ (pixels) of the large-scale anchoring, 0 for none (default: the instance's setting);
+            ``meta["anchor"]`` reports it.
 
         Returns
         -------
@@ -610,7 +657,7 @@ class Restorer:
             When cancelled.
         """
         return self.restore_many([image], None, uncertainty=uncertainty, rescale=rescale, progress=progress,
-                                 cancel=cancel, consistency=consistency)[0]
+                                 cancel=cancel, consistency=consistency, anchor=anchor)[0]
 
     def restore_many(
         self,
@@ -622,6 +669,7 @@ class Restorer:
         progress: Progress | None = None,
         cancel: Cancel = None,
         consistency: bool | None = None,
+        anchor: float | None = None,
     ) -> list[Restoration]:
         """Restore several stamps, batching forward passes (see :meth:`restore`).
 
@@ -651,6 +699,7 @@ class Restorer:
                 raise RestoreError(f"the network gave NaN or infinite pixels for a finite input in [0, 1]: the "
                                    f"checkpoint {self.name!r} is broken or unstable", "model")
         fuse_data = self.consistency if consistency is None else bool(consistency)
+        anchor_scale = self.anchor if anchor is None else _anchor_scale(anchor)
         results = []
         for st, (norm_in, lo, hi), (rs, spread) in zip(stamps, prepared, outs, strict=True):
             method = rescale
@@ -677,6 +726,9 @@ class Restorer:
                 sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
             if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
                 raise overflow
+            anchored = self._anchor(st, data, mask, anchor_scale) if anchor_scale > 0 else None
+            if anchored is not None:
+                data = anchored.image
             fused = self._fuse(st, data, mask) if fuse_data else None
             if fused is not None:
                 data = fused.image
@@ -705,6 +757,9 @@ class Restorer:
                 "input_noise_norm": (st.background_rms / (hi - lo) if math.isfinite(st.background_rms)
                                      else math.nan),
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
+                "anchor": None if anchored is None else {
+                    "scale": anchored.scale, "iterations": anchored.iterations,
+                    "threshold": anchored.threshold, "changed_fraction": anchored.changed_fraction},
                 "consistency": None if fused is None else {
                     "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,
                     "changed_fraction": fused.changed_fraction},
@@ -719,6 +774,24 @@ class Restorer:
 
     # Fourier fusion is done in float64 over the padded image: bounded to regions of this many pixels.
     MAX_CONSISTENCY_PIXELS = 1024 * 1024
+
+    def _anchor(self, st: Stamp, data: np.ndarray, mask: np.ndarray, scale: float) -> Any:
+        """The large-scale anchoring of one restoration, or None where it cannot apply (reason in the stamp)."""
+        from galviewer.core.consistency import anchor
+
+        if data.size > self.MAX_CONSISTENCY_PIXELS:
+            st.extra["anchor_skipped"] = f"larger than {self.MAX_CONSISTENCY_PIXELS} pixels"
+            return None
+        noise: np.ndarray | float = st.err if st.err is not None else st.background_rms
+        if np.ndim(noise) == 0 and not (math.isfinite(float(noise)) and float(noise) > 0):
+            st.extra["anchor_skipped"] = "no noise estimate"
+            return None
+        try:
+            return anchor(st.lq, data, self.psf, noise, scale=scale,
+                          mask=mask if mask.any() and not mask.all() else None)
+        except ParameterError as exc:
+            st.extra["anchor_skipped"] = exc.reason
+            return None
 
     def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
         """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.batch import detect, export_batch, restore_sources
+from galviewer.core.consistency import DEFAULT_ANCHOR
 from galviewer.core.cosmics import clean_cosmic_rays, cleanable
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
@@ -193,6 +194,10 @@ class MainWindow(QMainWindow):
         self.cons_box = QCheckBox("consistency")
         self.cons_box.setToolTip("fuse each restoration with the data so that the residual χ² is at most 1: "
                                  "the data decide where the PSF passes signal, the network elsewhere")
+        self.anchor_box = QCheckBox("anchor")
+        self.anchor_box.setChecked(DEFAULT_ANCHOR > 0)
+        self.anchor_box.setToolTip(f"give each restoration back the data's scales above {DEFAULT_ANCHOR or 2:g} px "
+                                   "(flux, background, halos) where they differ beyond the noise")
         self.cr_box = QCheckBox("clean CRs")
         self.cr_box.setChecked(True)
         self.cr_box.setToolTip("L.A.Cosmic on FLT/FLC stamps before restoring (paper §5.1)")
@@ -223,7 +228,7 @@ class MainWindow(QMainWindow):
         self.toolbars = (tb, tb2)
         tb2.addWidget(QLabel(" stamp "))
         tb2.addWidget(self.size_box)
-        for w in (self.tta_box, self.cons_box, self.cr_box):
+        for w in (self.tta_box, self.anchor_box, self.cons_box, self.cr_box):
             tb2.addWidget(w)
         tb2.addSeparator()
         tb2.addWidget(QLabel(" model "))
@@ -279,8 +284,8 @@ class MainWindow(QMainWindow):
 
     # Display and restoration choices kept between runs (QSettings), as DS9 keeps its preferences.
     _PREFS = (("stretch", "stretch_box"), ("limits", "limits_box"), ("colours", "cmap_box"))
-    _FLAGS = (("uncertainty", "tta_box"), ("consistency", "cons_box"), ("clean_crs", "cr_box"), ("masks", "dq_box"),
-              ("grid", "grid_action"))
+    _FLAGS = (("uncertainty", "tta_box"), ("anchor", "anchor_box"), ("consistency", "cons_box"),
+              ("clean_crs", "cr_box"), ("masks", "dq_box"), ("grid", "grid_action"))
 
     def _restore_preferences(self) -> None:
         s = self.settings
@@ -529,6 +534,10 @@ class MainWindow(QMainWindow):
                 self.model_box.setCurrentIndex(idx)
 
     # ------------------------------------------------------------------ restore
+    def _anchor(self) -> float:
+        """σ (px) of the large-scale anchoring the toolbar asks for (0: off)."""
+        return (DEFAULT_ANCHOR or 2.0) if self.anchor_box.isChecked() else 0.0
+
     def _cr_cleaner(self, image: Image) -> Any:
         """L.A.Cosmic for stamps of FLT/FLC images when "clean CRs" is on, else None (drizzled data are clean)."""
         return clean_cosmic_rays if self.cr_box.isChecked() and cleanable(image) else None
@@ -545,6 +554,7 @@ class MainWindow(QMainWindow):
         image, cx, cy = target
         restorer, size = self.restorer, self.size_box.value()
         tta, clean, cons = self.tta_box.isChecked(), self._cr_cleaner(image), self.cons_box.isChecked()
+        anchor = self._anchor()
 
         def job(progress, cancelled):
             stamp = cutout(image, cx, cy, size)
@@ -553,7 +563,8 @@ class MainWindow(QMainWindow):
                 stamp, n_cr = clean(stamp)
             if cancelled():
                 raise RestoreCancelled("superseded")
-            r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled, consistency=cons)
+            r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled, consistency=cons,
+                                 anchor=anchor)
             if cancelled():
                 raise RestoreCancelled("superseded")
             return ClickResult(stamp, r, None, n_cr)
@@ -601,11 +612,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("the model is still loading; try again in a moment", 5000)
             return
         image, restorer, tta = self.image, self.restorer, self.tta_box.isChecked()
-        clean, cons = self._cr_cleaner(image), self.cons_box.isChecked()
+        clean, cons, anchor = self._cr_cleaner(image), self.cons_box.isChecked(), self._anchor()
 
         def job(progress, cancelled):
             return restore_region(restorer, image, region, uncertainty=tta, clean=clean, progress=progress,
-                                  cancel=cancelled, consistency=cons)
+                                  cancel=cancelled, consistency=cons, anchor=anchor)
 
         self.panels.info.setText(f"restoring {region.describe()}…")
         self.jobs.submit("restore", job)
@@ -678,15 +689,15 @@ class MainWindow(QMainWindow):
             return
         sources = [self.sources_panel.sources[i] for i in ids if i in self.sources_panel.sources]
         image, restorer, size, tta = self.image, self.restorer, self.size_box.value(), self.tta_box.isChecked()
-        clean, cons = self._cr_cleaner(image), self.cons_box.isChecked()
+        clean, cons, anchor = self._cr_cleaner(image), self.cons_box.isChecked(), self._anchor()
 
         def job(progress, cancelled):
             if isinstance(image, Mosaic):
                 return restore_mosaic_sources(restorer, image, sources, size=size, uncertainty=tta,
                                               clean=clean, progress=progress,
-                                              cancel=cancelled, consistency=cons)
+                                              cancel=cancelled, consistency=cons, anchor=anchor)
             return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
-                                   progress=progress, cancel=cancelled, consistency=cons)
+                                   progress=progress, cancel=cancelled, consistency=cons, anchor=anchor)
 
         self.statusBar().showMessage(f"restoring {len(sources)} sources…")
         self.jobs.submit("batch", job)

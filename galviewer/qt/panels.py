@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from galviewer.core.measure.background import background
 from galviewer.core.measure.compare import Measurements
-from galviewer.core.restore import Restoration
+from galviewer.core.restore import Restoration, steps_text
 from galviewer.qt.image_view import ImageView, compute_limits
 
 __all__ = ["ComparisonPanels", "MeasurementPanel"]
@@ -157,10 +156,8 @@ class ComparisonPanels(QWidget):
         else:
             self.views["uncertainty"].set_data(np.zeros_like(r.data), (0.0, 1.0))
         m = r.meta
-        cons = m.get("consistency")
-        fused = "" if cons is None else (
-            f" · consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
-            else f" · consistency: RS kept (χ² {cons['chi2_network']:.3g})")
+        steps = steps_text(m)
+        fused = f" · {steps}" if steps else ""
         self.info.setText(f"model {m.get('model')} · {m.get('seconds', 0) * 1e3:.0f} ms on {m.get('device')} · "
                           f"RS = {r.scale:.4g}·out {'+' if r.offset >= 0 else '−'} {abs(r.offset):.4g} "
                           f"({m.get('rescale')})"

@@ -1,8 +1,9 @@
 """Issue 11 (1): real HST cut-outs restored by the shipped model, judged without ground truth.
 
-The shipped model (0.2) does not yet meet issue 11's limits on these cases (see README, *Real HST data*);
-what is asserted here is what must hold whatever the model: the verdict names every failure (never a silent
-"ok"), and the data-consistency step makes every restoration explain its input to the noise.
+The shipped model (0.2) alone does not meet issue 11's limits on these cases (see README, *Real HST data*); with
+the large-scale anchoring (the default since 2026-12-02) every galaxy meets the χ², flux and new-source limits.
+Asserted here: that, the verdict naming every failure (never a silent "ok"), and the data-consistency step making
+every restoration explain its input to the noise.
 """
 
 from pathlib import Path
@@ -45,6 +46,33 @@ def test_the_set_is_small_real_and_documented():
         assert im.meta.instrument == "STIS" and im.err is not None and im.dq is not None
 
 
+GALAXIES = ["wfc3ir_cd_neighbour", "wfc3ir_dwarf", "wfc3ir_faint", "wfc3ir_group", "wfc3ir_spiral"]
+
+
+def test_anchoring_brings_every_galaxy_within_the_chi2_flux_and_new_source_limits(restorer):
+    """Issue 11: the network alone loses 15–34 % of the bright galaxies' flux and leaves χ² 1.8–34 (the cD's
+    neighbour, the dwarf, the group, the spiral); anchored to the data's large scales, every galaxy is explained
+    to the noise (χ² ≤ 3), keeps its flux to 5 % and gains no source.  Still failing (README): the RS/LQ
+    background rms of the cD's neighbour and the dwarf (the network's texture on a drizzled, smooth sky), the
+    dwarf's border, and the range check of every WFC3/IR case for this model."""
+    failing_alone = []
+    for name in GALAXIES:
+        st = _stamp(name)
+        alone, anchored = restorer.restore(st, anchor=0), restorer.restore(st)
+        assert alone.meta["anchor"] is None and anchored.meta["anchor"]["scale"] == 2.0
+        v0, v = assess(alone, compare_restoration(alone)), assess(anchored, compare_restoration(anchored))
+        if not all(v0.checks[k].ok for k in ("chi2", "flux", "new_sources")):
+            failing_alone.append(name)
+        assert v.checks["chi2"].value <= 3.0, (name, v.summary())
+        assert abs(v.checks["flux"].value - 1) <= 0.05, (name, v.summary())
+        assert v.checks["new_sources"].value == 0, (name, v.summary())
+        assert abs(v.checks["flux"].value - 1) <= abs(v0.checks["flux"].value - 1) + 0.005, name
+    assert len(failing_alone) >= 4, failing_alone
+    # the spiral (128 px) passes every check
+    spiral = restorer.restore(_stamp("wfc3ir_spiral"))
+    assert assess(spiral, compare_restoration(spiral)).ok
+
+
 @pytest.mark.parametrize("name", ["wfc3ir_star", "stis_star"])
 def test_bright_stars_are_flagged_by_name_not_reported_ok(restorer, name):
     r = restorer.restore(_stamp(name))
@@ -53,6 +81,10 @@ def test_bright_stars_are_flagged_by_name_not_reported_ok(restorer, name):
     assert v.summary().startswith("χ² ") and "χ²" in v.failures[0]
     # and the reason is named: far brighter than anything the model was trained on
     assert not v.checks["range"].ok and "peak S/N too high" in v.checks["range"].text
+    # anchored (the default), the star's flux is kept to 2 % (the network alone: ×1.2–1.6)
+    assert abs(v.checks["flux"].value - 1) < 0.02
+    alone = restorer.restore(_stamp(name), anchor=0)
+    assert abs(assess(alone, compare_restoration(alone)).checks["flux"].value - 1) > 0.15
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -105,8 +137,8 @@ def test_the_realdata_model_explains_the_bright_galaxies_better_than_the_default
     (``galviewer-small-realdata``) halves the residual χ² of the bright WFC3/IR galaxies and brings their flux
     closer to conservation; it is not the default (README, *Models*: it loses 0.18 dB on Table 1, broadens
     stars)."""
-    default = Restorer.from_pretrained(device="cpu", uncertainty=False)
-    realdata = Restorer.from_pretrained("galviewer-small-realdata", device="cpu", uncertainty=False)
+    default = Restorer.from_pretrained(device="cpu", uncertainty=False, anchor=0)  # the networks alone
+    realdata = Restorer.from_pretrained("galviewer-small-realdata", device="cpu", uncertainty=False, anchor=0)
     assert realdata.trained_fwhm == pytest.approx((1.531, 3.0)) and default.trained_fwhm is None
     card = realdata.metadata.card()
     assert "12 shipped HST PSF shapes at core FWHM 1.6–3 px" in card and "0.0005–0.15" in card

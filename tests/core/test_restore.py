@@ -68,9 +68,13 @@ def test_restoration_fields_and_uncertainty():
         assert arr.shape == lq.shape and arr.dtype == np.float32 and np.isfinite(arr).all()
     assert res.sigma.min() >= 0 and res.sigma.max() > 0
     assert res.model_input.min() == 0 and res.model_input.max() == pytest.approx(1.0)
-    assert np.allclose(res.data, res.scale * res.normalized + res.offset, rtol=1e-5, atol=1e-2)
     assert np.allclose(res.residual, res.lq - convolve(res.data, res.psf), atol=1e-2)
     assert res.meta["model"] == "tiny" and res.meta["device"] == "cpu" and res.meta["seconds"] > 0
+    # the network's answer rescaled; by default then anchored to the data's large scales (a smooth correction)
+    plain = r.restore(lq * 1000.0, anchor=0)
+    assert plain.meta["anchor"] is None and res.meta["anchor"]["scale"] == 2.0
+    assert np.allclose(plain.data, plain.scale * plain.normalized + plain.offset, rtol=1e-5, atol=1e-2)
+    assert np.array_equal(plain.normalized, res.normalized) and not np.array_equal(plain.data, res.data)
     no = r.restore(lq * 1000.0, uncertainty=False)
     assert no.sigma is None
 

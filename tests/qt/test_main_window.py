@@ -272,21 +272,31 @@ def test_a_polygon_drawn_by_clicks_is_restored(qtbot, window, tmp_path):
     assert np.isfinite(shown[rr.inside]).all() and np.isnan(shown[~rr.inside]).all()
 
 
-def test_the_consistency_toggle_fuses_the_click_with_the_data(qtbot, window, tmp_path):
+def test_the_anchor_and_consistency_toggles_bring_the_click_to_the_data(qtbot, window, tmp_path):
     flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
     _open(qtbot, window, flt)
     x, y, _ = SOURCES[0]
     window.tta_box.setChecked(False)
+    assert window.anchor_box.isChecked()  # the default
+    window.anchor_box.setChecked(False)
     window.restorer._forward = framing_forward  # a network whose restoration cannot explain the data
     _click(qtbot, window, x, y)
     net = window.result.restoration
     assert net.meta["consistency"] is None and "consistency" not in window.panels.info.text()
+    assert net.meta["anchor"] is None and "anchored" not in window.panels.info.text()
     assert window.result.measurements.residual_chi2 > 2
     # the verdict names what fails, in red, in the panel header and the status bar
     verdict = net.meta["verdict"]
     assert not verdict.ok and any(f.startswith("χ²") for f in verdict.failures)
     assert "quality FAILS: χ²" in window.panels.info.text() and "c0392b" in window.panels.info.styleSheet()
     assert "QUALITY FAILS" in window.statusBar().currentMessage() and "c0392b" in window.statusBar().styleSheet()
+    window.anchor_box.setChecked(True)
+    _click(qtbot, window, x, y)
+    anchored = window.result.restoration
+    assert anchored.meta["anchor"]["scale"] == 2.0 and "large scales anchored" in window.panels.info.text()
+    assert window.result.measurements.residual_chi2 < 0.5 * net.meta["verdict"].checks["chi2"].value
+    assert anchored.meta["verdict"].checks["border"].value < net.meta["verdict"].checks["border"].value
+    window.anchor_box.setChecked(False)
     window.cons_box.setChecked(True)
     _click(qtbot, window, x, y)
     fused = window.result.restoration
@@ -368,13 +378,14 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     first.size_box.setValue(96)
     first.tta_box.setChecked(False)
     first.cons_box.setChecked(True)
+    first.anchor_box.setChecked(False)
     chosen = first.cmap_box.currentText()
     first.close()
     second = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
     qtbot.addWidget(second)
     assert second.stretch_box.currentText() == "log" and second.cmap_box.currentText() == chosen
     assert second.mode_box.currentIndex() == 2 and second.size_box.value() == 96
-    assert not second.tta_box.isChecked() and second.cons_box.isChecked()
+    assert not second.tta_box.isChecked() and second.cons_box.isChecked() and not second.anchor_box.isChecked()
     assert second.view.stretch_kind == "log"  # applied to the view, not only shown
     second.close()
 

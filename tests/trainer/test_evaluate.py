@@ -24,18 +24,20 @@ def test_simulate_train_evaluate_end_to_end(tmp_path, capsys):
             "--stars", "4", "--blank-seeds", "1", "--blank-per-seed", "3", "--tune-count", "4", "--device", "cpu"]
     assert main(args) == 0
     res = json.loads((rep / "metrics.json").read_text())
-    assert set(res["table1"]) == {"LQ", "RS", "RL", "Wiener"}
+    assert set(res["table1"]) == {"LQ", "RS", "RS app", "RL", "Wiener"}  # RS app: in the input's units
     assert all(np.isfinite(v["psnr"]) for v in res["table1"].values())
     assert set(res["noise_sweep"]) == {"0.001", "0.003", "0.01", "0.03", "0.05", "0.1", "0.15"}  # issue 11: bright
     assert res["blank"]["stamps"] == 3 and res["point_sources"]["GT"] > 1.0
-    rep_c = tmp_path / "report_consistency"  # the model followed by the data-consistency step
-    assert main([*args[:5], str(rep_c), *args[6:], "--consistency"]) == 0
+    rep_c = tmp_path / "report_consistency"  # the model followed by the anchoring and the data-consistency step
+    assert main([*args[:5], str(rep_c), *args[6:], "--consistency", "--anchor", "2"]) == 0
     res_c = json.loads((rep_c / "metrics.json").read_text())
-    assert res_c["model_name"].endswith("+ consistency") and res_c["config"]["consistency"] is True
+    assert res_c["model_name"].endswith("+ anchoring σ 2 px + consistency") and res_c["config"]["consistency"] is True
+    assert res_c["config"]["anchor"] == 2.0
     assert res_c["table1"]["LQ"] == res["table1"]["LQ"] and res_c["table1"]["RS"] != res["table1"]["RS"]
+    assert res_c["table1"]["RS app"] != res["table1"]["RS app"]
     assert (rep / "morphology.png").stat().st_size > 1000
     text = (rep / "report.md").read_text()
-    assert "Table 1" in text and "Richardson" in text and "pseudo-sources" in text
+    assert "Table 1" in text and "Richardson" in text and "pseudo-sources" in text and "| RS app |" in text
     assert main(args) == 2  # never overwrites a report silently
     assert "already holds a report" in capsys.readouterr().err
     shipped = tmp_path / "shipped.safetensors"
