@@ -98,6 +98,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="give the restoration back the data's scales above SIGMA px (large-scale anchoring: "
                         "flux, background, halos; README, Real HST data); 0 turns it off "
                         f"(default: {DEFAULT_ANCHOR:g})")
+    p.add_argument("--point-source", action="store_true",
+                   help="the source is a star: fit it with the instrument PSF, restore the rest with the network "
+                        "and add the star back as the model's target PSF (PSF photometry; for bright stars, which "
+                        "no network restores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +194,8 @@ def _restorer(args: argparse.Namespace) -> Any:
     from galviewer.core.restore import Restorer
 
     kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency,
-              "anchor": DEFAULT_ANCHOR if args.anchor is None else args.anchor}
+              "anchor": DEFAULT_ANCHOR if args.anchor is None else args.anchor,
+              "point_source": getattr(args, "point_source", False)}
     if args.model is not None and (Path(args.model).suffix in (".safetensors", ".pth", ".pt")
                                    or Path(args.model).exists()):
         return Restorer.from_file(args.model, args.device, **kwargs)

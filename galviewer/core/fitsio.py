@@ -647,6 +647,12 @@ def _provenance_header(restoration: Any) -> fits.Header:
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)
+    star = m.get("point_source")
+    h["PTSRC"] = (star is not None, "point-source mode: star PSF-fitted, target PSF")
+    if star is not None:
+        h["PTSFLUX"] = (float(star["flux"]), "PSF-fitted flux of the star, input units")
+        h["PTSX"] = (float(star["x"]), "its x in the stamp (0-based)")
+        h["PTSY"] = (float(star["y"]), "its y in the stamp (0-based)")
     anchored = m.get("anchor")
     h["ANCHOR"] = (float(anchored["scale"]) if anchored else 0.0,
                    "px, large-scale anchoring sigma; 0: none")

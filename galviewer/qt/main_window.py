@@ -198,6 +198,9 @@ class MainWindow(QMainWindow):
         self.anchor_box.setChecked(DEFAULT_ANCHOR > 0)
         self.anchor_box.setToolTip(f"give each restoration back the data's scales above {DEFAULT_ANCHOR or 2:g} px "
                                    "(flux, background, halos) where they differ beyond the noise")
+        self.star_box = QCheckBox("point source")
+        self.star_box.setToolTip("the clicked source is a star: fit it with the instrument PSF, restore the rest "
+                                 "with the network and add the star back as the model's target PSF (clicks only)")
         self.cr_box = QCheckBox("clean CRs")
         self.cr_box.setChecked(True)
         self.cr_box.setToolTip("L.A.Cosmic on FLT/FLC stamps before restoring (paper §5.1)")
@@ -228,7 +231,7 @@ class MainWindow(QMainWindow):
         self.toolbars = (tb, tb2)
         tb2.addWidget(QLabel(" stamp "))
         tb2.addWidget(self.size_box)
-        for w in (self.tta_box, self.anchor_box, self.cons_box, self.cr_box):
+        for w in (self.tta_box, self.anchor_box, self.cons_box, self.star_box, self.cr_box):
             tb2.addWidget(w)
         tb2.addSeparator()
         tb2.addWidget(QLabel(" model "))
@@ -554,7 +557,7 @@ class MainWindow(QMainWindow):
         image, cx, cy = target
         restorer, size = self.restorer, self.size_box.value()
         tta, clean, cons = self.tta_box.isChecked(), self._cr_cleaner(image), self.cons_box.isChecked()
-        anchor = self._anchor()
+        anchor, star = self._anchor(), self.star_box.isChecked()
 
         def job(progress, cancelled):
             stamp = cutout(image, cx, cy, size)
@@ -564,7 +567,7 @@ class MainWindow(QMainWindow):
             if cancelled():
                 raise RestoreCancelled("superseded")
             r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled, consistency=cons,
-                                 anchor=anchor)
+                                 anchor=anchor, point_source=star)
             if cancelled():
                 raise RestoreCancelled("superseded")
             return ClickResult(stamp, r, None, n_cr)

@@ -151,3 +151,29 @@ def test_the_realdata_model_explains_the_bright_galaxies_better_than_the_default
         assert new.checks["range"].ok, new.checks["range"].text  # its PSF range covers the mosaic's 2.8 px
         if name != "wfc3ir_group":  # the group kept its flux already (1.06 → 1.15)
             assert abs(new.checks["flux"].value - 1) < abs(old.checks["flux"].value - 1) - 0.1, name
+
+
+def test_point_source_mode_meets_the_star_limits_on_the_wfc3ir_star(restorer, tmp_path, capsys):
+    """Issue 11's limits for stars — flux within 10 %, border ≤ 1.5, RS rms ≤ LQ rms, a verdict naming χ² — met
+    by point-source mode on the WFC3/IR star (the network alone: flux ×1.2, rms ×100, border 2.7).  Not on the
+    STIS star (README: no STIS PSF is shipped; its Gaussian leaves a remainder the network frames)."""
+    from galviewer.cli import main
+
+    st = _stamp("wfc3ir_star")
+    r = restorer.restore(st, point_source=True)
+    v = assess(r, compare_restoration(r))
+    c = v.checks
+    assert abs(c["flux"].value - 1) < 0.10 and c["border"].ok and c["rms"].value <= 1.0, v.summary()
+    assert c["new_sources"].value == 0 and not c["chi2"].ok and v.failures[0].startswith("χ²")  # spikes stay
+    star = r.meta["point_source"]
+    assert "empirical wfc3_ir_f105w" in star["psf"] and star["explained"] > 0.99
+    alone = restorer.restore(st, anchor=0)
+    assert assess(alone, compare_restoration(alone)).checks["rms"].value > 10
+    # the restored star is sharper than the input: the target PSF (1.3 px) against WFC3/IR's 2.8 px
+    assert r.data.max() - star["sky"] > 2.0 * (st.lq.max() - star["sky"])
+    out = tmp_path / "star.fits"
+    assert main(["restore", str(DATA / "wfc3ir_star.fits"), "--xy", f"{st.center[0]:.3f}", f"{st.center[1]:.3f}",
+                 "-o", str(out), "--no-uncertainty", "--point-source"]) == 0
+    assert "point source: flux 15" in capsys.readouterr().out
+    h = fits.getheader(out)
+    assert h["PTSRC"] is True and h["PTSFLUX"] == pytest.approx(star["flux"], rel=0.02)

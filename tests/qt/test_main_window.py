@@ -509,3 +509,30 @@ def test_right_click_menu_and_zoom_to_fit(qtbot, window, tmp_path):
     assert not next(a for a in outside.actions() if a.text() == "Restore here").isEnabled()
     menu.close()
     outside.close()
+
+
+def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_path):
+    """Issue 11: the clicked WFC3/IR star, with *point source* checked, comes back as the model's target PSF at
+    its PSF-fitted flux; the panel header says so and the verdict still names its χ² (the spikes)."""
+    from pathlib import Path
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(restorer=Restorer.from_pretrained(None, "cpu", uncertainty=False), settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        _open(qtbot, win, Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits")
+        win.tta_box.setChecked(False)
+        assert not win.star_box.isChecked()  # never the default: a compact galaxy would lose its shape
+        win.star_box.setChecked(True)
+        _click(qtbot, win, 48.0, 47.5)
+        r = win.result.restoration
+        star = r.meta["point_source"]
+        assert star is not None and 150 < star["flux"] < 170
+        assert "point source: flux 15" in win.panels.info.text() and "quality FAILS: χ²" in win.panels.info.text()
+        v = r.meta["verdict"]
+        assert abs(v.checks["flux"].value - 1) < 0.1 and v.checks["rms"].ok and v.checks["border"].ok
+        shown = win.panels.views["RS"].data
+        assert np.nanmax(shown) > 2.0 * np.nanmax(win.panels.views["LQ"].data - star["sky"])
+    finally:
+        win.close()
