@@ -6,7 +6,8 @@ For every cut-out (a bright WFC3/IR star with spikes, a STIS star, a galaxy on t
 neighbours, a compact group, a spiral, faint galaxies) the stamp on the detected source nearest to the
 cut-out's centre — where a user would click — (64 px, the spiral 128)
 is restored by the model alone, then with the large-scale anchoring (the default, ``--anchor``), then with the
-anchoring and the data-consistency step (``--consistency``), and judged by
+anchoring and the data-consistency step (``--consistency``) — the stars also in point-source mode
+(``--point-source``) — and judged by
 :func:`galviewer.core.verdict.assess`: residual χ², flux conservation in the Kron ellipse, background rms
 RS/LQ, border/interior residual ratio, sources in RS absent from LQ.  Writes ``benchmarks/results/realdata.md``
 and the montage ``docs/realdata_montage.png`` (per case: LQ | RS | residual/σ | σ of the network alone, then RS
@@ -31,6 +32,8 @@ SIZES = {"wfc3ir_spiral": 128}
 # (key, label, anchored, consistency step)
 STEPS = (("net", "network", False, False), ("anchor", "+ anchoring", True, False),
          ("cons", "+ anchoring + consistency", True, True))
+# for the stars: point-source mode (the star PSF-fitted, the rest restored, the star added as the target PSF)
+STAR_STEP = (("star", "point source + anchoring", True, False),)
 
 
 def cases() -> list[Path]:
@@ -65,9 +68,10 @@ def run(model: str | None, uncertainty: bool, context: int = 0) -> list[dict]:
         with open_image(path) as im:
             stamp = cutout(im, *target(im), SIZES.get(path.stem, 64) + 2 * context)
         row = {"case": path.stem, "model": restorer.name}
-        for mode, _, anchor, cons in STEPS:
+        for mode, _, anchor, cons in STEPS + (STAR_STEP if path.stem.endswith("star") else ()):
             r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons,
-                                                  anchor=DEFAULT_ANCHOR if anchor else 0.0), context)
+                                                  anchor=DEFAULT_ANCHOR if anchor else 0.0,
+                                                  point_source=mode == "star"), context)
             v = assess(r, compare_restoration(r))
             row[mode] = (r, v)
         out.append(row)
@@ -137,7 +141,9 @@ def main() -> None:
              "| case | step | χ² | flux cons. | RS/LQ rms | border/interior | new sources | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        for mode, label, _, _ in STEPS:
+        for mode, label, _, _ in STEPS + STAR_STEP:
+            if mode not in row:
+                continue
             _, v = row[mode]
             c = v.checks
             lines.append(f"| {row['case']} | {label} | {c['chi2'].value:.3g} | {c['flux'].value:.3f} | "
