@@ -75,6 +75,18 @@ class Consistency:
     changed_fraction: float
 
 
+def _inputs(lq: np.ndarray, rs: np.ndarray, psf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LQ, RS and the PSF as float64, checked (same 2-D shapes; a finite kernel with odd sides)."""
+    a = np.asarray(lq, dtype=np.float64)
+    b = np.asarray(rs, dtype=np.float64)
+    k = np.asarray(psf, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or not np.isfinite(k).all():
+        raise ParameterError("psf", f"must be a finite 2-D kernel with odd sides, got shape {k.shape}")
+    return a, b, k
+
+
 def _chi2(lq: np.ndarray, img: np.ndarray, psf: np.ndarray, sigma: np.ndarray, use: np.ndarray) -> float:
     r = (lq - convolve(img, psf)) / sigma
     return float(np.mean(r[use] ** 2))
@@ -119,13 +131,7 @@ def fuse(
     ParameterError
         For mismatched shapes, a bad PSF, a non-positive noise or target.
     """
-    a = np.asarray(lq, dtype=np.float64)
-    b = np.asarray(rs, dtype=np.float64)
-    k = np.asarray(psf, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
-    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or not np.isfinite(k).all():
-        raise ParameterError("psf", f"must be a finite 2-D kernel with odd sides, got shape {k.shape}")
+    a, b, k = _inputs(lq, rs, psf)
     if not target > 0:
         raise ParameterError("target", f"must be > 0, got {target}")
     s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), a.shape)
@@ -247,13 +253,7 @@ def anchor(
     """
     from scipy import ndimage
 
-    a = np.asarray(lq, dtype=np.float64)
-    b = np.asarray(rs, dtype=np.float64)
-    k = np.asarray(psf, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ParameterError("rs", f"shape {b.shape} differs from the LQ stamp's {a.shape}")
-    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or not np.isfinite(k).all():
-        raise ParameterError("psf", f"must be a finite 2-D kernel with odd sides, got shape {k.shape}")
+    a, b, k = _inputs(lq, rs, psf)
     if not (math.isfinite(scale) and scale > 0):
         raise ParameterError("anchor scale", f"must be a positive number of pixels, got {scale}")
     if not (isinstance(iterations, int) and iterations >= 1):

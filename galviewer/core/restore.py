@@ -855,16 +855,23 @@ class Restorer:
         return fit_point_source(st.lq, kernel, st.center_in_stamp, fwhm=fwhm,
                                 mask=mask if mask.any() and not mask.all() else None)
 
+    def _post_noise(self, st: Stamp, data: np.ndarray, step: str) -> np.ndarray | float | None:
+        """The noise a post-step (anchoring, consistency) works with, or None (reason in ``st.extra``)."""
+        if data.size > self.MAX_CONSISTENCY_PIXELS:
+            st.extra[f"{step}_skipped"] = f"larger than {self.MAX_CONSISTENCY_PIXELS} pixels"
+            return None
+        noise: np.ndarray | float = st.err if st.err is not None else st.background_rms
+        if np.ndim(noise) == 0 and not (math.isfinite(float(noise)) and float(noise) > 0):
+            st.extra[f"{step}_skipped"] = "no noise estimate"
+            return None
+        return noise
+
     def _anchor(self, st: Stamp, data: np.ndarray, mask: np.ndarray, scale: float) -> Any:
         """The large-scale anchoring of one restoration, or None where it cannot apply (reason in the stamp)."""
         from galviewer.core.consistency import anchor
 
-        if data.size > self.MAX_CONSISTENCY_PIXELS:
-            st.extra["anchor_skipped"] = f"larger than {self.MAX_CONSISTENCY_PIXELS} pixels"
-            return None
-        noise: np.ndarray | float = st.err if st.err is not None else st.background_rms
-        if np.ndim(noise) == 0 and not (math.isfinite(float(noise)) and float(noise) > 0):
-            st.extra["anchor_skipped"] = "no noise estimate"
+        noise = self._post_noise(st, data, "anchor")
+        if noise is None:
             return None
         try:
             return anchor(st.lq, data, self.psf, noise, scale=scale,
@@ -877,12 +884,8 @@ class Restorer:
         """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
         from galviewer.core.consistency import fuse
 
-        if data.size > self.MAX_CONSISTENCY_PIXELS:
-            st.extra["consistency_skipped"] = f"larger than {self.MAX_CONSISTENCY_PIXELS} pixels"
-            return None
-        noise: np.ndarray | float = st.err if st.err is not None else st.background_rms
-        if np.ndim(noise) == 0 and not (math.isfinite(float(noise)) and float(noise) > 0):
-            st.extra["consistency_skipped"] = "no noise estimate"
+        noise = self._post_noise(st, data, "consistency")
+        if noise is None:
             return None
         try:
             return fuse(st.lq, data, self.psf, noise, mask=mask if mask.any() and not mask.all() else None)
