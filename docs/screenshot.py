@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--xy", type=float, nargs=2, help="where to click (with --file)")
     ap.add_argument("--grid", action="store_true", help="show the RA/Dec grid")
     ap.add_argument("--size", type=int, nargs=2, default=(1600, 1000), help="window size")
+    ap.add_argument("--point-source", action="store_true", help="tick 'point source' before the click (with --file)")
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -75,6 +76,7 @@ def main() -> int:
         if args.grid:
             win.grid_action.setChecked(True)
             win._toggle_grid(True)
+        win.star_box.setChecked(args.point_source)
         x, y = args.xy if args.xy else (win.view.data.shape[1] / 2, win.view.data.shape[0] / 2)
         _click_and_grab(win, x, y, args.out)
         print(f"{args.out}: {args.file} clicked at x={x:.1f} y={y:.1f}")

@@ -27,7 +27,7 @@ import numpy as np
 
 from galviewer.errors import ParameterError
 
-__all__ = ["MAX_SHIFT", "PointSource", "fit_point_source", "place"]
+__all__ = ["MAX_SHIFT", "PointSource", "fit_point_source", "place", "star_fwhm"]
 
 # How far (pixels) the fitted star may lie from the stamp's centre.
 MAX_SHIFT = 2.0
@@ -49,6 +49,8 @@ class PointSource:
         Fraction of the (sky-subtracted) signal variance inside 1.5 FWHM that the PSF model explains.
     model : numpy.ndarray
         ``F · P`` at the stamp's pixels (no sky): what is taken out of LQ before the network.
+    fwhm : float
+        FWHM (pixels) of the PSF it was fitted with.
     """
 
     flux: float
@@ -57,6 +59,7 @@ class PointSource:
     sky: float
     explained: float
     model: np.ndarray
+    fwhm: float = math.nan
 
 
 def place(kernel: np.ndarray, x: float, y: float, shape: tuple[int, int]) -> np.ndarray:
@@ -150,4 +153,10 @@ def fit_point_source(
     signal = a[core] - sky
     rem = signal - flux * m[core]
     explained = 1.0 - float(rem @ rem) / float(signal @ signal) if core.any() and signal.any() else math.nan
-    return PointSource(float(flux), cx + float(shift[0]), cy + float(shift[1]), float(sky), explained, flux * m)
+    return PointSource(float(flux), cx + float(shift[0]), cy + float(shift[1]), float(sky), explained, flux * m,
+                       float(fwhm))
+
+
+def star_fwhm(star: PointSource) -> float:
+    """The FWHM (pixels) of the PSF the star was fitted with (2 px when not recorded)."""
+    return star.fwhm if math.isfinite(star.fwhm) and star.fwhm > 0 else 2.0

@@ -252,11 +252,14 @@ def _anchor_scale(value: float) -> float:
 
 
 # How point-source mode brings the network's restoration of the remainder (LQ minus the fitted star) back to the
-# input's units.  Measured on the two real stars (benchmarks/realdata.py): eq. 8–9 ("paper") gives the WFC3/IR
-# star flux 1.007, RS/LQ rms 0.79, border 1.11, no new source, but the STIS star (fitted with a Gaussian: no
-# STIS PSF is shipped) rms 15.5, border 8.2; least squares ("lstsq") the reverse (STIS 0.60 / 1.17, WFC3/IR 3.78
-# / 2.12); inverting the min-max fails both.  No rule without ground truth picked the right one for both.
+# input's units.  Measured on the two real stars (no TTA): eq. 8–9 ("paper") gives the WFC3/IR star flux 1.04,
+# RS/LQ rms 0.78, border 1.07, no new source, but the STIS star (fitted with a Gaussian: no STIS PSF is shipped)
+# rms 15.5, border 8.2; least squares ("lstsq") the reverse (STIS 0.60 / 1.17, WFC3/IR 3.77 / 2.11); inverting
+# the min-max fails both.  No rule without ground truth picked the right one for both.
 POINT_RESCALE = "paper"
+# Point-source mode: the remainder is kept unrestored within STAR_CORE[0] FWHM of the star, restored beyond
+# STAR_CORE[1] (see Restorer._add_star).
+STAR_CORE = (2.0, 4.0)
 
 
 def star_psf(st: Stamp, model_fwhm: float) -> tuple[np.ndarray, float]:
@@ -783,11 +786,14 @@ class Restorer:
                 sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
             if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
                 raise overflow
-            if star is not None:
-                data = (data + star.flux * place(self._target_psf(), star.x, star.y, data.shape)).astype(np.float32)
-            anchored = self._anchor(st, data, mask, anchor_scale) if anchor_scale > 0 else None
+            # anchored to the data the network saw: in point-source mode, the remainder (the star's model, made by
+            # the instrument PSF, is not what the model's Gaussian kernel would make of the target PSF: anchoring
+            # the sum dug a ring 70σ below the sky around the WFC3/IR star)
+            anchored = self._anchor(st, net_lq, data, mask, anchor_scale) if anchor_scale > 0 else None
             if anchored is not None:
                 data = anchored.image
+            if star is not None:
+                data = self._add_star(star, net_lq, data)
             fused = self._fuse(st, data, mask) if fuse_data else None
             if fused is not None:
                 data = fused.image
@@ -845,6 +851,26 @@ class Restorer:
                                  "a star cannot be restored as one")
         return gaussian_psf(float(fwhm), 2 * math.ceil(2 * float(fwhm)) + 1)
 
+    def _add_star(self, star: Any, remainder: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """The restoration of a point-source stamp: the star as the target PSF, plus the network's restoration
+        of the remainder away from the star and the remainder itself (unrestored) on it.
+
+        Near a bright star's core the remainder is the PSF model's mismatch, hundreds of σ bright, far outside
+        the network's range: restored, it came back as a ring 80σ *below* the sky around the WFC3/IR star.  Within
+        ``STAR_CORE[0]`` FWHM the data's own remainder is kept; the network's answer takes over by
+        ``STAR_CORE[1]`` FWHM (a cosine ramp)."""
+        from galviewer.core.point_source import star_fwhm
+
+        ny, nx = data.shape
+        yy, xx = np.mgrid[:ny, :nx]
+        r = np.hypot(xx - star.x, yy - star.y) / max(star_fwhm(star), 1.0)
+        a, b = STAR_CORE
+        w = np.clip((r - a) / (b - a), 0.0, 1.0)
+        w = 0.5 - 0.5 * np.cos(np.pi * w)  # 0 on the star, 1 away from it
+        rem = np.asarray(remainder, dtype=np.float64)
+        out = w * data + (1.0 - w) * rem + star.flux * place(self._target_psf(), star.x, star.y, data.shape)
+        return out.astype(np.float32)
+
     def _fit_star(self, st: Stamp) -> Any:
         """Fit the star at the stamp's centre with the input's PSF (point-source mode)."""
         from galviewer.core.point_source import fit_point_source
@@ -866,15 +892,16 @@ class Restorer:
             return None
         return noise
 
-    def _anchor(self, st: Stamp, data: np.ndarray, mask: np.ndarray, scale: float) -> Any:
-        """The large-scale anchoring of one restoration, or None where it cannot apply (reason in the stamp)."""
+    def _anchor(self, st: Stamp, lq: np.ndarray, data: np.ndarray, mask: np.ndarray, scale: float) -> Any:
+        """The large-scale anchoring of one restoration to ``lq`` (the stamp's data, or in point-source mode what
+        the star leaves), or None where it cannot apply (reason in the stamp)."""
         from galviewer.core.consistency import anchor
 
         noise = self._post_noise(st, data, "anchor")
         if noise is None:
             return None
         try:
-            return anchor(st.lq, data, self.psf, noise, scale=scale,
+            return anchor(lq, data, self.psf, noise, scale=scale,
                           mask=mask if mask.any() and not mask.all() else None)
         except ParameterError as exc:
             st.extra["anchor_skipped"] = exc.reason
