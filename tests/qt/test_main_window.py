@@ -376,6 +376,7 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     first.cmap_box.setCurrentIndex(first.cmap_box.count() - 1)
     first.mode_box.setCurrentIndex(2)
     first.size_box.setValue(96)
+    first.margin_box.setValue(16)
     first.tta_box.setChecked(False)
     first.cons_box.setChecked(True)
     first.anchor_box.setChecked(False)
@@ -384,7 +385,7 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     second = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
     qtbot.addWidget(second)
     assert second.stretch_box.currentText() == "log" and second.cmap_box.currentText() == chosen
-    assert second.mode_box.currentIndex() == 2 and second.size_box.value() == 96
+    assert second.mode_box.currentIndex() == 2 and second.size_box.value() == 96 and second.margin_box.value() == 16
     assert not second.tta_box.isChecked() and second.cons_box.isChecked() and not second.anchor_box.isChecked()
     assert second.view.stretch_kind == "log"  # applied to the view, not only shown
     second.close()
@@ -536,3 +537,27 @@ def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_pa
         assert np.nanmax(shown) > 2.0 * np.nanmax(win.panels.views["LQ"].data - star["sky"])
     finally:
         win.close()
+
+
+def test_a_context_margin_restores_a_larger_cut_out_and_shows_the_stamp(qtbot, window, tmp_path):
+    """Issue 11 (4): with a margin, the click restores a cut-out 2·margin larger and shows its central stamp,
+    with the stamp's own WCS origin, LQ and residual; the exported FITS records the margin."""
+    from astropy.io import fits
+
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    x, y, _ = SOURCES[0]
+    window.tta_box.setChecked(False)
+    _click(qtbot, window, x, y)
+    plain = window.result
+    window.margin_box.setValue(16)
+    _click(qtbot, window, x, y)
+    r = window.result.restoration
+    assert r.data.shape == r.lq.shape == (64, 64) and r.meta["context"] == 16
+    assert np.array_equal(window.result.stamp.lq, plain.stamp.lq)  # the same pixels shown
+    assert window.result.stamp.origin == plain.stamp.origin
+    assert window.panels.views["RS"].data.shape == (64, 64)
+    assert not np.array_equal(r.data, plain.restoration.data)  # restored with the context around it
+    out = tmp_path / "m.fits"
+    window.export_stamp(out)
+    assert fits.getheader(out)["CONTEXT"] == 16
