@@ -302,6 +302,8 @@ def steps_text(meta: dict[str, Any]) -> str:
         E.g. ``"large scales anchored to the data (σ 2 px) · consistency: χ² 3.1 → 1"``.
     """
     parts = []
+    if meta.get("context"):
+        parts.append(f"restored with a {meta['context']} px context margin")
     star = meta.get("point_source")
     if star:
         parts.append(f"point source: flux {star['flux']:.4g} PSF-fitted at ({star['x']:.2f}, {star['y']:.2f}), "

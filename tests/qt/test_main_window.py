@@ -557,6 +557,7 @@ def test_a_context_margin_restores_a_larger_cut_out_and_shows_the_stamp(qtbot, w
     assert np.array_equal(window.result.stamp.lq, plain.stamp.lq)  # the same pixels shown
     assert window.result.stamp.origin == plain.stamp.origin
     assert window.panels.views["RS"].data.shape == (64, 64)
+    assert "restored with a 16 px context margin" in window.panels.info.text()
     assert not np.array_equal(r.data, plain.restoration.data)  # restored with the context around it
     out = tmp_path / "m.fits"
     window.export_stamp(out)
