@@ -315,6 +315,8 @@ def steps_text(meta: dict[str, Any]) -> str:
     if cons:
         parts.append(f"consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
                      else f"consistency: RS kept (χ² {cons['chi2_network']:.3g})")
+    for step, why in (meta.get("skipped") or {}).items():
+        parts.append(f"{'anchoring' if step == 'anchor' else step} skipped: {why}")
     return " · ".join(parts)
 
 
@@ -830,6 +832,10 @@ class Restorer:
                 "anchor": None if anchored is None else {
                     "scale": anchored.scale, "iterations": anchored.iterations,
                     "threshold": anchored.threshold, "changed_fraction": anchored.changed_fraction},
+                # a step that was asked for but could not run says why (panel header, CLI, figure)
+                "skipped": {k: st.extra[f"{k}_skipped"] for k, asked in (("anchor", anchor_scale > 0),
+                                                                          ("consistency", fuse_data))
+                            if asked and f"{k}_skipped" in st.extra},
                 "consistency": None if fused is None else {
                     "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,
                     "changed_fraction": fused.changed_fraction},

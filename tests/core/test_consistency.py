@@ -195,3 +195,16 @@ def test_anchoring_ignores_masked_pixels_and_names_bad_parameters():
     with pytest.raises(ParameterError) as e:
         anchor(lq, net, psf, 0.0)
     assert e.value.name == "sigma"
+
+
+def test_a_post_step_that_cannot_run_says_why(tiny_ckpt):
+    from galviewer import Restorer
+    from galviewer.core.restore import steps_text
+
+    r = Restorer.from_file(tiny_ckpt, "cpu", uncertainty=False)
+    r.MAX_CONSISTENCY_PIXELS = 32 * 32  # as a region larger than the post-steps' bound
+    rng = np.random.default_rng(0)
+    out = r.restore(rng.normal(100.0, 1.0, (64, 64)).astype(np.float32), consistency=True)
+    assert out.meta["anchor"] is None and out.meta["consistency"] is None
+    text = steps_text(out.meta)
+    assert "anchoring skipped: larger than 1024 pixels" in text and "consistency skipped: larger than" in text
