@@ -262,30 +262,20 @@ POINT_RESCALE = "paper"
 STAR_CORE = (2.0, 4.0)
 
 
-def star_psf(st: Stamp, model_fwhm: float) -> tuple[np.ndarray, float]:
+def star_psf(st: Stamp, model_fwhm: float) -> tuple[np.ndarray, float, str]:
     """The PSF a star of this stamp is fitted with: its instrument's, or the model's LQ Gaussian for a bare array.
 
     Returns
     -------
-    (kernel, FWHM in pixels)
+    (kernel, FWHM in pixels, where it came from)
     """
     meta = getattr(st, "meta", None)
     if meta is None:
-        return gaussian_psf(model_fwhm, 15), model_fwhm
+        return gaussian_psf(model_fwhm, 15), model_fwhm, "the model's LQ Gaussian"
     from galviewer.core.instrument_psf import instrument_psf
 
     inst = instrument_psf(meta)
-    return inst.kernel, inst.fwhm_pix
-
-
-def star_psf_source(st: Stamp) -> str:
-    """Where :func:`star_psf`'s kernel came from, for headers and panels."""
-    meta = getattr(st, "meta", None)
-    if meta is None:
-        return "the model's LQ Gaussian"
-    from galviewer.core.instrument_psf import instrument_psf
-
-    return instrument_psf(meta).describe(ascii=True)
+    return inst.kernel, inst.fwhm_pix, inst.describe(ascii=True)
 
 
 def steps_text(meta: dict[str, Any]) -> str:
@@ -742,6 +732,8 @@ class Restorer:
                  for st in stamps]
         prepared = []
         for st, star in zip(stamps, stars, strict=True):
+            for step in ("anchor", "consistency"):  # a reason from an earlier restoration of the same stamp
+                st.extra.pop(f"{step}_skipped", None)
             lq = np.asarray(st.lq, dtype=np.float32)
             if star is not None:  # the network restores what the star leaves
                 lq = (lq - star.model).astype(np.float32)
@@ -828,7 +820,7 @@ class Restorer:
                 "gt_psf_fwhm_pix": self.metadata.extra.get("gt_psf_fwhm_pix"),
                 "point_source": None if star is None else {
                     "flux": star.flux, "x": star.x, "y": star.y, "sky": star.sky, "explained": star.explained,
-                    "psf": star_psf_source(st)},
+                    "psf": star_psf(st, self.metadata.psf_fwhm_pix)[2]},
                 "anchor": None if anchored is None else {
                     "scale": anchored.scale, "iterations": anchored.iterations,
                     "threshold": anchored.threshold, "changed_fraction": anchored.changed_fraction},
@@ -884,7 +876,7 @@ class Restorer:
         from galviewer.core.point_source import fit_point_source
 
         self._target_psf()  # refuse before the fit if the model cannot say what a restored star looks like
-        kernel, fwhm = star_psf(st, self.metadata.psf_fwhm_pix)
+        kernel, fwhm, _ = star_psf(st, self.metadata.psf_fwhm_pix)
         mask = st.padded | st.bad
         return fit_point_source(st.lq, kernel, st.center_in_stamp, fwhm=fwhm,
                                 mask=mask if mask.any() and not mask.all() else None)
