@@ -133,6 +133,8 @@ class ModelMetadata:
                       "noise is outside its range — the quality verdict flags them. See README, Models and Real "
                       "HST data.")
         lines += [limits,
+                  "In galviewer every restoration is anchored to the data's large scales by default (the numbers "
+                  "above are the network's alone: --anchor 0); bright stars: --point-source.",
                   f"sha256 of the tensors: {self.weights_sha256 or 'not recorded'}"]
         return "\n".join(lines)
 

@@ -143,6 +143,7 @@ def test_the_realdata_model_explains_the_bright_galaxies_better_than_the_default
     card = realdata.metadata.card()
     assert "12 shipped HST PSF shapes at core FWHM 1.6–3 px" in card and "0.0005–0.15" in card
     assert "shipped HST PSF shapes" not in default.metadata.card()
+    assert "anchored to the data's large scales by default" in card  # the card says what the app adds
     for name in ("wfc3ir_dwarf", "wfc3ir_cd_neighbour", "wfc3ir_group"):
         st = _stamp(name)
         old = assess(r0 := default.restore(st), compare_restoration(r0))
