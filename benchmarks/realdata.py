@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
-from galviewer.core.consistency import DEFAULT_ANCHOR
+from galviewer.core.consistency import ANCHOR_SCALE
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "realdata"
@@ -70,7 +70,7 @@ def run(model: str | None, uncertainty: bool, context: int = 0) -> list[dict]:
         row = {"case": path.stem, "model": restorer.name}
         for mode, _, anchor, cons in STEPS + (STAR_STEP if path.stem.endswith("star") else ()):
             r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons,
-                                                  anchor=DEFAULT_ANCHOR if anchor else 0.0,
+                                                  anchor=ANCHOR_SCALE if anchor else 0.0,
                                                   point_source=mode == "star"), context)
             v = assess(r, compare_restoration(r))
             row[mode] = (r, v)

@@ -94,7 +94,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistency", action="store_true",
                    help="fuse the restoration with the data (closed-form, Fourier) so that the residual chi2 "
                         "is at most 1: the data decide where the PSF passes signal, the network elsewhere")
-    p.add_argument("--anchor", type=float, default=None, metavar="SIGMA",
+    p.add_argument("--anchor", type=float, default=DEFAULT_ANCHOR, metavar="SIGMA",
                    help="give the restoration back the data's scales above SIGMA px (large-scale anchoring: "
                         "flux, background, halos; README, Real HST data); 0 turns it off "
                         f"(default: {DEFAULT_ANCHOR:g})")
@@ -194,8 +194,7 @@ def _restorer(args: argparse.Namespace) -> Any:
     from galviewer.core.restore import Restorer
 
     kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency,
-              "anchor": DEFAULT_ANCHOR if args.anchor is None else args.anchor,
-              "point_source": getattr(args, "point_source", False)}
+              "anchor": args.anchor, "point_source": args.point_source}
     if args.model is not None and (Path(args.model).suffix in (".safetensors", ".pth", ".pt")
                                    or Path(args.model).exists()):
         return Restorer.from_file(args.model, args.device, **kwargs)

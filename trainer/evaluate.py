@@ -227,15 +227,18 @@ def evaluate(
             x = fuse(q, x, eval_psf, background(q).rms).image
         return x, s, c
 
-    def restore_both(lq_norms: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """RS in the network's units (post-steps mapped back by the same s, c) and in LQ's units (the app's)."""
+    def restore_both(lq_norms: list[np.ndarray], app_too: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """RS in the network's units (post-steps mapped back by the same s, c) and, with ``app_too``, in LQ's
+        units (the app's; empty otherwise)."""
         raw = [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
-        app = [app_units(q, o) for q, o in zip(lq_norms, raw, strict=True)]
-        net = [(x - c) / s for x, s, c in app] if cfg.anchor or cfg.consistency else raw
-        return net, [x for x, _, _ in app]
+        post = bool(cfg.anchor or cfg.consistency)
+        app = [app_units(q, o) for q, o in zip(lq_norms, raw, strict=True)] if app_too or post else []
+        net = [(x - c) / s for x, s, c in app] if post else raw
+        return net, [x for x, _, _ in app] if app_too else []
 
     def norm_restore(lq_norms: list[np.ndarray]) -> list[np.ndarray]:
-        return restore_both(lq_norms)[0]
+        """RS in the network's units only (stars, blank stamps): no rescaling unless a post-step needs it."""
+        return restore_both(lq_norms, app_too=False)[0]
 
     # --- baselines tuned on the validation split
     tune = tune_baselines(_pairs(shards, val, cfg.seed + 1, cfg.noise_rms, cfg.fwhm))

@@ -43,11 +43,14 @@ import numpy as np
 from galviewer.core.degrade import convolve
 from galviewer.errors import ParameterError
 
-__all__ = ["ANCHOR_ITERATIONS", "ANCHOR_THRESHOLD", "DEFAULT_ANCHOR", "Anchoring", "Consistency", "anchor", "fuse"]
+__all__ = ["ANCHOR_ITERATIONS", "ANCHOR_SCALE", "ANCHOR_THRESHOLD", "DEFAULT_ANCHOR", "Anchoring", "Consistency",
+           "anchor", "fuse"]
 
-# Large-scale anchoring: σ (pixels) used by the Restorer, the CLI and the viewer unless told otherwise (0: off),
-# and its number of steps.
-DEFAULT_ANCHOR = 2.0
+# Large-scale anchoring: its σ (pixels) when on (the viewer's box, the benchmark's anchored rows), the setting of
+# the Restorer and the CLI unless told otherwise (0 would turn it off), its number of steps and its shrinkage
+# threshold (in σ of the smoothed residual).
+ANCHOR_SCALE = 2.0
+DEFAULT_ANCHOR = ANCHOR_SCALE
 ANCHOR_ITERATIONS = 3
 ANCHOR_THRESHOLD = 3.0
 
@@ -212,7 +215,7 @@ def anchor(
     psf: np.ndarray,
     sigma: np.ndarray | float | None,
     *,
-    scale: float = 2.0,
+    scale: float = ANCHOR_SCALE,
     iterations: int = ANCHOR_ITERATIONS,
     threshold: float = ANCHOR_THRESHOLD,
     mask: np.ndarray | None = None,

@@ -27,7 +27,7 @@ import numpy as np
 
 from galviewer.errors import ParameterError
 
-__all__ = ["MAX_SHIFT", "PointSource", "fit_point_source", "place", "star_fwhm"]
+__all__ = ["MAX_SHIFT", "PointSource", "fit_point_source", "place"]
 
 # How far (pixels) the fitted star may lie from the stamp's centre.
 MAX_SHIFT = 2.0
@@ -59,7 +59,7 @@ class PointSource:
     sky: float
     explained: float
     model: np.ndarray
-    fwhm: float = math.nan
+    fwhm: float
 
 
 def place(kernel: np.ndarray, x: float, y: float, shape: tuple[int, int]) -> np.ndarray:
@@ -155,8 +155,3 @@ def fit_point_source(
     explained = 1.0 - float(rem @ rem) / float(signal @ signal) if core.any() and signal.any() else math.nan
     return PointSource(float(flux), cx + float(shift[0]), cy + float(shift[1]), float(sky), explained, flux * m,
                        float(fwhm))
-
-
-def star_fwhm(star: PointSource) -> float:
-    """The FWHM (pixels) of the PSF the star was fitted with (2 px when not recorded)."""
-    return star.fwhm if math.isfinite(star.fwhm) and star.fwhm > 0 else 2.0

@@ -859,11 +859,9 @@ class Restorer:
         the network's range: restored, it came back as a ring 80σ *below* the sky around the WFC3/IR star.  Within
         ``STAR_CORE[0]`` FWHM the data's own remainder is kept; the network's answer takes over by
         ``STAR_CORE[1]`` FWHM (a cosine ramp)."""
-        from galviewer.core.point_source import star_fwhm
-
         ny, nx = data.shape
         yy, xx = np.mgrid[:ny, :nx]
-        r = np.hypot(xx - star.x, yy - star.y) / max(star_fwhm(star), 1.0)
+        r = np.hypot(xx - star.x, yy - star.y) / max(star.fwhm, 1.0)
         a, b = STAR_CORE
         w = np.clip((r - a) / (b - a), 0.0, 1.0)
         w = 0.5 - 0.5 * np.cos(np.pi * w)  # 0 on the star, 1 away from it

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.batch import detect, export_batch, restore_sources
-from galviewer.core.consistency import DEFAULT_ANCHOR
+from galviewer.core.consistency import ANCHOR_SCALE, DEFAULT_ANCHOR
 from galviewer.core.cosmics import clean_cosmic_rays, cleanable
 from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
 from galviewer.core.instrument_psf import instrument_psf
@@ -204,7 +204,7 @@ class MainWindow(QMainWindow):
                                  "the data decide where the PSF passes signal, the network elsewhere")
         self.anchor_box = QCheckBox("anchor")
         self.anchor_box.setChecked(DEFAULT_ANCHOR > 0)
-        self.anchor_box.setToolTip(f"give each restoration back the data's scales above {DEFAULT_ANCHOR or 2:g} px "
+        self.anchor_box.setToolTip(f"give each restoration back the data's scales above {ANCHOR_SCALE:g} px "
                                    "(flux, background, halos) where they differ beyond the noise")
         self.star_box = QCheckBox("point source")
         self.star_box.setToolTip("the clicked source is a star: fit it with the instrument PSF, restore the rest "
@@ -551,7 +551,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ restore
     def _anchor(self) -> float:
         """σ (px) of the large-scale anchoring the toolbar asks for (0: off)."""
-        return (DEFAULT_ANCHOR or 2.0) if self.anchor_box.isChecked() else 0.0
+        return ANCHOR_SCALE if self.anchor_box.isChecked() else 0.0
 
     def _cr_cleaner(self, image: Image) -> Any:
         """L.A.Cosmic for stamps of FLT/FLC images when "clean CRs" is on, else None (drizzled data are clean)."""
