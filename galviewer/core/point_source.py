@@ -27,10 +27,11 @@ import numpy as np
 
 from galviewer.errors import ParameterError
 
-__all__ = ["MAX_SHIFT", "PointSource", "fit_point_source", "place"]
+__all__ = ["MAX_SHIFT", "MIN_SNR", "PointSource", "fit_point_source", "place"]
 
-# How far (pixels) the fitted star may lie from the stamp's centre.
+# How far (pixels) the fitted star may lie from the stamp's centre, and the S/N its fitted flux needs.
 MAX_SHIFT = 2.0
+MIN_SNR = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def fit_point_source(
     Raises
     ------
     ParameterError
-        ``point_source`` when no positive point source is found within :data:`MAX_SHIFT` px of the centre.
+        ``point_source`` when no point source of S/N ≥ :data:`MIN_SNR` is found within :data:`MAX_SHIFT` px
+        of the centre.
     """
     from scipy import optimize
 
@@ -144,10 +146,14 @@ def fit_point_source(
     best = optimize.minimize(lambda p: solve(p)[2], np.zeros(2), method="Nelder-Mead",
                              options={"xatol": 1e-3, "fatol": 1e-9, "maxiter": 400})
     shift = np.asarray(best.x, dtype=np.float64)
-    m, (flux, sky), _ = solve(shift)
-    if not (math.isfinite(flux) and flux > 0) or float(np.hypot(*shift)) > MAX_SHIFT:
+    m, (flux, sky), sse = solve(shift)
+    # the flux's S/N with the noise taken from the fit's own residual (a PSF mismatch only lowers it)
+    sigma_flux = math.sqrt(sse / max(int(use.sum()) - 4, 1)) / max(float(np.sqrt(np.sum(m[use] ** 2))), 1e-300)
+    snr = flux / sigma_flux if sigma_flux > 0 else math.inf
+    if not (math.isfinite(flux) and flux > 0 and snr >= MIN_SNR) or float(np.hypot(*shift)) > MAX_SHIFT:
         raise ParameterError("point_source", f"no star within {MAX_SHIFT:g} px of the stamp's centre "
-                             f"(fitted flux {flux:.3g} at a shift of {float(np.hypot(*shift)):.2f} px)")
+                             f"(fitted flux {flux:.3g}, S/N {snr:.3g}, at a shift of {float(np.hypot(*shift)):.2f} "
+                             f"px; a star needs S/N ≥ {MIN_SNR:g})")
     yy, xx = np.mgrid[: a.shape[0], : a.shape[1]]
     core = use & ((xx - cx - shift[0]) ** 2 + (yy - cy - shift[1]) ** 2 <= (1.5 * fwhm) ** 2)
     signal = a[core] - sky

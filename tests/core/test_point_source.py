@@ -33,6 +33,16 @@ def test_no_star_near_the_centre_is_refused_by_name():
     with pytest.raises(ParameterError) as e:
         fit_point_source(img, psf, (32.0, 32.0), fwhm=2.5)
     assert e.value.name == "point_source" and "no star within 2 px" in e.value.reason
+    # nor is a noise fluctuation a star: pure noise gives a positive "flux" at some shift, far below S/N 5
+    rng = np.random.default_rng(3)
+    refused = 0
+    for _ in range(20):
+        with pytest.raises(ParameterError) as e:
+            fit_point_source(rng.normal(20.0, 1.0, (64, 64)), gaussian_psf(2.5, 15), (32.0, 32.0), fwhm=2.5)
+        refused += "no star within 2 px" in e.value.reason
+    assert refused == 20
+    faint, psf = _star(32.0, 32.0, flux=60.0)  # S/N ~ 13 with unit noise over a 2.5-px PSF: kept
+    assert fit_point_source(faint, psf, (32.0, 32.0), fwhm=2.5).flux == pytest.approx(60.0, rel=0.15)
 
 
 def test_restorer_adds_the_star_back_at_the_target_psf(tiny_ckpt):
