@@ -961,6 +961,9 @@ class MainWindow(QMainWindow):
                   "compare": "Measurement failed", "detect": "Detection failed", "batch": "Batch restoration failed"}
         if channel == "model":
             self.device_label.setText(" no model ")
+        if channel == "restore":  # the header said "restoring …": say that it did not
+            self.panels.info.setText(f"restoration failed: {exc}")
+            self.panels.info.setStyleSheet("QLabel { color: #c0392b; font-weight: bold; }")
         self._error_dialog(titles.get(channel, "Error"), str(exc))
 
     def _error_dialog(self, title: str, text: str) -> None:

@@ -535,6 +535,13 @@ def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_pa
         assert abs(v.checks["flux"].value - 1) < 0.1 and v.checks["rms"].ok and v.checks["border"].ok
         shown = win.panels.views["RS"].data
         assert np.nanmax(shown) > 2.0 * np.nanmax(win.panels.views["LQ"].data - star["sky"])
+        # a click on empty sky: no star to fit, said by name in the header and the status bar; the app goes on
+        with qtbot.waitSignal(win.jobs.error, timeout=60000):
+            win.restore_at(10.0, 80.0)
+        assert win.panels.info.text().startswith("restoration failed: point_source: no star within 2 px")
+        assert "no star within 2 px" in win.statusBar().currentMessage()
+        for box in win.findChildren(QMessageBox, "errorDialog"):
+            box.close()
     finally:
         win.close()
 
