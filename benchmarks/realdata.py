@@ -25,6 +25,7 @@ import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
 from galviewer.core.consistency import ANCHOR_SCALE
+from galviewer.core.stamps import DEFAULT_CONTEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "realdata"
@@ -54,7 +55,7 @@ def target(image: Any) -> tuple[float, float]:
     return best.x, best.y
 
 
-def run(model: str | None, uncertainty: bool, context: int = 0) -> list[dict]:
+def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) -> list[dict]:
     """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
     from galviewer import Restorer, cutout, open_image
     from galviewer.core.measure.compare import compare_restoration
@@ -115,11 +116,11 @@ def _montage(rows: list[dict], png: Path) -> None:
             if i == 0:
                 ax.set_title(cols[j], fontsize=8)
         axes[i, 0].set_ylabel(row["case"], fontsize=8)
-        axes[i, 1].set_xlabel(("ok" if v.ok else "FAIL") + f" χ² {v.checks['chi2'].value:.3g}", fontsize=7,
-                              color="green" if v.ok else "red")
-        for j, w in ((4, va), (6, vc)):
-            axes[i, j].set_xlabel(("ok" if w.ok else "FAIL") + f" χ² {w.checks['chi2'].value:.3g}", fontsize=7,
-                                  color="green" if w.ok else "red")
+        for j, w in ((1, v), (4, va), (6, vc)):
+            failed = [k for k, c in w.checks.items() if not c.ok]
+            text = ("ok" if w.ok else "FAIL " + ", ".join(failed)) + f"; χ² {w.checks['chi2'].value:.3g}"
+            colour = "green" if w.ok else ("darkorange" if failed == ["range"] else "red")
+            axes[i, j].set_xlabel(text, fontsize=6, color=colour)
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
@@ -130,7 +131,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--no-uncertainty", action="store_true")
-    ap.add_argument("--context", type=int, default=0, help="restore with this margin (px) and crop (default 0)")
+    ap.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                    help=f"restore with this margin (px) and crop (default {DEFAULT_CONTEXT}, the app's)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "realdata.md"), help="table (Markdown)")
     ap.add_argument("--montage", default=str(ROOT / "docs" / "realdata_montage.png"), help="montage (PNG)")
     args = ap.parse_args()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["Image", "Restoration", "Restorer", "Stamp", "__version__", "cutout", "open_image"]
 

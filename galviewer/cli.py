@@ -20,6 +20,7 @@ from typing import Any
 
 from galviewer import __version__
 from galviewer.core.consistency import DEFAULT_ANCHOR
+from galviewer.core.stamps import DEFAULT_CONTEXT
 from galviewer.errors import GalviewerError, ParameterError
 
 __all__ = ["build_parser", "main", "safe_label", "to_json"]
@@ -135,9 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-refine", action="store_true", help="do not move the centre to the source centroid")
     r.add_argument("-o", "--output", required=True, help="output FITS file (--xy) or folder (--catalog)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    r.add_argument("--context", type=int, default=0, metavar="M",
-                   help="with --xy, restore a cut-out M px larger on every side and keep the central --size "
-                        "(the network's own edges stay out of the stamp; README, Real HST data; default 0)")
+    _add_context_arg(r, "")
     r.add_argument("--figure", metavar="PATH", help="with --xy, also write a labelled figure (.png, .pdf or .svg): "
                    "LQ | RS | residual/σ | uncertainty with axes, colour bars, file, position, model and verdict")
     _add_clean_arg(r)
@@ -158,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--psf-fwhm", type=float, default=None, help="FWHM (pixels) of a Gaussian PSF for LQ's Sérsic "
                    "fit (default: the instrument PSF from the header, as galviewer info shows it)")
     m.add_argument("--restore", action="store_true", help="restore the stamp and measure RS too")
+    _add_context_arg(m, "with --restore, ")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     _add_clean_arg(m)
     _add_dq_arg(m)
@@ -319,6 +319,19 @@ def _quality_line(verdict: Any) -> str:
     return f"quality {verdict.summary()}" if verdict.ok else f"QUALITY FAILS: {verdict.summary()}"
 
 
+def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
+    """``--context M``: the margin restored around the stamp and cropped."""
+    p.add_argument("--context", type=int, default=DEFAULT_CONTEXT, metavar="M",
+                   help=f"{when}restore a cut-out M px larger on every side and keep the central --size (the "
+                        "network's own edges stay out of the stamp; README, Real HST data; default "
+                        f"{DEFAULT_CONTEXT}, 0 for none)")
+
+
+def _check_context(context: int) -> None:
+    if not 0 <= context <= 256:
+        raise ParameterError("--context", f"must be 0–256 px, got {context}")
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
     from galviewer.core.restore import crop_restoration, steps_text
@@ -326,6 +339,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.verdict import judge
 
     _check_size(args.size)
+    _check_context(args.context)
     out = Path(args.output)
     _refuse_input_as_output(out, args.file, args.catalog, args.model)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
@@ -342,8 +356,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                     raise ParameterError("--figure", f"{figure}: use a {', '.join(FIGURE_FORMATS)} file name")
                 if figure.exists() and not args.overwrite:
                     raise ParameterError("--figure", f"{figure} exists; pass --overwrite to replace it")
-            if not 0 <= args.context <= 256:
-                raise ParameterError("--context", f"must be 0–256 px, got {args.context}")
             stamp = _cleaned(cutout(image, x, y, args.size + 2 * args.context, refine=not args.no_refine), image,
                              args)
             restorer = _restorer(args)
@@ -364,8 +376,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             return 0
         if args.figure:
             raise ParameterError("--figure", "is for one source (--xy); a catalogue run writes FITS stamps only")
-        if args.context:
-            raise ParameterError("--context", "is for one source (--xy)")
         positions = _catalog_positions(args.catalog, image, args.origin)
         outdir = out
         if outdir.exists() and not outdir.is_dir():
@@ -387,8 +397,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             row = {"label": label, "x_in": x, "y_in": y, "x": math.nan, "y": math.nan, "file": "",
                    "quality_ok": False, "chi2": math.nan, "flux_conservation": math.nan, "status": ""}
             try:
-                stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
-                result = restorer.restore(stamp)
+                stamp = _cleaned(cutout(image, x, y, args.size + 2 * args.context, refine=not args.no_refine),
+                                 image, args)
+                result = crop_restoration(restorer.restore(stamp), args.context)
+                stamp = result.stamp
                 verdict = judge(result)[1]
                 write_stamp(path, result, overwrite=args.overwrite)
                 row.update(x=stamp.center[0], y=stamp.center[1], file=path.name, quality_ok=verdict.ok,
@@ -431,11 +443,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from galviewer.core.verdict import judge
 
     _check_size(args.size)
+    _check_context(args.context)
     if args.psf_fwhm is not None and not args.psf_fwhm > 0:
         raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
-        stamp = _cleaned(cutout(image, x, y, args.size, refine=not args.no_refine), image, args)
+        margin = args.context if args.restore else 0
+        stamp = _cleaned(cutout(image, x, y, args.size + 2 * margin, refine=not args.no_refine), image, args)
         inst = instrument_psf(image.meta, image.header)
     # LQ is fitted with the same PSF with and without --restore: the instrument's, or --psf-fwhm's Gaussian.
     if args.psf_fwhm is not None:
@@ -443,7 +457,10 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     else:
         lq_psf, psf_text = inst.fitting_kernel(args.size), inst.describe()
     if args.restore:
-        result = _restorer(args).restore(stamp)
+        from galviewer.core.restore import crop_restoration
+
+        result = crop_restoration(_restorer(args).restore(stamp), margin)
+        stamp = result.stamp
         m, verdict = judge(result, compare_restoration(result, lq_psf=lq_psf))
     else:
         verdict = None

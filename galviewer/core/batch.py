@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.fitsio import Image, write_stamp
-from galviewer.core.stamps import Stamp, cutout
+from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
 from galviewer.errors import GalviewerError, OutputExistsError, ParameterError, RestoreCancelled
 
 __all__ = ["BatchResult", "Detections", "Source", "detect", "export_batch", "restore_sources"]
@@ -264,6 +264,7 @@ def restore_sources(
     sources: Sequence[Source],
     *,
     size: int = 64,
+    context: int = DEFAULT_CONTEXT,
     uncertainty: bool | None = None,
     consistency: bool | None = None,
     anchor: float | None = None,
@@ -282,6 +283,9 @@ def restore_sources(
     sources : sequence of Source
     size : int
         Stamp side.
+    context : int
+        Context margin (px): each cut-out is ``size + 2·context`` wide and its central ``size`` is kept
+        (:func:`~galviewer.core.restore.crop_restoration`; 0–256).
     uncertainty : bool, optional
         8 flips/rotations (default: the restorer's setting).
     consistency : bool, optional
@@ -303,10 +307,13 @@ def restore_sources(
     RestoreCancelled
         When cancelled (results so far are discarded).
     """
+    from galviewer.core.restore import crop_restoration
     from galviewer.core.verdict import judge
 
     if chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")
+    if not (isinstance(context, int) and 0 <= context <= 256):
+        raise ParameterError("context", f"must be 0–256 px, got {context!r}")
     results = [BatchResult(s) for s in sources]
     total = len(results) * (2 if measure else 1)
     done = 0
@@ -325,7 +332,7 @@ def restore_sources(
     for res in results:
         check()
         try:
-            st = cutout(image, res.source.x, res.source.y, size)
+            st = cutout(image, res.source.x, res.source.y, size + 2 * context)
             if clean is not None:
                 st, res.cosmic_rays = clean(st)
             res.stamp = st
@@ -353,6 +360,9 @@ def restore_sources(
                     restored.append(None)
                     r.error = str(exc)
         for r, rr in zip(part, restored, strict=True):
+            if rr is not None and context:
+                rr = crop_restoration(rr, context)
+                r.stamp = rr.stamp
             r.restoration = rr
             tick()
     if measure:

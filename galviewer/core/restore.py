@@ -40,7 +40,7 @@ from galviewer.core.stamps import Stamp, stamp_from_array
 from galviewer.core.weights import ModelMetadata, file_sha256, load_model
 from galviewer.errors import ParameterError, RestoreCancelled, RestoreError, WeightsError
 
-__all__ = ["Restoration", "Restorer", "choose_device", "dihedral", "rescale_to_physical"]
+__all__ = ["Restoration", "Restorer", "choose_device", "crop_restoration", "dihedral", "rescale_to_physical"]
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event | None
@@ -293,7 +293,9 @@ def steps_text(meta: dict[str, Any]) -> str:
     """
     parts = []
     if meta.get("context"):
-        parts.append(f"restored with a {meta['context']} px context margin")
+        n = int(meta["context"])
+        article = "an" if str(n).startswith("8") or n in (11, 18) else "a"  # "an 8 px", "an 11 px"
+        parts.append(f"restored with {article} {n} px context margin")
     star = meta.get("point_source")
     if star:
         parts.append(f"point source: flux {star['flux']:.4g} PSF-fitted at ({star['x']:.2f}, {star['y']:.2f}), "
@@ -315,7 +317,8 @@ def crop_restoration(r: Restoration, margin: int) -> Restoration:
 
     Restoring a cut-out ``2·margin`` larger than the stamp and cropping keeps the network's own edges out of the
     result; the residual is the larger one's, cropped, so it is computed with the context too.  The stamp (LQ,
-    ERR, masks, WCS, origin) is cropped alike; ``meta["context"]`` records the margin.
+    ERR, masks, WCS, origin) is cropped alike, a point source's fitted position moved into the kept pixels;
+    ``meta["context"]`` records the margin.
 
     Raises
     ------
@@ -337,9 +340,12 @@ def crop_restoration(r: Restoration, margin: int) -> Restoration:
         st = dataclasses.replace(st, lq=cut(st.lq), err=cut(st.err), bad=cut(st.bad), padded=cut(st.padded),
                                  wcs=None if st.wcs is None else st.wcs[sl],
                                  origin=(st.origin[0] + m, st.origin[1] + m))
+    meta = {**r.meta, "context": m}
+    if meta.get("point_source"):  # the fitted star's position, in the kept stamp's pixels
+        star = meta["point_source"]
+        meta["point_source"] = {**star, "x": star["x"] - m, "y": star["y"] - m}
     return dataclasses.replace(r, lq=cut(r.lq), data=cut(r.data), normalized=cut(r.normalized), sigma=cut(r.sigma),
-                               residual=cut(r.residual), model_input=cut(r.model_input), stamp=st,
-                               meta={**r.meta, "context": m})
+                               residual=cut(r.residual), model_input=cut(r.model_input), stamp=st, meta=meta)
 
 
 class Restorer:

@@ -4,7 +4,7 @@ Each check compares the restoration with its own input and says whether the rest
 
 * ``chi2`` — residual χ² per pixel, ``mean(((LQ − PSF⊗RS) / σ)²)`` over usable pixels, σ the stamp's ERR
   (or the background rms): at most 3;
-* ``flux`` — flux conservation in the Kron ellipse defined on LQ, ``Σ(PSF⊗RS − bkg) / Σ(LQ − bkg)``:
+* ``flux`` — flux conservation in the Kron ellipse defined on LQ, ``Σ(PSF⊗RS − bkg) / Σ(LQ − bkg)`` (bkg LQ's):
   within 5 % of 1;
 * ``rms`` — background rms of RS over that of LQ (σ-clipped, source pixels masked): at most 1 (a
   restoration must not be noisier than its input);

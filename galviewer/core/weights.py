@@ -134,7 +134,8 @@ class ModelMetadata:
                       "HST data.")
         lines += [limits,
                   "In galviewer every restoration is anchored to the data's large scales by default (the numbers "
-                  "above are the network's alone: --anchor 0); bright stars: --point-source.",
+                  "above are the network's alone: --anchor 0) and a stamp is restored with an 8-px context margin "
+                  "(--context 0: none); bright stars: --point-source.",
                   f"sha256 of the tensors: {self.weights_sha256 or 'not recorded'}"]
         return "\n".join(lines)
 

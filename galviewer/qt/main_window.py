@@ -49,7 +49,7 @@ from galviewer.core.mosaic import (
 from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.resources import available_models, models_dir
 from galviewer.core.restore import Restoration, Restorer, crop_restoration
-from galviewer.core.stamps import Stamp, cutout
+from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
 from galviewer.core.verdict import judge
 from galviewer.errors import ExportError, GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.dialogs import HeaderDialog
@@ -60,6 +60,9 @@ from galviewer.qt.workers import JobRunner
 
 __all__ = ["ClickResult", "MainWindow"]
 
+# preferences key of the context margin: "margin" held 0 while 0 was the default; a new key lets the default of 8 px
+# reach everyone who never chose a margin (who set one chooses again once)
+_MARGIN_KEY = "context_margin"
 MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse", "clicks: polygon (close on the 1st vertex)")
 
 
@@ -191,11 +194,11 @@ class MainWindow(QMainWindow):
         self.margin_box = QSpinBox()
         self.margin_box.setRange(0, 64)
         self.margin_box.setSingleStep(8)
-        self.margin_box.setValue(0)
+        self.margin_box.setValue(DEFAULT_CONTEXT)
         self.margin_box.setSuffix(" px")
         self.margin_box.setToolTip("context margin: restore a cut-out this much larger on every side and show its "
-                                   "central stamp, so the network's own edges fall outside it (clicks only; measured "
-                                   "mixed on the real set: README, Real HST data)")
+                                   "central stamp, so the network's own edges fall outside it (clicks and batches; "
+                                   f"default {DEFAULT_CONTEXT} px: README, Real HST data)")
         self.tta_box = QCheckBox("uncertainty")
         self.tta_box.setChecked(True)
         self.tta_box.setToolTip("8 flips/rotations: mean and spread (slower)")
@@ -314,7 +317,7 @@ class MainWindow(QMainWindow):
         mode = s.value("prefs/mouse", None)
         if mode is not None and str(mode).isdigit() and int(mode) < self.mode_box.count():
             self.mode_box.setCurrentIndex(int(mode))
-        for key, box in (("stamp", self.size_box), ("margin", self.margin_box)):
+        for key, box in (("stamp", self.size_box), (_MARGIN_KEY, self.margin_box)):
             value = s.value(f"prefs/{key}", None)
             if value is not None and str(value).isdigit():
                 box.setValue(int(value))
@@ -330,7 +333,7 @@ class MainWindow(QMainWindow):
             s.setValue(f"prefs/{key}", getattr(self, name).isChecked())
         s.setValue("prefs/mouse", self.mode_box.currentIndex())
         s.setValue("prefs/stamp", self.size_box.value())
-        s.setValue("prefs/margin", self.margin_box.value())
+        s.setValue(f"prefs/{_MARGIN_KEY}", self.margin_box.value())
         s.setValue("prefs/window_state", self.saveState())
         s.sync()
 
@@ -708,14 +711,15 @@ class MainWindow(QMainWindow):
         sources = [self.sources_panel.sources[i] for i in ids if i in self.sources_panel.sources]
         image, restorer, size, tta = self.image, self.restorer, self.size_box.value(), self.tta_box.isChecked()
         clean, cons, anchor = self._cr_cleaner(image), self.cons_box.isChecked(), self._anchor()
+        margin = self.margin_box.value()
 
         def job(progress, cancelled):
             if isinstance(image, Mosaic):
-                return restore_mosaic_sources(restorer, image, sources, size=size, uncertainty=tta,
+                return restore_mosaic_sources(restorer, image, sources, size=size, context=margin, uncertainty=tta,
                                               clean=clean, progress=progress,
                                               cancel=cancelled, consistency=cons, anchor=anchor)
-            return restore_sources(restorer, image, sources, size=size, uncertainty=tta, clean=clean,
-                                   progress=progress, cancel=cancelled, consistency=cons, anchor=anchor)
+            return restore_sources(restorer, image, sources, size=size, context=margin, uncertainty=tta,
+                                   clean=clean, progress=progress, cancel=cancelled, consistency=cons, anchor=anchor)
 
         self.statusBar().showMessage(f"restoring {len(sources)} sources…")
         self.jobs.submit("batch", job)

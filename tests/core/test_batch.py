@@ -56,6 +56,32 @@ def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
             restore_sources(restorer, image, sources, uncertainty=False, cancel=lambda: True)
 
 
+def test_a_batch_restores_each_source_with_the_context_margin_of_a_click(flt, tiny_ckpt):
+    """Issue 11 (4): a batch restores every source as a click does — a cut-out 2·8 px larger, its central
+    stamp kept (the same pixels and result as restore + crop_restoration); 0 turns the margin off."""
+    from galviewer.core.restore import crop_restoration
+    from galviewer.core.stamps import DEFAULT_CONTEXT, cutout
+
+    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    with open_image(flt, "SCI,1") as image:
+        sources = detect(image)[:2]
+        framed = restore_sources(restorer, image, sources, uncertainty=False, measure=False)
+        plain = restore_sources(restorer, image, sources, uncertainty=False, measure=False, context=0)
+        for f, p in zip(framed, plain, strict=True):
+            assert f.restoration.meta["context"] == DEFAULT_CONTEXT == 8 and "context" not in p.restoration.meta
+            assert f.stamp.lq.shape == f.restoration.data.shape == (64, 64)
+            assert f.stamp.origin == p.stamp.origin and np.array_equal(f.stamp.padded, p.stamp.padded)
+            real = ~f.stamp.padded  # (pixels outside the image are filled with noise drawn for each cut-out)
+            assert np.array_equal(f.stamp.lq[real], p.stamp.lq[real])
+            one = crop_restoration(restorer.restore(cutout(image, f.source.x, f.source.y, 80), uncertainty=False),
+                                   8)
+            scale = float(np.std(one.data))
+            assert np.abs(f.restoration.data - one.data).max() < 1e-5 * scale * 100  # float32 rounding of a batch
+            assert np.abs(f.restoration.data - p.restoration.data).max() > 0.01 * scale  # the margin matters
+        with pytest.raises(ParameterError, match="context"):
+            restore_sources(restorer, image, sources, context=-1)
+
+
 def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt, tmp_path):
     restorer = Restorer.from_file(tiny_ckpt, "cpu")
     with open_image(flt, "SCI,1") as image:

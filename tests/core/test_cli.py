@@ -11,6 +11,7 @@ from astropy.wcs import WCS
 
 from galviewer import open_image
 from galviewer.cli import main
+from galviewer.core.stamps import DEFAULT_CONTEXT
 from tests.helpers import SOURCES, write_flt
 
 
@@ -195,14 +196,24 @@ def test_restore_figure_is_labelled_and_never_clobbers(flt, tmp_path, tiny_ckpt,
 
 def test_restore_with_a_context_margin_keeps_the_stamp_and_its_wcs(flt, tmp_path, tiny_ckpt, capsys):
     """Issue 11 item 4: `--context M` restores a cut-out M px larger on every side and keeps the central stamp:
-    same size, the same parent pixels and sky, the margin recorded."""
+    same size, the same parent pixels and sky, the margin recorded; 8 px unless told (0 for none), for one
+    source and for a catalogue."""
     x, y, _ = SOURCES[0]
     base = ["restore", str(flt), "--xy", str(x), str(y), "--model", str(tiny_ckpt), "--device", "cpu"]
-    assert main([*base, "-o", str(tmp_path / "a.fits")]) == 0
+    assert main([*base, "--context", "0", "-o", str(tmp_path / "a.fits")]) == 0
     assert main([*base, "--context", "16", "-o", str(tmp_path / "b.fits")]) == 0, capsys.readouterr().err
-    with fits.open(tmp_path / "a.fits") as a, fits.open(tmp_path / "b.fits") as b:
+    assert main([*base, "-o", str(tmp_path / "d.fits")]) == 0
+    assert fits.getheader(tmp_path / "d.fits")["CONTEXT"] == DEFAULT_CONTEXT == 8
+    cat = tmp_path / "one.ecsv"
+    Table({"x": [x], "y": [y]}).write(cat)
+    assert main(["restore", str(flt), "--catalog", str(cat), "--model", str(tiny_ckpt), "--device", "cpu",
+                 "--context", "16", "-o", str(tmp_path / "cat")]) == 0, capsys.readouterr().err
+    (stamp,) = (tmp_path / "cat").glob("*.fits")
+    with fits.open(tmp_path / "a.fits") as a, fits.open(tmp_path / "b.fits") as b, fits.open(stamp) as c:
         ha, hb = a[0].header, b[0].header
         assert b[0].data.shape == (64, 64) and hb["CONTEXT"] == 16 and "CONTEXT" not in ha
+        assert c[0].data.shape == (64, 64) and c[0].header["CONTEXT"] == 16
+        assert np.allclose(c[0].data, b[0].data)  # the catalogue restores a source as --xy does
         assert (hb["XORIGIN"], hb["YORIGIN"]) == (ha["XORIGIN"], ha["YORIGIN"])
         assert np.array_equal(a["LQ"].data, b["LQ"].data)  # the same input pixels
         assert WCS(ha).all_pix2world(10, 20, 0) == pytest.approx(WCS(hb).all_pix2world(10, 20, 0), abs=1e-10)

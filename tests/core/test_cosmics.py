@@ -33,7 +33,7 @@ def test_a_real_neighbour_star_survives_and_a_cosmic_ray_goes():
 def test_the_cli_cleans_flt_stamps_like_the_viewer(tmp_path, tiny_ckpt, capsys):
     out = tmp_path / "s.fits"
     assert main(["restore", str(STIS), "--xy", "31.5", "31.5", "-o", str(out), "--model", str(tiny_ckpt),
-                 "--no-uncertainty", "--clean-crs"]) == 0
+                 "--no-uncertainty", "--clean-crs", "--context", "0"]) == 0  # the 64-px cut-out itself
     err = capsys.readouterr().err
     n = int(err.split("galviewer: note: ")[1].split()[0])
     with open_image(STIS) as im:

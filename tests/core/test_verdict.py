@@ -60,13 +60,14 @@ def test_cli_prints_the_verdict_and_writes_it_into_the_header(tmp_path, tiny_ckp
     monkeypatch.setattr(Restorer, "_forward", lambda self, batch: framing_forward(batch))
     out = tmp_path / "o.fits"
     assert main(["restore", str(flt), "--xy", "120.3", "80.7", "--ext", "SCI,1", "-o", str(out), "--model",
-                 str(tiny_ckpt), "--no-uncertainty", "--anchor", "0"]) == 0  # the framing network alone
+                 str(tiny_ckpt), "--no-uncertainty", "--anchor", "0", "--context", "0"]) == 0
+    # (the framing network alone, its frame on the stamp: the default 8-px margin would crop it away)
     text = capsys.readouterr().out
     assert "QUALITY FAILS: χ²" in text
     h = fits.getheader(out)
     assert h["QUALITY"] == "FAIL" and "chi2=" in h["QFAILS"] and h["Q_CHI2"] > 3 and "Q_BORDER" in h
     assert main(["measure", str(flt), "--xy", "120.3", "80.7", "--ext", "SCI,1", "--restore", "--model",
-                 str(tiny_ckpt), "--no-uncertainty", "--json", "--anchor", "0"]) == 0
+                 str(tiny_ckpt), "--no-uncertainty", "--json", "--anchor", "0", "--context", "0"]) == 0
     import json
 
     doc = json.loads(capsys.readouterr().out)

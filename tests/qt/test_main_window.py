@@ -279,6 +279,7 @@ def test_the_anchor_and_consistency_toggles_bring_the_click_to_the_data(qtbot, w
     window.tta_box.setChecked(False)
     assert window.anchor_box.isChecked()  # the default
     window.anchor_box.setChecked(False)
+    window.margin_box.setValue(0)  # the frame on the stamp shown (the default margin would crop it away)
     window.restorer._forward = framing_forward  # a network whose restoration cannot explain the data
     _click(qtbot, window, x, y)
     net = window.result.restoration
@@ -389,6 +390,19 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     assert not second.tta_box.isChecked() and second.cons_box.isChecked() and not second.anchor_box.isChecked()
     assert second.view.stretch_kind == "log"  # applied to the view, not only shown
     second.close()
+
+
+def test_a_margin_saved_under_the_old_default_gives_way_to_the_new_one(qtbot, tiny_ckpt, tmp_path):
+    """The context margin's default became 8 px; every earlier run had saved its 0 under "prefs/margin",
+    which must not keep the new default from anyone who never chose a margin."""
+    from galviewer.core.stamps import DEFAULT_CONTEXT
+
+    settings = QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
+    settings.setValue("prefs/margin", 0)
+    w = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
+    qtbot.addWidget(w)
+    assert w.margin_box.value() == DEFAULT_CONTEXT == 8
+    w.close()
 
 
 def test_the_header_viewer_shows_every_card_and_searches(qtbot, window):
@@ -557,6 +571,8 @@ def test_a_context_margin_restores_a_larger_cut_out_and_shows_the_stamp(qtbot, w
     window.tta_box.setChecked(False)
     _click(qtbot, window, x, y)
     plain = window.result
+    assert plain.restoration.meta["context"] == 8  # the default
+    assert "restored with an 8 px context margin" in window.panels.info.text()
     window.margin_box.setValue(16)
     _click(qtbot, window, x, y)
     r = window.result.restoration
