@@ -67,7 +67,7 @@ def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) ->
     out = []
     for path in cases():
         with open_image(path) as im:
-            stamp = cutout(im, *target(im), SIZES.get(path.stem, 64) + 2 * context)
+            stamp = cutout(im, *target(im), SIZES.get(path.stem, 64), context=context)
         row = {"case": path.stem, "model": restorer.name}
         for mode, _, anchor, cons in STEPS + (STAR_STEP if path.stem.endswith("star") else ()):
             r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons,

@@ -356,7 +356,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                     raise ParameterError("--figure", f"{figure}: use a {', '.join(FIGURE_FORMATS)} file name")
                 if figure.exists() and not args.overwrite:
                     raise ParameterError("--figure", f"{figure} exists; pass --overwrite to replace it")
-            stamp = _cleaned(cutout(image, x, y, args.size + 2 * args.context, refine=not args.no_refine), image,
+            stamp = _cleaned(cutout(image, x, y, args.size, context=args.context, refine=not args.no_refine), image,
                              args)
             restorer = _restorer(args)
             result = crop_restoration(restorer.restore(stamp), args.context)
@@ -397,7 +397,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             row = {"label": label, "x_in": x, "y_in": y, "x": math.nan, "y": math.nan, "file": "",
                    "quality_ok": False, "chi2": math.nan, "flux_conservation": math.nan, "status": ""}
             try:
-                stamp = _cleaned(cutout(image, x, y, args.size + 2 * args.context, refine=not args.no_refine),
+                stamp = _cleaned(cutout(image, x, y, args.size, context=args.context, refine=not args.no_refine),
                                  image, args)
                 result = crop_restoration(restorer.restore(stamp), args.context)
                 stamp = result.stamp
@@ -449,7 +449,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
         margin = args.context if args.restore else 0
-        stamp = _cleaned(cutout(image, x, y, args.size + 2 * margin, refine=not args.no_refine), image, args)
+        stamp = _cleaned(cutout(image, x, y, args.size, context=margin, refine=not args.no_refine), image, args)
         inst = instrument_psf(image.meta, image.header)
     # LQ is fitted with the same PSF with and without --restore: the instrument's, or --psf-fwhm's Gaussian.
     if args.psf_fwhm is not None:

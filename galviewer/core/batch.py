@@ -332,7 +332,7 @@ def restore_sources(
     for res in results:
         check()
         try:
-            st = cutout(image, res.source.x, res.source.y, size + 2 * context)
+            st = cutout(image, res.source.x, res.source.y, size, context=context)
             if clean is not None:
                 st, res.cosmic_rays = clean(st)
             res.stamp = st

@@ -196,6 +196,7 @@ def cutout(
     size: int | tuple[int, int] = 64,
     *,
     refine: bool = True,
+    context: int = 0,
     err: np.ndarray | None = None,
     bad: np.ndarray | None = None,
     wcs: WCS | None = None,
@@ -213,6 +214,10 @@ def cutout(
         Stamp size; 64 as in the paper.
     refine : bool
         Move the centre to the centroid of the source first.
+    context : int
+        Context margin (0–256 px): the stamp returned is ``size + 2·context`` wide, for
+        :func:`~galviewer.core.restore.crop_restoration` to bring back to ``size`` after restoring.  How much
+        of it may lie outside the image is judged on the central ``size`` (the margin may fall off the image).
     seed : int, optional
         Seed for the noise that fills pixels outside the image; by default it is
         derived from the position, so the same click gives the same stamp.
@@ -227,7 +232,11 @@ def cutout(
     ParameterError
         For a position outside the image, a bad size or mismatched arrays.
     """
-    ny, nx = _size(size)
+    core_ny, core_nx = _size(size)
+    if not (isinstance(context, int | np.integer) and 0 <= context <= 256):
+        raise ParameterError("context", f"must be 0–256 px, got {context!r}")
+    c = int(context)
+    ny, nx = _size((core_ny + 2 * c, core_nx + 2 * c))
     if isinstance(image, Image):
         data, err_arr, bad_arr, w = image.data, image.err, image.bad, image.wcs
         source, ext, meta = str(image.path), f"{image.meta.extname},{image.meta.extver}", image.meta
@@ -266,9 +275,10 @@ def cutout(
     lq = np.asarray(cut.data, dtype=np.float32)
     padded = np.ones((ny, nx), dtype=bool)
     padded[cut.slices_cutout] = False
-    outside = float(padded.mean())
+    outside = float(padded[c: c + core_ny, c: c + core_nx].mean())
     if outside > MAX_PADDED_FRACTION:
-        raise ParameterError("size", f"a {nx}×{ny} stamp at ({cx:.1f}, {cy:.1f}) would lie {100 * outside:.1f} % "
+        raise ParameterError("size", f"a {core_nx}×{core_ny} stamp at ({cx:.1f}, {cy:.1f}) would lie "
+                             f"{100 * outside:.1f} % "
                              f"outside the {width}×{height} image (at most {100 * MAX_PADDED_FRACTION:.0f} % may be "
                              "filled with synthetic noise); choose a smaller size")
     badmask = np.zeros((ny, nx), dtype=bool)

@@ -575,7 +575,7 @@ class MainWindow(QMainWindow):
         anchor, star = self._anchor(), self.star_box.isChecked()
 
         def job(progress, cancelled):
-            stamp = cutout(image, cx, cy, size + 2 * margin)
+            stamp = cutout(image, cx, cy, size, context=margin)
             n_cr = 0
             if clean is not None:
                 stamp, n_cr = clean(stamp)

@@ -38,7 +38,7 @@ def _stamp(name, context=0):
         ny, nx = im.shape
         cx, cy = (nx - 1) / 2, (ny - 1) / 2
         best = min(detect(im), key=lambda s: (s.x - cx) ** 2 + (s.y - cy) ** 2)
-        return cutout(im, best.x, best.y, (128 if name == "wfc3ir_spiral" else 64) + 2 * context)
+        return cutout(im, best.x, best.y, 128 if name == "wfc3ir_spiral" else 64, context=context)
 
 
 def _click(restorer, name, context=DEFAULT_CONTEXT, **kwargs):

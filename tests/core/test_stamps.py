@@ -81,3 +81,23 @@ def test_cutout_errors():
         stamp_from_array(np.zeros((0, 4)))
     with pytest.raises(ParameterError, match="image"):
         stamp_from_array(np.full((4, 4), np.nan))
+
+
+def test_a_context_margin_widens_the_cut_out_but_not_what_may_lie_outside():
+    """``cutout(..., context=m)`` is the stamp ``size + 2m`` wide whose central ``size`` is the plain stamp; the
+    share of synthetic noise allowed is judged on that centre, so a click a plain stamp allows is never refused
+    because of the margin (a 34×34 image: 72 % of a 64-px stamp outside it, 82 % of the 80-px cut-out)."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(0.0, 1.0, (34, 34)) + galaxy((34, 34), 17.3, 16.6)
+    plain = cutout(img, 17.3, 16.6, 64)
+    wide = cutout(img, 17.3, 16.6, 64, context=8)
+    assert plain.lq.shape == (64, 64) and wide.lq.shape == (80, 80)
+    assert (wide.origin[0] + 8, wide.origin[1] + 8) == plain.origin
+    assert np.array_equal(wide.padded[8:-8, 8:-8], plain.padded)
+    assert 0.7 < plain.padded.mean() < 0.8 < wide.padded.mean()
+    real = ~plain.padded
+    assert np.array_equal(wide.lq[8:-8, 8:-8][real], plain.lq[real])
+    with pytest.raises(ParameterError, match="context"):
+        cutout(img, 17.3, 16.6, 64, context=-1)
+    with pytest.raises(ParameterError, match="context"):
+        cutout(img, 17.3, 16.6, 64, context=300)
