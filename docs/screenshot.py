@@ -55,7 +55,8 @@ def main() -> int:
     ap.add_argument("--grid", action="store_true", help="show the RA/Dec grid")
     ap.add_argument("--size", type=int, nargs=2, default=(1600, 1000), help="window size")
     ap.add_argument("--point-source", action="store_true", help="tick 'point source' before the click (with --file)")
-    ap.add_argument("--margin", type=int, default=0, help="context margin in px before the click (with --file)")
+    ap.add_argument("--margin", type=int, default=None, help="context margin in px before the click (with --file; "
+                    "default: the app's)")
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -78,7 +79,8 @@ def main() -> int:
             win.grid_action.setChecked(True)
             win._toggle_grid(True)
         win.star_box.setChecked(args.point_source)
-        win.margin_box.setValue(args.margin)
+        if args.margin is not None:
+            win.margin_box.setValue(args.margin)
         x, y = args.xy if args.xy else (win.view.data.shape[1] / 2, win.view.data.shape[0] / 2)
         _click_and_grab(win, x, y, args.out)
         print(f"{args.out}: {args.file} clicked at x={x:.1f} y={y:.1f}")
