@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from galviewer.core.fitsio import Image
-from galviewer.core.stamps import Stamp, cutout
+from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError
 
 __all__ = ["PolygonRegion", "Region", "RegionRestoration", "read_regions", "region_stamp", "restore_region",
@@ -259,8 +259,10 @@ def write_regions(path: str | os.PathLike[str], regions: list[AnyRegion], *, wcs
     return atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
 
 
-def region_stamp(image: Image | np.ndarray, region: AnyRegion) -> tuple[Stamp, np.ndarray]:
-    """Cut out the region's bounding box as a :class:`Stamp` and return it with the in-region mask."""
+def region_stamp(image: Image | np.ndarray, region: AnyRegion, context: int = 0) -> tuple[Stamp, np.ndarray]:
+    """Cut out the region's bounding box as a :class:`Stamp` and return it with the in-region mask.
+
+    With ``context`` the box is that many pixels larger on every side (the margin is outside the region)."""
     data = image.data if isinstance(image, Image) else np.asarray(image)
     if data.ndim != 2:
         raise ParameterError("image", f"must be 2-D, got shape {data.shape}")
@@ -270,7 +272,9 @@ def region_stamp(image: Image | np.ndarray, region: AnyRegion) -> tuple[Stamp, n
     # The centre must lie on the image: clamp it (the rest of the box is padded).
     cx = float(np.clip(x0 + nx // 2, 0, data.shape[1] - 1))
     cy = float(np.clip(y0 + ny // 2, 0, data.shape[0] - 1))
-    stamp = cutout(image, cx, cy, (ny, nx), refine=False)
+    stamp = cutout(image, cx, cy, (ny, nx), refine=False, context=context)
+    mask = np.pad(mask, context)
+    x0, y0, ny, nx = x0 - context, y0 - context, ny + 2 * context, nx + 2 * context
     if stamp.origin != (x0, y0):
         # The centre was clamped: cut the box around the clamped centre instead, and move the mask with it.
         dx, dy = stamp.origin[0] - x0, stamp.origin[1] - y0
@@ -327,7 +331,8 @@ class RegionRestoration:
 
 def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, *, uncertainty: bool | None = None,
                    clean: Any = None, progress: Any = None, cancel: Any = None,
-                   consistency: bool | None = None, anchor: float | None = None) -> RegionRestoration:
+                   consistency: bool | None = None, anchor: float | None = None,
+                   context: int = DEFAULT_CONTEXT) -> RegionRestoration:
     """Restore a region as one piece (tiled within the restorer's memory budget).
 
     Parameters
@@ -341,6 +346,9 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
         Cosmic-ray cleaning applied to the cut-out first.
     progress, cancel, consistency, anchor
         As for :meth:`galviewer.Restorer.restore`.
+    context : int
+        Context margin (0–256 px): the bounding box is restored this much larger on every side and cropped
+        back (:func:`~galviewer.core.restore.crop_restoration`), so the network's edges fall outside it.
 
     Raises
     ------
@@ -351,7 +359,9 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
     RestoreCancelled
         When cancelled.
     """
-    stamp, inside = region_stamp(image, region)
+    from galviewer.core.restore import crop_restoration
+
+    stamp, inside = region_stamp(image, region, context)
     if clean is not None:
         stamp, _ = clean(stamp)
     if not (inside & ~stamp.bad).any():
@@ -362,5 +372,6 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
     r = restorer.restore(fitted, uncertainty=uncertainty, rescale="lstsq", progress=progress, cancel=cancel,
                          consistency=consistency, anchor=anchor)
     r.stamp = stamp
+    r = crop_restoration(r, context)
     r.meta["region"] = region.ds9()
-    return RegionRestoration(region, r, inside)
+    return RegionRestoration(region, r, inside[context: inside.shape[0] - context, context: inside.shape[1] - context])

@@ -197,8 +197,8 @@ class MainWindow(QMainWindow):
         self.margin_box.setValue(DEFAULT_CONTEXT)
         self.margin_box.setSuffix(" px")
         self.margin_box.setToolTip("context margin: restore a cut-out this much larger on every side and show its "
-                                   "central stamp, so the network's own edges fall outside it (clicks and batches; "
-                                   f"default {DEFAULT_CONTEXT} px: README, Real HST data)")
+                                   "central stamp, so the network's own edges fall outside it (clicks, regions, "
+                                   f"batches; default {DEFAULT_CONTEXT} px: README, Real HST data)")
         self.tta_box = QCheckBox("uncertainty")
         self.tta_box.setChecked(True)
         self.tta_box.setToolTip("8 flips/rotations: mean and spread (slower)")
@@ -634,10 +634,11 @@ class MainWindow(QMainWindow):
             return
         image, restorer, tta = self.image, self.restorer, self.tta_box.isChecked()
         clean, cons, anchor = self._cr_cleaner(image), self.cons_box.isChecked(), self._anchor()
+        margin = self.margin_box.value()
 
         def job(progress, cancelled):
             return restore_region(restorer, image, region, uncertainty=tta, clean=clean, progress=progress,
-                                  cancel=cancelled, consistency=cons, anchor=anchor)
+                                  cancel=cancelled, consistency=cons, anchor=anchor, context=margin)
 
         self.panels.info.setText(f"restoring {region.describe()}…")
         self.jobs.submit("restore", job)

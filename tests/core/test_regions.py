@@ -115,3 +115,23 @@ def test_restore_region_tiles_reports_progress_and_cancels(tiny_ckpt, tmp_path):
         assert r.data[round(sy) - y0, round(sx) - x0] > np.median(r.data) + 5 * s["noise_lq"]
         with pytest.raises(RestoreCancelled):
             restore_region(restorer, image, reg, uncertainty=False, cancel=lambda: len(steps) > 0)
+
+
+def test_a_region_is_restored_with_the_context_margin_and_cropped_to_its_box(tiny_ckpt, tmp_path):
+    """Issue 11 (4): a region's bounding box is restored 8 px larger on every side, as a click, and cropped back:
+    the same box, origin and in-region mask as without a margin; the network's edges fall outside it."""
+    flt = write_flt(tmp_path / "x_flt.fits", shape=(300, 400))
+    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    for reg in (Region("rectangle", 150.0, 120.0, 60.0, 40.0), Region("ellipse", 3.0, 4.0, 30.0, 20.0, 0.0)):
+        with open_image(flt, "SCI,1") as image:
+            plain = restore_region(restorer, image, reg, uncertainty=False, context=0)
+            wide = restore_region(restorer, image, reg, uncertainty=False)
+        a, b = plain.restoration, wide.restoration
+        assert b.meta["context"] == 8 and "context" not in a.meta
+        assert b.data.shape == a.data.shape == b.stamp.lq.shape and b.stamp.origin == a.stamp.origin
+        assert np.array_equal(wide.inside, plain.inside)
+        # (pixels off the image, and bad pixels, are filled with noise drawn for each cut-out)
+        real = ~(a.stamp.padded | a.stamp.bad)
+        assert np.array_equal(b.stamp.lq[real], a.stamp.lq[real])
+        assert math.isfinite(wide.summary()["conservation"]) == math.isfinite(plain.summary()["conservation"]), (
+            wide.summary(), plain.summary())
