@@ -9,7 +9,8 @@ model's GT PSF) there.  This mode
    (:func:`galviewer.core.instrument_psf.instrument_psf`), F and c linear, (x₀, y₀) by Nelder–Mead within
    2 px of the centre (PSF photometry);
 2. lets the network restore the remainder ``LQ − F · P`` — neighbours, a host galaxy, the PSF model's
-   mismatch — now within its dynamic range;
+   mismatch — with the star's core (2 FWHM, where the data's own remainder is kept) filled with sky, so that
+   the rest lies within the network's dynamic range, and maps it back by inverting the min-max normalisation;
 3. adds ``F · T(x − x₀, y − y₀)``, T the target PSF, to that restoration.
 
 The residual still relates RS to LQ by the model's Gaussian kernel, so a star's spikes and rings, which that

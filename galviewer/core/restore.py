@@ -251,15 +251,49 @@ def _anchor_scale(value: float) -> float:
     return v
 
 
-# How point-source mode brings the network's restoration of the remainder (LQ minus the fitted star) back to the
-# input's units.  Measured on the two real stars (no TTA): eq. 8–9 ("paper") gives the WFC3/IR star flux 1.04,
-# RS/LQ rms 0.78, border 1.07, no new source, but the STIS star (fitted with a Gaussian: no STIS PSF is shipped)
-# rms 15.5, border 8.2; least squares ("lstsq") the reverse (STIS 0.60 / 1.17, WFC3/IR 3.77 / 2.11); inverting
-# the min-max fails both.  No rule without ground truth picked the right one for both.
-POINT_RESCALE = "paper"
+# How point-source mode brings the network's restoration of the remainder (LQ minus the fitted star, its core
+# filled with sky: _network_remainder) back to the input's units.  The remainder is no galaxy at the stamp's
+# centre, so eq. 8–9 would measure the filled core; inverting the min-max normalisation is exact for what the
+# network was given.  Measured on the two real stars (8-px margin, with / without the 8 flips): minmax — STIS
+# RS/LQ rms 0.29 / 0.53, border 1.11, WFC3/IR 0.61 / 0.62, 1.02, no new source, flux 0.990 / 1.036; eq. 8–9
+# ("paper") — the same for STIS but a new source on the WFC3/IR star's spike with the flips; least squares
+# ("lstsq") — rms STIS 0.41 / 0.78, WFC3/IR 0.75 / 0.80.  (Before the core was filled no rule served both stars:
+# eq. 8–9 left the STIS star at rms 15.5, least squares the WFC3/IR star at 3.8.)
+POINT_RESCALE = "minmax"
 # Point-source mode: the remainder is kept unrestored within STAR_CORE[0] FWHM of the star, restored beyond
 # STAR_CORE[1] (see Restorer._add_star).
 STAR_CORE = (2.0, 4.0)
+
+
+def _star_radius(star: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Distance of every pixel from a fitted star, in units of its PSF's FWHM."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.hypot(xx - star.x, yy - star.y) / max(star.fwhm, 1.0)
+
+
+def star_core(star: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels within ``STAR_CORE[0]`` FWHM of a fitted star, where point-source mode keeps the data."""
+    return _star_radius(star, shape) < STAR_CORE[0]
+
+
+def _network_remainder(st: Stamp, star: Any) -> np.ndarray:
+    """What the network restores in point-source mode: the stamp less the fitted star, its core filled with sky.
+
+    Within ``STAR_CORE[0]`` FWHM the remainder is the PSF model's mismatch (−1,500σ to +280σ on the STIS star)
+    and the result there is the data's own remainder anyway (:meth:`Restorer._add_star`); left in, it set the
+    min-max range and put the rest of the stamp at a noise 18× below anything the network was trained on, which
+    it answered with a lattice of 4-px dots.  The core is filled with the median of the remainder between
+    ``STAR_CORE[0]`` and ``STAR_CORE[1]`` FWHM plus noise of the stamp's background rms (seeded by the star's
+    position: the same click gives the same input)."""
+    rem = (np.asarray(st.lq, dtype=np.float64) - star.model)
+    r = _star_radius(star, rem.shape)
+    core = r < STAR_CORE[0]
+    ring = (r >= STAR_CORE[0]) & (r < STAR_CORE[1]) & ~(st.padded | st.bad)
+    level = float(np.median(rem[ring])) if ring.any() else float(np.median(rem[~core]))
+    rms = st.background_rms if math.isfinite(st.background_rms) else 0.0
+    rng = np.random.default_rng([round(100 * star.x), round(100 * star.y), *rem.shape])
+    rem[core] = level + rng.normal(0.0, rms, int(core.sum()))
+    return rem.astype(np.float32)
 
 
 def star_psf(st: Stamp, model_fwhm: float) -> tuple[np.ndarray, float, str]:
@@ -741,8 +775,8 @@ class Restorer:
             for step in ("anchor", "consistency"):  # a reason from an earlier restoration of the same stamp
                 st.extra.pop(f"{step}_skipped", None)
             lq = np.asarray(st.lq, dtype=np.float32)
-            if star is not None:  # the network restores what the star leaves
-                lq = (lq - star.model).astype(np.float32)
+            if star is not None:  # the network restores what the star leaves, its core filled with sky
+                lq = _network_remainder(st, star)
             lo, hi = float(lq.min()), float(lq.max())
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ParameterError("image", "holds non-finite values")
@@ -764,6 +798,7 @@ class Restorer:
         results = []
         for st, star, (norm_in, lo, hi), (rs, spread) in zip(stamps, stars, prepared, outs, strict=True):
             net_lq = st.lq if star is None else st.lq - star.model
+            seen = st.lq if star is None else lo + (hi - lo) * norm_in  # what the network was given
             method = rescale
             if method == "auto":
                 method = ("paper" if max(st.lq.shape) <= 128 else "lstsq") if star is None else POINT_RESCALE
@@ -774,7 +809,7 @@ class Restorer:
             else:
                 try:
                     s, c, _ = rescale_to_physical(
-                        net_lq, rs, self.psf, method=method, center=st.center_in_stamp,
+                        seen, rs, self.psf, method=method, center=st.center_in_stamp,
                         mask=mask if mask.any() and not mask.all() else None,
                     )
                 except RestoreError as exc:
@@ -791,7 +826,8 @@ class Restorer:
             # anchored to the data the network saw: in point-source mode, the remainder (the star's model, made by
             # the instrument PSF, is not what the model's Gaussian kernel would make of the target PSF: anchoring
             # the sum dug a ring 70σ below the sky around the WFC3/IR star)
-            anchored = self._anchor(st, net_lq, data, mask, anchor_scale) if anchor_scale > 0 else None
+            core = np.zeros(mask.shape, bool) if star is None else star_core(star, mask.shape)
+            anchored = self._anchor(st, net_lq, data, mask | core, anchor_scale) if anchor_scale > 0 else None
             if anchored is not None:
                 data = anchored.image
             if star is not None:
@@ -865,11 +901,8 @@ class Restorer:
         the network's range: restored, it came back as a ring 80σ *below* the sky around the WFC3/IR star.  Within
         ``STAR_CORE[0]`` FWHM the data's own remainder is kept; the network's answer takes over by
         ``STAR_CORE[1]`` FWHM (a cosine ramp)."""
-        ny, nx = data.shape
-        yy, xx = np.mgrid[:ny, :nx]
-        r = np.hypot(xx - star.x, yy - star.y) / max(star.fwhm, 1.0)
         a, b = STAR_CORE
-        w = np.clip((r - a) / (b - a), 0.0, 1.0)
+        w = np.clip((_star_radius(star, data.shape) - a) / (b - a), 0.0, 1.0)
         w = 0.5 - 0.5 * np.cos(np.pi * w)  # 0 on the star, 1 away from it
         rem = np.asarray(remainder, dtype=np.float64)
         out = w * data + (1.0 - w) * rem + star.flux * place(self._target_psf(), star.x, star.y, data.shape)

@@ -162,30 +162,43 @@ def test_the_realdata_model_explains_the_bright_galaxies_better_than_the_default
             assert abs(new.checks["flux"].value - 1) < abs(old.checks["flux"].value - 1) - 0.1, name
 
 
-def test_point_source_mode_meets_the_star_limits_on_the_wfc3ir_star(restorer, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["wfc3ir_star", "stis_star"])
+def test_point_source_mode_meets_the_star_limits(restorer, name):
     """Issue 11's limits for stars — flux within 10 %, border ≤ 1.5, RS rms ≤ LQ rms, a verdict naming χ² — met
-    by point-source mode on the WFC3/IR star, restored as a click (the network alone: RS/LQ rms ×80).  Not on the
-    STIS star (README: no STIS PSF is shipped; its Gaussian leaves a remainder 3× the sky's rms)."""
-    from galviewer.cli import main
-
-    r, v = _click(restorer, "wfc3ir_star", point_source=True)
+    by point-source mode on both real stars, restored as a click (the network alone: RS/LQ rms ×80 and ×130).
+    The network sees the remainder with the star's core filled with sky: left in, the PSF model's mismatch there
+    (−1,500σ on the STIS star, fitted with a Gaussian) squeezed the rest of the stamp below the network's noise
+    range and the STIS star came back with a lattice of dots (RS/LQ rms 3.4)."""
+    r, v = _click(restorer, name, point_source=True)
     st = r.stamp
     c = v.checks
-    assert abs(c["flux"].value - 1) < 0.10 and c["border"].ok and c["rms"].value <= 1.0, v.summary()
-    assert c["new_sources"].value == 0 and not c["chi2"].ok and v.failures[0].startswith("χ²")  # spikes stay
+    assert abs(c["flux"].value - 1) < 0.05 and c["border"].ok and c["rms"].value <= 0.7, v.summary()
+    assert c["new_sources"].value == 0 and not c["chi2"].ok and v.failures[0].startswith("χ²")  # wings, spikes stay
+    assert r.meta["rescale"] == "minmax"
     star = r.meta["point_source"]
-    assert "empirical wfc3_ir_f105w" in star["psf"] and star["explained"] > 0.99
+    assert star["explained"] > 0.95
+    assert _click(restorer, name, anchor=0)[1].checks["rms"].value > 10
     # its position in the shown stamp's pixels, not the larger cut-out's
     assert np.hypot(star["x"] - st.center_in_stamp[0], star["y"] - st.center_in_stamp[1]) < 1.0
-    assert _click(restorer, "wfc3ir_star", anchor=0)[1].checks["rms"].value > 10
-    # the restored star is sharper than the input: the target PSF (1.3 px) against WFC3/IR's 2.8 px
-    assert r.data.max() - star["sky"] > 2.0 * (st.lq.max() - star["sky"])
+    # the restored star is sharper than the input: the target PSF (1.3 px FWHM) against 2.8 px (WFC3/IR: peak
+    # ×2 and more) and 1.4 px (STIS, its Gaussian stand-in: ×1.1)
+    gain = {"wfc3ir_star": 2.0, "stis_star": 1.1}[name]
+    assert r.data.max() - star["sky"] > gain * (st.lq.max() - star["sky"])
     # and sits on the sky, with no dark ring: restoring the PSF model's mismatch near the core (or anchoring the
     # star's model with the Gaussian kernel) once dug one 80σ deep at 1.5–3 px
     yy, xx = np.mgrid[: r.data.shape[0], : r.data.shape[1]]
     rad = np.hypot(xx - star["x"], yy - star["y"])
     for a, b in ((1.5, 3), (3, 4.5), (4.5, 6), (6, 8)):
         assert float(np.mean(r.data[(rad >= a) & (rad < b)])) - star["sky"] > -3 * st.background_rms, (a, b)
+
+
+def test_point_source_mode_from_the_cli_on_the_wfc3ir_star(restorer, tmp_path, capsys):
+    """The CLI's --point-source: the empirical WFC3/IR F105W PSF fits the star, the header records it."""
+    from galviewer.cli import main
+
+    r, _ = _click(restorer, "wfc3ir_star", point_source=True)
+    st, star = r.stamp, r.meta["point_source"]
+    assert "empirical wfc3_ir_f105w" in star["psf"] and star["explained"] > 0.99
     out = tmp_path / "star.fits"
     assert main(["restore", str(DATA / "wfc3ir_star.fits"), "--xy", f"{st.center[0]:.3f}", f"{st.center[1]:.3f}",
                  "-o", str(out), "--no-uncertainty", "--point-source"]) == 0
