@@ -361,7 +361,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             restorer = _restorer(args)
             result = crop_restoration(restorer.restore(stamp), args.context)
             stamp = result.stamp
-            verdict = judge(result)[1]
+            measured, verdict = judge(result)
             write_stamp(out, result, overwrite=args.overwrite)
             steps = steps_text(result.meta)
             fused = f", {steps}" if steps else ""
@@ -369,6 +369,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                   f"({result.meta['seconds'] * 1e3:.0f} ms, model {result.meta['model']}, "
                   f"scale {result.scale:.4g}, offset {result.offset:.4g}{fused})")
             print(f"{out}: {_quality_line(verdict)}")
+            if measured.point_like and not result.meta.get("point_source"):
+                print(f"galviewer: note: the source is unresolved (LQ R50 {measured.fits['LQ'].r50:.2f} px): the "
+                      "network broadens stars; --point-source restores a star as the model's target PSF",
+                      file=sys.stderr)
             if figure is not None:
                 from galviewer.core.figure import restoration_figure
 

@@ -834,8 +834,10 @@ class MainWindow(QMainWindow):
         self.table.show_measurements(m)
         cx, cy = self.result.stamp.center
         ra, dec = self._world(self.result.stamp, cx, cy)
-        point = " — unresolved source: restored stars stay broader than the truth (README, Limits)" \
-            if m.point_like else ""
+        point = ("" if not m.point_like else
+                 " — a star, restored in point-source mode (the target PSF at its fitted flux)"
+                 if r.meta.get("point_source") else
+                 " — unresolved source: the network broadens stars; tick 'point source' to restore it as a star")
         verdict = r.meta.get("verdict")
         self.panels.show_verdict(verdict)
         # The status line names what fails in a few words (it must fit the bar); the numbers are in the panel
@@ -849,10 +851,12 @@ class MainWindow(QMainWindow):
                 f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
                 + ("" if verdict is None or verdict.ok else f" · QUALITY FAILS: {'; '.join(verdict.failures)}")
                 + point)
+        point_hint = "" if not point else (" · point-source mode" if r.meta.get("point_source") else
+                                           " · unresolved: try 'point source'")
         self.statusBar().setToolTip(full)
         self.statusBar().showMessage(
             f"restored x={cx:.2f} y={cy:.2f} · flux cons. {m.flux_conservation:.3f} · χ² {m.residual_chi2:.3g}"
-            f"{quality}{' · unresolved source' if point else ''}", 30000)
+            f"{quality}{point_hint}", 30000)
 
     def _status_colour(self, ok: bool) -> None:
         """The status bar's text red while it reports a restoration that fails its quality checks."""

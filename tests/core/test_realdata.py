@@ -193,7 +193,8 @@ def test_point_source_mode_meets_the_star_limits(restorer, name):
 
 
 def test_point_source_mode_from_the_cli_on_the_wfc3ir_star(restorer, tmp_path, capsys):
-    """The CLI's --point-source: the empirical WFC3/IR F105W PSF fits the star, the header records it."""
+    """The CLI's --point-source: the empirical WFC3/IR F105W PSF fits the star, the header records it; without
+    it the CLI says that the source is unresolved and names the option."""
     from galviewer.cli import main
 
     r, _ = _click(restorer, "wfc3ir_star", point_source=True)
@@ -206,3 +207,7 @@ def test_point_source_mode_from_the_cli_on_the_wfc3ir_star(restorer, tmp_path, c
     h = fits.getheader(out)
     assert h["PTSRC"] is True and h["PTSFLUX"] == pytest.approx(star["flux"], rel=0.02)
     assert h["CONTEXT"] == 8 and (h["PTSX"], h["PTSY"]) == pytest.approx((star["x"], star["y"]), abs=0.3)
+    # restored as a galaxy, the CLI points to the mode (a note, on stderr)
+    assert main(["restore", str(DATA / "wfc3ir_star.fits"), "--xy", f"{st.center[0]:.3f}", f"{st.center[1]:.3f}",
+                 "-o", str(tmp_path / "galaxy.fits"), "--no-uncertainty"]) == 0
+    assert "unresolved" in (err := capsys.readouterr().err) and "--point-source restores a star" in err

@@ -539,8 +539,13 @@ def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_pa
         _open(qtbot, win, Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits")
         win.tta_box.setChecked(False)
         assert not win.star_box.isChecked()  # never the default: a compact galaxy would lose its shape
+        _click(qtbot, win, 48.0, 47.5)  # as a galaxy: the status bar points to point-source mode
+        assert win.result.measurements.point_like
+        assert "unresolved: try 'point source'" in win.statusBar().currentMessage()
+        assert "tick 'point source' to restore it as a star" in win.statusBar().toolTip()
         win.star_box.setChecked(True)
         _click(qtbot, win, 48.0, 47.5)
+        assert "· point-source mode" in win.statusBar().currentMessage()
         r = win.result.restoration
         star = r.meta["point_source"]
         assert star is not None and 150 < star["flux"] < 170
