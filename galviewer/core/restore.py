@@ -271,7 +271,7 @@ def _star_radius(star: Any, shape: tuple[int, int]) -> np.ndarray:
     return np.hypot(xx - star.x, yy - star.y) / max(star.fwhm, 1.0)
 
 
-def star_core(star: Any, shape: tuple[int, int]) -> np.ndarray:
+def _star_core(star: Any, shape: tuple[int, int]) -> np.ndarray:
     """The pixels within ``STAR_CORE[0]`` FWHM of a fitted star, where point-source mode keeps the data."""
     return _star_radius(star, shape) < STAR_CORE[0]
 
@@ -285,13 +285,13 @@ def _network_remainder(st: Stamp, star: Any) -> np.ndarray:
     it answered with a lattice of 4-px dots.  The core is filled with the median of the remainder between
     ``STAR_CORE[0]`` and ``STAR_CORE[1]`` FWHM plus noise of the stamp's background rms (seeded by the star's
     position: the same click gives the same input)."""
-    rem = (np.asarray(st.lq, dtype=np.float64) - star.model)
+    rem = np.asarray(st.lq, dtype=np.float64) - star.model
     r = _star_radius(star, rem.shape)
-    core = r < STAR_CORE[0]
-    ring = (r >= STAR_CORE[0]) & (r < STAR_CORE[1]) & ~(st.padded | st.bad)
+    core = _star_core(star, rem.shape)
+    ring = ~core & (r < STAR_CORE[1]) & ~(st.padded | st.bad)
     level = float(np.median(rem[ring])) if ring.any() else float(np.median(rem[~core]))
     rms = st.background_rms if math.isfinite(st.background_rms) else 0.0
-    rng = np.random.default_rng([round(100 * star.x), round(100 * star.y), *rem.shape])
+    rng = np.random.default_rng([abs(round(100 * star.x)), abs(round(100 * star.y)), *rem.shape])
     rem[core] = level + rng.normal(0.0, rms, int(core.sum()))
     return rem.astype(np.float32)
 
@@ -826,7 +826,7 @@ class Restorer:
             # anchored to the data the network saw: in point-source mode, the remainder (the star's model, made by
             # the instrument PSF, is not what the model's Gaussian kernel would make of the target PSF: anchoring
             # the sum dug a ring 70σ below the sky around the WFC3/IR star)
-            core = np.zeros(mask.shape, bool) if star is None else star_core(star, mask.shape)
+            core = np.zeros(mask.shape, bool) if star is None else _star_core(star, mask.shape)
             anchored = self._anchor(st, net_lq, data, mask | core, anchor_scale) if anchor_scale > 0 else None
             if anchored is not None:
                 data = anchored.image
