@@ -335,6 +335,11 @@ class ImageView(pg.GraphicsLayoutWidget):
             return
         self.levels = self.fixed_levels or compute_limits(self.data, self.limits_mode)
         disp = stretch(self.data, *self.levels, self.stretch_kind, self.vb.contrast, self.vb.bias)
+        blank = ~np.isfinite(self.data)
+        if blank.any():
+            # NaN (outside a region, no data) is left NaN, which pyqtgraph draws transparent; as the colour map's
+            # lowest colour it made a "−5σ" frame around the residual of every rectangle region
+            disp = np.where(blank, np.float32(np.nan), disp)
         self.image_item.setImage(disp, levels=(0.0, 1.0), autoLevels=False)
         self.image_item.setRect(-0.5, -0.5, disp.shape[1], disp.shape[0])
         if self.colorbar is not None:

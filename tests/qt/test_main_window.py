@@ -184,6 +184,14 @@ def test_drawing_an_ellipse_restores_it_as_one_piece(qtbot, window, tmp_path):
     assert abs(rr.inside.sum() - math.pi * reg.width * reg.height / 4) < 0.03 * rr.inside.size
     shown = window.panels.views["RS"].data
     assert np.isnan(shown[0, 0]) and np.isfinite(shown[rr.inside]).all()  # outside the ellipse is blanked
+    # ... and drawn transparent in every panel: as the colour map's lowest colour it made a "−5σ" frame around
+    # the residual of every region
+    assert rr.restoration.meta["context"] == 8  # restored with the margin, cropped to the region's box
+    iy, ix = np.argwhere(rr.inside)[0]
+    for name in ("LQ", "residual"):
+        item = window.panels.views[name].image_item
+        item.render()
+        assert item.qimage.pixelColor(0, 0).alpha() == 0 and item.qimage.pixelColor(int(ix), int(iy)).alpha() == 255
     table = window.table.table
     labels = [table.item(i, 0).text() for i in range(table.rowCount())]
     cons = table.item(labels.index("flux conservation Σ PSF⊗RS / Σ LQ"), 3).text()
