@@ -953,7 +953,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"restored {len(value) - len(bad)} of {len(value)} sources"
                 + (f"; {len(bad)} failed (see the status column)" if bad else "")
-                + (f"; {points} unresolved (class 'point': not sharpened by the model)" if points else ""), 15000)
+                + (f"; {points} unresolved (class 'point': the network broadens stars — click one with 'point "
+                   "source' ticked)" if points else ""), 15000)
         elif channel == "measure":
             stamp, m = value
             self.table.show_measurements(m)
