@@ -131,6 +131,16 @@ def test_measure_prints_the_table_and_json(flt, tiny_ckpt, capsys):
     assert d["photometry_ok"] and d["LQ"]["kron_flux"] > 0 and d["RS"]["kron_flux"] is not None
     assert np.isfinite(d["residual_chi2"]) and np.isfinite(d["flux_conservation"])
     assert d["stamp"]["x_center"] == pytest.approx(x, abs=1.0)
+    # --restore measures what `restore --xy` writes: the same 8-px margin by default, the same verdict
+    assert main(["restore", str(flt), "--xy", str(x), str(y), "--model", str(tiny_ckpt), "--device", "cpu",
+                 "--no-uncertainty", "-o", str(flt.with_name("m.fits"))]) == 0
+    capsys.readouterr()
+    assert fits.getheader(flt.with_name("m.fits"))["Q_CHI2"] == pytest.approx(d["quality"]["checks"]["chi2"]["value"],
+                                                                              rel=1e-4)
+    assert main(["measure", str(flt), "--xy", str(x), str(y), "--restore", "--model", str(tiny_ckpt),
+                 "--device", "cpu", "--no-uncertainty", "--json", "--context", "0"]) == 0
+    d0 = json.loads(capsys.readouterr().out)
+    assert d0["residual_chi2"] != pytest.approx(d["residual_chi2"], rel=1e-3)  # the margin is applied
     assert main(["measure", str(flt), "--xy", str(x), str(y), "--psf-fwhm", "0"]) == 2
     assert "--psf-fwhm" in capsys.readouterr().err
 
