@@ -20,7 +20,7 @@ from typing import Any
 
 from galviewer import __version__
 from galviewer.core.consistency import DEFAULT_ANCHOR
-from galviewer.core.stamps import DEFAULT_CONTEXT
+from galviewer.core.stamps import DEFAULT_CONTEXT, check_context
 from galviewer.errors import GalviewerError, ParameterError
 
 __all__ = ["build_parser", "main", "safe_label", "to_json"]
@@ -327,11 +327,6 @@ def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
                         f"{DEFAULT_CONTEXT}, 0 for none)")
 
 
-def _check_context(context: int) -> None:
-    if not 0 <= context <= 256:
-        raise ParameterError("--context", f"must be 0–256 px, got {context}")
-
-
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.fitsio import open_image, write_stamp
     from galviewer.core.restore import crop_restoration, steps_text
@@ -339,7 +334,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.verdict import judge
 
     _check_size(args.size)
-    _check_context(args.context)
+    check_context(args.context, "--context")
     out = Path(args.output)
     _refuse_input_as_output(out, args.file, args.catalog, args.model)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
@@ -447,7 +442,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from galviewer.core.verdict import judge
 
     _check_size(args.size)
-    _check_context(args.context)
+    check_context(args.context, "--context")
     if args.psf_fwhm is not None and not args.psf_fwhm > 0:
         raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.fitsio import Image, write_stamp
-from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
+from galviewer.core.stamps import DEFAULT_CONTEXT, MAX_CONTEXT, Stamp, cutout
 from galviewer.errors import GalviewerError, OutputExistsError, ParameterError, RestoreCancelled
 
 __all__ = ["BatchResult", "Detections", "Source", "detect", "export_batch", "restore_sources"]
@@ -312,8 +312,8 @@ def restore_sources(
 
     if chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")
-    if not (isinstance(context, int) and 0 <= context <= 256):
-        raise ParameterError("context", f"must be 0–256 px, got {context!r}")
+    if not (isinstance(context, int) and 0 <= context <= MAX_CONTEXT):
+        raise ParameterError("context", f"must be 0–{MAX_CONTEXT} px, got {context!r}")
     results = [BatchResult(s) for s in sources]
     total = len(results) * (2 if measure else 1)
     done = 0

@@ -22,7 +22,7 @@ from galviewer.core.fitsio import Image, ImageMeta
 from galviewer.core.measure.background import background
 from galviewer.errors import ParameterError
 
-__all__ = ["DEFAULT_CONTEXT", "Stamp", "cutout", "refine_centroid", "stamp_from_array"]
+__all__ = ["DEFAULT_CONTEXT", "MAX_CONTEXT", "Stamp", "check_context", "cutout", "refine_centroid", "stamp_from_array"]
 
 # Context margin (px) of a restoration at a position — a click, ``restore --xy``/``--catalog``, a batch: the cut-out
 # is this much larger on every side and the central stamp is kept.  Measured on the real HST set
@@ -31,6 +31,14 @@ __all__ = ["DEFAULT_CONTEXT", "Stamp", "cutout", "refine_centroid", "stamp_from_
 # with 4 px the faint galaxy keeps 87 % of its flux, with 16 px the group gains 6 % (realdata_context16.md).  It
 # costs 1.3–1.7× the restoration's time (README, Context margin).
 DEFAULT_CONTEXT = 8
+MAX_CONTEXT = 256
+
+
+def check_context(context: Any, name: str = "context") -> int:
+    """A context margin in pixels, 0–:data:`MAX_CONTEXT`, as an int; ParameterError naming ``name`` otherwise."""
+    if not (isinstance(context, int | np.integer) and 0 <= context <= MAX_CONTEXT):
+        raise ParameterError(name, f"must be 0–{MAX_CONTEXT} px, got {context!r}")
+    return int(context)
 
 MAX_STAMP_PIXELS = 1 << 26
 # A stamp may lie at most this fraction outside its parent image (a source in a corner: 75 %);
@@ -233,9 +241,7 @@ def cutout(
         For a position outside the image, a bad size or mismatched arrays.
     """
     core_ny, core_nx = _size(size)
-    if not (isinstance(context, int | np.integer) and 0 <= context <= 256):
-        raise ParameterError("context", f"must be 0–256 px, got {context!r}")
-    c = int(context)
+    c = check_context(context)
     ny, nx = _size((core_ny + 2 * c, core_nx + 2 * c))
     if isinstance(image, Image):
         data, err_arr, bad_arr, w = image.data, image.err, image.bad, image.wcs
