@@ -360,8 +360,8 @@ def restore_sources(
                     restored.append(None)
                     r.error = str(exc)
         for r, rr in zip(part, restored, strict=True):
-            if rr is not None and context:
-                rr = crop_restoration(rr, context)
+            if rr is not None:
+                rr = crop_restoration(rr, context)  # (no margin: rr itself)
                 r.stamp = rr.stamp
             r.restoration = rr
             tick()

@@ -265,6 +265,11 @@ POINT_RESCALE = "minmax"
 STAR_CORE = (2.0, 4.0)
 
 
+def _partial(mask: np.ndarray) -> np.ndarray | None:
+    """A mask for the post-steps and fits, or None when it masks nothing (or everything: nothing to use)."""
+    return mask if mask.any() and not mask.all() else None
+
+
 def _star_radius(star: Any, shape: tuple[int, int]) -> np.ndarray:
     """Distance of every pixel from a fitted star, in units of its PSF's FWHM."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -786,7 +791,7 @@ class Restorer:
                                    "masked array) and try again", "image")
             if hi - lo <= 0 or (hi - lo) <= 1e-7 * max(abs(hi), abs(lo)):
                 raise RestoreError("the image is constant: nothing to restore", "image")
-            prepared.append(((lq - lo) / (hi - lo), lo, hi))
+            prepared.append(((lq - lo) / (hi - lo), lo, hi, lq))  # lq: what the network is given, in input units
         outs = self.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
                                        cancel=cancel, batch_size=batch_size)
         for rs, spread in outs:
@@ -796,9 +801,8 @@ class Restorer:
         fuse_data = self.consistency if consistency is None else bool(consistency)
         anchor_scale = self.anchor if anchor is None else _anchor_scale(anchor)
         results = []
-        for st, star, (norm_in, lo, hi), (rs, spread) in zip(stamps, stars, prepared, outs, strict=True):
+        for st, star, (norm_in, lo, hi, seen), (rs, spread) in zip(stamps, stars, prepared, outs, strict=True):
             net_lq = st.lq if star is None else st.lq - star.model
-            seen = st.lq if star is None else lo + (hi - lo) * norm_in  # what the network was given
             method = rescale
             if method == "auto":
                 method = ("paper" if max(st.lq.shape) <= 128 else "lstsq") if star is None else POINT_RESCALE
@@ -810,7 +814,7 @@ class Restorer:
                 try:
                     s, c, _ = rescale_to_physical(
                         seen, rs, self.psf, method=method, center=st.center_in_stamp,
-                        mask=mask if mask.any() and not mask.all() else None,
+                        mask=_partial(mask),
                     )
                 except RestoreError as exc:
                     note = f"{exc.reason}; fell back to inverting the min-max normalisation"
@@ -916,7 +920,7 @@ class Restorer:
         kernel, fwhm, _ = star_psf(st, self.metadata.psf_fwhm_pix)
         mask = st.padded | st.bad
         return fit_point_source(st.lq, kernel, st.center_in_stamp, fwhm=fwhm,
-                                mask=mask if mask.any() and not mask.all() else None)
+                                mask=_partial(mask))
 
     def _post_noise(self, st: Stamp, data: np.ndarray, step: str) -> np.ndarray | float | None:
         """The noise a post-step (anchoring, consistency) works with, or None (reason in ``st.extra``)."""
@@ -939,7 +943,7 @@ class Restorer:
             return None
         try:
             return anchor(lq, data, self.psf, noise, scale=scale,
-                          mask=mask if mask.any() and not mask.all() else None)
+                          mask=_partial(mask))
         except ParameterError as exc:
             st.extra["anchor_skipped"] = exc.reason
             return None
@@ -952,7 +956,7 @@ class Restorer:
         if noise is None:
             return None
         try:
-            return fuse(st.lq, data, self.psf, noise, mask=mask if mask.any() and not mask.all() else None)
+            return fuse(st.lq, data, self.psf, noise, mask=_partial(mask))
         except ParameterError as exc:
             st.extra["consistency_skipped"] = exc.reason
             return None

@@ -583,9 +583,8 @@ class MainWindow(QMainWindow):
                 raise RestoreCancelled("superseded")
             r = restorer.restore(stamp, uncertainty=tta, progress=progress, cancel=cancelled, consistency=cons,
                                  anchor=anchor, point_source=star)
-            if margin:
-                r = crop_restoration(r, margin)
-                stamp = r.stamp
+            r = crop_restoration(r, margin)  # (no margin: r itself)
+            stamp = r.stamp
             if cancelled():
                 raise RestoreCancelled("superseded")
             return ClickResult(stamp, r, None, n_cr)
