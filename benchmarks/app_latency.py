@@ -46,7 +46,7 @@ def main() -> int:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
     from galviewer.qt.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -136,7 +136,7 @@ def _checkpoints(d: Path) -> list[tuple[str, Path, bool]]:
     import torch
     from safetensors.torch import save_file
 
-    from galviewer.core.weights import ModelMetadata, load_checkpoint, save_checkpoint
+    from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
     from tests.helpers import tiny_model
 
     out: list[tuple[str, Path, bool]] = []

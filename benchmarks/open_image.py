@@ -27,7 +27,7 @@ def main() -> None:
     from astropy.io import fits
     from PySide6.QtWidgets import QApplication
 
-    from galviewer.core.fitsio import open_image
+    from galviewer.core.io.fits import open_image
     from galviewer.qt.image_view import ImageView
 
     app = QApplication.instance() or QApplication([])

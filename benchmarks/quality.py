@@ -41,9 +41,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from galviewer.core.psf import gaussian_psf
-    from galviewer.core.resources import available_models
-    from galviewer.core.restore import Restorer
+    from galviewer.core.psf.gaussian import gaussian_psf
+    from galviewer.core.nn.resources import available_models
+    from galviewer.core.restore.engine import Restorer
     from trainer.evaluate import baseline
 
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ cut-out's centre — where a user would click — (64 px, the spiral 128)
 is restored by the model alone, then with the large-scale anchoring (the default, ``--anchor``), then with the
 anchoring and the data-consistency step (``--consistency``) — the stars also in point-source mode
 (``--point-source``) — and judged by
-:func:`galviewer.core.verdict.assess`: residual χ², flux conservation in the Kron ellipse, background rms
+:func:`galviewer.core.restore.verdict.assess`: residual χ², flux conservation in the Kron ellipse, background rms
 RS/LQ, border/interior residual ratio, sources in RS absent from LQ.  Writes ``benchmarks/results/realdata.md``
 and the montage ``docs/realdata_montage.png`` (per case: LQ | RS | residual/σ | σ of the network alone, then RS
 and residual/σ anchored, then residual/σ with the consistency step too; LQ and RS share one asinh stretch,
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
-from galviewer.core.consistency import ANCHOR_SCALE
-from galviewer.core.stamps import DEFAULT_CONTEXT
+from galviewer.core.restore.consistency import ANCHOR_SCALE
+from galviewer.core.io.stamps import DEFAULT_CONTEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "realdata"
@@ -44,7 +44,7 @@ def cases() -> list[Path]:
 
 def target(image: Any) -> tuple[float, float]:
     """Where a user would click: the detected source (deblended) nearest to the cut-out's centre."""
-    from galviewer.core.batch import detect
+    from galviewer.core.restore.batch import detect
 
     ny, nx = image.shape
     cx, cy = (nx - 1) / 2, (ny - 1) / 2
@@ -59,8 +59,8 @@ def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) ->
     """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
     from galviewer import Restorer, cutout, open_image
     from galviewer.core.measure.compare import compare_restoration
-    from galviewer.core.restore import crop_restoration
-    from galviewer.core.verdict import assess
+    from galviewer.core.restore.engine import crop_restoration
+    from galviewer.core.restore.verdict import assess
 
     restorer = (Restorer.from_file(model, "cpu") if model and Path(model).exists()
                 else Restorer.from_pretrained(model, "cpu"))

@@ -20,7 +20,7 @@ import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
 from galviewer.core.measure import fit_sersic
-from galviewer.core.psf import gaussian_psf
+from galviewer.core.psf.gaussian import gaussian_psf
 
 
 def main() -> None:

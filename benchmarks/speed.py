@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
-from galviewer.core.model import Restormer, RestormerConfig
-from galviewer.core.restore import Restorer, dihedral
-from galviewer.core.weights import ModelMetadata
+from galviewer.core.nn.restormer import Restormer, RestormerConfig
+from galviewer.core.restore.engine import Restorer, dihedral
+from galviewer.core.nn.weights import ModelMetadata
 
 
 def _restorer(preset: str, device: str = "cpu") -> Restorer:
@@ -77,7 +77,7 @@ class _ReferenceLayerNorm(torch.nn.Module):
 
 def _reference_model(model: Restormer) -> Restormer:
     """A copy of ``model`` (same weights, NCHW) whose LayerNorms use the reference layout."""
-    from galviewer.core.model import LayerNorm
+    from galviewer.core.nn.restormer import LayerNorm
 
     ref = Restormer(model.config)
     ref.load_state_dict({k: v.clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()})

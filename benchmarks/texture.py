@@ -44,7 +44,7 @@ def main() -> None:
     from realdata import SIZES, target
 
     from galviewer import Restorer, cutout, open_image
-    from galviewer.core.stamps import DEFAULT_CONTEXT
+    from galviewer.core.io.stamps import DEFAULT_CONTEXT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)

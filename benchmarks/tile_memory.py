@@ -28,7 +28,7 @@ def _child_forward(preset: str, side: int) -> dict:
 
     import torch
 
-    from galviewer.core.model import Restormer, RestormerConfig
+    from galviewer.core.nn.restormer import Restormer, RestormerConfig
 
     torch.set_num_threads(1)
     model = Restormer(RestormerConfig.from_preset(preset)).eval().to(memory_format=torch.channels_last)
@@ -48,7 +48,7 @@ def _child_region(side: int, budget: float) -> dict:
     import numpy as np
     import torch
 
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
 
     torch.set_num_threads(2)
     r = Restorer.from_pretrained(device="cpu", memory_budget_mb=budget)
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--budgets", nargs="+", type=float, default=[128.0, 512.0])
     ap.add_argument("--out", default="benchmarks/results/tile_memory.md")
     args = ap.parse_args()
-    from galviewer.core import restore
+    from galviewer.core.restore import engine as restore
 
     lines = ["# Activation memory of one forward pass (peak RSS growth, 1 thread)", "",
              "| preset | side | growth | bytes / pixel / dim |", "|---|---|---|---|"]

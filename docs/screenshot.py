@@ -60,7 +60,7 @@ def main() -> int:
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
     from galviewer.qt.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])  # noqa: F841  (must exist while the window lives)

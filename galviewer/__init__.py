@@ -13,12 +13,12 @@ __version__ = "0.5.0"
 __all__ = ["Image", "Restoration", "Restorer", "Stamp", "__version__", "cutout", "open_image"]
 
 _LAZY = {
-    "open_image": "galviewer.core.fitsio",
-    "Image": "galviewer.core.fitsio",
-    "Stamp": "galviewer.core.stamps",
-    "cutout": "galviewer.core.stamps",
-    "Restorer": "galviewer.core.restore",
-    "Restoration": "galviewer.core.restore",
+    "open_image": "galviewer.core.io.fits",
+    "Image": "galviewer.core.io.fits",
+    "Stamp": "galviewer.core.io.stamps",
+    "cutout": "galviewer.core.io.stamps",
+    "Restorer": "galviewer.core.restore.engine",
+    "Restoration": "galviewer.core.restore.engine",
 }
 
 

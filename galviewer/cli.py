@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from galviewer import __version__
-from galviewer.core.consistency import DEFAULT_ANCHOR
-from galviewer.core.stamps import DEFAULT_CONTEXT, check_context
+from galviewer.core.restore.consistency import DEFAULT_ANCHOR
+from galviewer.core.io.stamps import DEFAULT_CONTEXT, check_context
 from galviewer.errors import GalviewerError, ParameterError
 
 __all__ = ["build_parser", "main", "safe_label", "to_json"]
@@ -67,7 +67,7 @@ def _cleaned(stamp: Any, image: Any, args: argparse.Namespace) -> Any:
     """The stamp with its cosmic rays cleaned when --clean-crs asks and the image is a single exposure."""
     if not getattr(args, "clean_crs", False):
         return stamp
-    from galviewer.core.cosmics import clean_cosmic_rays, cleanable
+    from galviewer.core.io.cosmics import clean_cosmic_rays, cleanable
 
     if not cleanable(image):
         print(f"galviewer: note: {image.meta.kind} image: no cosmic-ray cleaning (single exposures FLT/FLC only)",
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _restorer(args: argparse.Namespace) -> Any:
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
 
     kwargs = {"uncertainty": not args.no_uncertainty, "consistency": args.consistency,
               "anchor": args.anchor, "point_source": args.point_source}
@@ -328,10 +328,10 @@ def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from galviewer.core.fitsio import open_image, write_stamp
-    from galviewer.core.restore import crop_restoration, steps_text
-    from galviewer.core.stamps import cutout
-    from galviewer.core.verdict import judge
+    from galviewer.core.io.fits import open_image, write_stamp
+    from galviewer.core.restore.engine import crop_restoration, steps_text
+    from galviewer.core.io.stamps import cutout
+    from galviewer.core.restore.verdict import judge
 
     _check_size(args.size)
     check_context(args.context, "--context")
@@ -344,7 +344,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                 raise ParameterError("--output", f"{out} exists; pass --overwrite to replace it")
             figure = Path(args.figure) if args.figure else None
             if figure is not None:
-                from galviewer.core.figure import FIGURE_FORMATS
+                from galviewer.core.restore.figure import FIGURE_FORMATS
 
                 _refuse_input_as_output(figure, args.file, args.catalog, args.model)
                 if figure.suffix.lower() not in FIGURE_FORMATS:
@@ -369,7 +369,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                       "network broadens stars; --point-source restores a star as the model's target PSF",
                       file=sys.stderr)
             if figure is not None:
-                from galviewer.core.figure import restoration_figure
+                from galviewer.core.restore.figure import restoration_figure
 
                 print(f"{restoration_figure(figure, result, verdict=verdict, overwrite=args.overwrite)}: figure")
             return 0
@@ -427,19 +427,19 @@ def _write_summary(path: Path, rows: list[dict[str, Any]], args: argparse.Namesp
     for c in ("x_in", "y_in", "x", "y"):
         table[c].unit = "pix"
     table["x"].description = "refined centre, 0-based pixel of the parent image"
-    table["status"].description = "quality verdict (galviewer.core.verdict) or why the source was skipped"
+    table["status"].description = "quality verdict (galviewer.core.restore.verdict) or why the source was skipped"
     table.meta["comments"] = [f"galviewer restore {Path(args.file).name} --catalog {Path(args.catalog).name}: "
                               f"model {args.model or 'default'}; x, y 0-based"]
     atomic_write(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True), overwrite=args.overwrite)
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from galviewer.core.fitsio import open_image
-    from galviewer.core.instrument_psf import instrument_psf
+    from galviewer.core.io.fits import open_image
+    from galviewer.core.psf.instrument import instrument_psf
     from galviewer.core.measure.compare import compare, compare_restoration
-    from galviewer.core.psf import gaussian_psf
-    from galviewer.core.stamps import cutout
-    from galviewer.core.verdict import judge
+    from galviewer.core.psf.gaussian import gaussian_psf
+    from galviewer.core.io.stamps import cutout
+    from galviewer.core.restore.verdict import judge
 
     _check_size(args.size)
     check_context(args.context, "--context")
@@ -456,7 +456,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     else:
         lq_psf, psf_text = inst.fitting_kernel(args.size), inst.describe()
     if args.restore:
-        from galviewer.core.restore import crop_restoration
+        from galviewer.core.restore.engine import crop_restoration
 
         result = crop_restoration(_restorer(args).restore(stamp), margin)
         stamp = result.stamp
@@ -484,8 +484,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import math
 
-    from galviewer.core.fitsio import open_image
-    from galviewer.core.instrument_psf import instrument_psf
+    from galviewer.core.io.fits import open_image
+    from galviewer.core.psf.instrument import instrument_psf
 
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         meta = dataclasses.asdict(image.meta)
@@ -512,10 +512,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from galviewer.core.resources import available_models, default_model_name, models_dir
+    from galviewer.core.nn.resources import available_models, default_model_name, models_dir
 
     if args.card:
-        from galviewer.core.weights import load_checkpoint
+        from galviewer.core.nn.weights import load_checkpoint
 
         path = Path(args.card) if Path(args.card).exists() else models_dir() / f"{args.card}.safetensors"
         _, meta = load_checkpoint(path)
@@ -535,8 +535,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from astropy.table import Table
 
     from galviewer._atomic import atomic_write
-    from galviewer.core.batch import detect
-    from galviewer.core.fitsio import open_image
+    from galviewer.core.restore.batch import detect
+    from galviewer.core.io.fits import open_image
 
     _refuse_input_as_output(Path(args.output), args.file)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from astropy.io import fits
 
-from galviewer.core.model import Restormer, RestormerConfig
-from galviewer.core.weights import ModelMetadata, save_checkpoint
+from galviewer.core.nn.restormer import Restormer, RestormerConfig
+from galviewer.core.nn.weights import ModelMetadata, save_checkpoint
 
 CRVAL = (150.1163213, 2.2058927)  # COSMOS field centre
 

@@ -34,14 +34,14 @@ def test_model_packages_never_import_qt(package):
 
 
 def test_core_import_loads_no_qt():
-    code = ("import sys, galviewer.core.restore, galviewer.core.fitsio, galviewer.cli; "
+    code = ("import sys, galviewer.core.restore.engine, galviewer.core.io.fits, galviewer.cli; "
             "print([m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'qasync')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
 
 
 def test_resources_found_from_this_install():
-    from galviewer.core.resources import models_dir, resource_path
+    from galviewer.core.nn.resources import models_dir, resource_path
 
     assert (models_dir() / "README.md").is_file()
     assert resource_path("models").samefile(ROOT / "resources" / "models")
@@ -61,14 +61,14 @@ def test_wheel_contains_resources_and_trainer(tmp_path):
     for f in (ROOT / "resources").rglob("*"):
         if f.is_file() and f.suffix in (".safetensors", ".json", ".fits", ".md"):
             assert f"galviewer/resources/{f.relative_to(ROOT / 'resources').as_posix()}" in names
-    assert "trainer/cli.py" in names and "galviewer/core/restore.py" in names
+    assert "trainer/cli.py" in names and "galviewer/core/restore/engine.py" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()
     assert "galviewer = galviewer.cli:main" in text and "galviewer-train = trainer.cli:main" in text
     # The wheel finds its resources when installed elsewhere.
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = "from galviewer.core.resources import models_dir; print(models_dir())"
+    code = "from galviewer.core.nn.resources import models_dir; print(models_dir())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert out.returncode == 0, out.stderr

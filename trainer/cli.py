@@ -173,7 +173,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from galviewer.core.weights import load_model, save_checkpoint
+    from galviewer.core.nn.weights import load_model, save_checkpoint
 
     model, meta = load_model(args.model, "cpu")
     metrics = dict(meta.metrics)
@@ -188,7 +188,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     meta = dataclasses.replace(meta, name=args.name or meta.name, metrics=metrics, weights_sha256="")
     dtype = torch.float16 if args.fp16 else None
     if args.format == "pth":
-        from galviewer.core.weights import save_basicsr
+        from galviewer.core.nn.weights import save_basicsr
 
         out = save_basicsr(args.out, model, overwrite=args.overwrite, dtype=dtype)
         print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, {{'params': state_dict}} of {meta.name} "

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galviewer.core.degrade import correlated_noise
-from galviewer.core.instrument_psf import psf_at_fwhm, training_psfs
-from galviewer.core.psf import gaussian_psf, pixelated_gaussian, sigma_to_fwhm
+from galviewer.core.psf.degrade import correlated_noise
+from galviewer.core.psf.instrument import psf_at_fwhm, training_psfs
+from galviewer.core.psf.gaussian import gaussian_psf, pixelated_gaussian, sigma_to_fwhm
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_NOISE_RANGE, GT_PSF_FWHM, POINT_HALF_BOX
@@ -56,7 +56,7 @@ class DegradeConfig:
         Bottom of the log-uniform noise draw.
     real_psf_fraction : float
         Fraction of samples blurred by a shipped HST PSF (TinyTim ACS/WFC3 models and the empirical HFF
-        WFC3/IR one: rings, spikes, wings; :func:`~galviewer.core.instrument_psf.psf_at_fwhm`), resampled
+        WFC3/IR one: rings, spikes, wings; :func:`~galviewer.core.psf.instrument.psf_at_fwhm`), resampled
         so that its core FWHM is uniform in ``real_psf_fwhm``, in a random one of 8 orientations, instead
         of a Gaussian.
     real_psf_fwhm : (float, float)

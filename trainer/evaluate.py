@@ -1,7 +1,7 @@
 """``galviewer-train evaluate``: the paper's evaluation (§4, §6) on a fixed, seeded test set.
 
 Everything goes through the app's own code path: LQ stamps in physical units are
-restored with :class:`~galviewer.core.restore.Restorer` (min-max in, eq. 8–9
+restored with :class:`~galviewer.core.restore.engine.Restorer` (min-max in, eq. 8–9
 rescaling out) and measured with :mod:`galviewer.core.measure`.
 
 Sections of the report:
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.consistency import anchor, fuse
-from galviewer.core.degrade import convolve, correlated_noise
+from galviewer.core.restore.consistency import anchor, fuse
+from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
-from galviewer.core.psf import gaussian_psf
-from galviewer.core.restore import Restorer, rescale_to_physical
+from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.engine import Restorer, rescale_to_physical
 from galviewer.errors import ParameterError, RestoreError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_PSF_FWHM, POINT_HALF_BOX

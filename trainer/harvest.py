@@ -90,7 +90,7 @@ class HarvestResult:
 
 def _psf_sharpness(fwhm: float) -> float:
     """Largest pixel-to-pixel step of the pixel-integrated Gaussian PSF, relative to its peak."""
-    from galviewer.core.psf import gaussian_psf
+    from galviewer.core.psf.gaussian import gaussian_psf
 
     k = gaussian_psf(fwhm, 11)
     return _sharpness(k)
@@ -105,13 +105,13 @@ def _sharpness(img: np.ndarray) -> float:
 
 
 def harvest_image(image: Any, cfg: HarvestConfig, result: HarvestResult | None = None) -> HarvestResult:
-    """Apply the selection to one image (a :class:`galviewer.core.fitsio.Image` or a 2-D array)."""
-    from galviewer.core.batch import detect
-    from galviewer.core.fitsio import Image
+    """Apply the selection to one image (a :class:`galviewer.core.io.fits.Image` or a 2-D array)."""
+    from galviewer.core.restore.batch import detect
+    from galviewer.core.io.fits import Image
     from galviewer.core.measure.background import background
     from galviewer.core.measure.sersic import fit_sersic
-    from galviewer.core.psf import gaussian_psf
-    from galviewer.core.stamps import cutout
+    from galviewer.core.psf.gaussian import gaussian_psf
+    from galviewer.core.io.stamps import cutout
 
     res = result if result is not None else HarvestResult()
     data = np.asarray(image.data if isinstance(image, Image) else image, dtype=np.float32)
@@ -254,7 +254,7 @@ def harvest(
     """
     from astropy.table import Table
 
-    from galviewer.core.fitsio import open_image
+    from galviewer.core.io.fits import open_image
 
     cfg = cfg or HarvestConfig()
     if not paths:

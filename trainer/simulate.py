@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from galviewer.core.resources import resource_path
-from galviewer.core.synth import realistic_galaxy
+from galviewer.core.nn.resources import resource_path
+from galviewer.core.sim.synth import realistic_galaxy
 from galviewer.errors import ParameterError
 from trainer.shards import PARAM_NAMES, ShardWriter
 

@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem, QWidget
 
-from galviewer.core.regions import AnyRegion, PolygonRegion, Region
+from galviewer.core.io.regions import AnyRegion, PolygonRegion, Region
 
 __all__ = ["COLORMAPS", "LIMITS", "STRETCHES", "ColourBar", "ImageView", "compute_limits", "nice_ticks", "stretch"]
 
@@ -253,7 +253,7 @@ class ImageView(pg.GraphicsLayoutWidget):
     menu_requested(x, y, screen_pos)
         Right click (without drag) at image position (x, y); ``screen_pos`` is where a menu should open.
     region_drawn(object)
-        A :class:`~galviewer.core.regions.Region` was drawn (draw mode) and added.
+        A :class:`~galviewer.core.io.regions.Region` was drawn (draw mode) and added.
     region_selected(object)
         A region was clicked (or drawn): the selected one.
     region_edited(object)
@@ -421,7 +421,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.vb.setRange(xRange=(x - hw, x + hw), yRange=(y - hh, y + hh), padding=0)
 
     def set_grid(self, lines: list | None) -> None:
-        """Draw coordinate grid lines (:class:`~galviewer.core.wcsgrid.GridLine`) with their labels (None clears)."""
+        """Draw coordinate grid lines (:class:`~galviewer.core.io.wcsgrid.GridLine`) with their labels (None clears)."""
         for item in getattr(self, "grid_items", []):
             self.vb.removeItem(item)
         self.grid_items: list = []

@@ -32,13 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galviewer.core.batch import detect, export_batch, restore_sources
-from galviewer.core.consistency import ANCHOR_SCALE, DEFAULT_ANCHOR
-from galviewer.core.cosmics import clean_cosmic_rays, cleanable
-from galviewer.core.fitsio import Image, list_images, open_image, sexagesimal, write_stamp
-from galviewer.core.instrument_psf import instrument_psf
+from galviewer.core.restore.batch import detect, export_batch, restore_sources
+from galviewer.core.restore.consistency import ANCHOR_SCALE, DEFAULT_ANCHOR
+from galviewer.core.io.cosmics import clean_cosmic_rays, cleanable
+from galviewer.core.io.fits import Image, list_images, open_image, sexagesimal, write_stamp
+from galviewer.core.psf.instrument import instrument_psf
 from galviewer.core.measure.compare import Measurements, compare
-from galviewer.core.mosaic import (
+from galviewer.core.io.mosaic import (
     MOSAIC_EXT,
     Mosaic,
     detect_mosaic,
@@ -46,11 +46,11 @@ from galviewer.core.mosaic import (
     open_mosaic,
     restore_mosaic_sources,
 )
-from galviewer.core.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
-from galviewer.core.resources import available_models, models_dir
-from galviewer.core.restore import Restoration, Restorer, crop_restoration
-from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
-from galviewer.core.verdict import judge
+from galviewer.core.io.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
+from galviewer.core.nn.resources import available_models, models_dir
+from galviewer.core.restore.engine import Restoration, Restorer, crop_restoration
+from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, cutout
+from galviewer.core.restore.verdict import judge
 from galviewer.errors import ExportError, GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.dialogs import HeaderDialog
 from galviewer.qt.image_view import COLORMAPS, LIMITS, STRETCHES, ImageView
@@ -389,7 +389,7 @@ class MainWindow(QMainWindow):
 
     def open_demo(self) -> None:
         """Open the built-in demo field (rendered into the user cache on first use)."""
-        from galviewer.core.demo import ensure_demo
+        from galviewer.core.sim.demo import ensure_demo
 
         def job(progress, cancelled):
             path = ensure_demo()
@@ -480,7 +480,7 @@ class MainWindow(QMainWindow):
 
     def _toggle_grid(self, on: bool | None = None) -> None:
         """Show or hide the RA/Dec grid of the image on show (traced through its full WCS)."""
-        from galviewer.core.wcsgrid import wcs_grid
+        from galviewer.core.io.wcsgrid import wcs_grid
 
         on = self.grid_action.isChecked() if on is None else bool(on)
         if not on or self.image is None:
@@ -885,10 +885,10 @@ class MainWindow(QMainWindow):
         """Write a labelled figure of the restoration on show (PNG, PDF or SVG) in the background.
 
         Panels with axes in stamp pixels and colour bars in the image's units, the file, extension, position,
-        model and quality verdict in the title (:func:`galviewer.core.figure.restoration_figure`); the result
+        model and quality verdict in the title (:func:`galviewer.core.restore.figure.restoration_figure`); the result
         arrives on the ``export`` channel.
         """
-        from galviewer.core.figure import FIGURE_FORMATS, restoration_figure
+        from galviewer.core.restore.figure import FIGURE_FORMATS, restoration_figure
 
         shown = self.region_result.restoration if self.region_result is not None else (
             self.result.restoration if self.result is not None else None)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galviewer.core.batch import BatchResult, Source
+from galviewer.core.restore.batch import BatchResult, Source
 
 __all__ = ["SourcesPanel"]
 

@@ -2,7 +2,7 @@
 
 A job is a plain function ``job(progress, cancelled) -> result`` run on a Qt thread pool.
 ``progress(done, total)`` reports progress; ``cancelled()`` is polled at safe points
-(between tiles or batches — :class:`galviewer.core.restore.Restorer` accepts it as
+(between tiles or batches — :class:`galviewer.core.restore.engine.Restorer` accepts it as
 its ``cancel`` argument) and the job stops by raising
 :class:`galviewer.errors.RestoreCancelled`.
 

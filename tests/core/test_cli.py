@@ -11,7 +11,7 @@ from astropy.wcs import WCS
 
 from galviewer import open_image
 from galviewer.cli import main
-from galviewer.core.stamps import DEFAULT_CONTEXT
+from galviewer.core.io.stamps import DEFAULT_CONTEXT
 from tests.helpers import SOURCES, write_flt
 
 
@@ -177,8 +177,8 @@ def test_the_version_is_the_packages(capsys):
 def test_restore_figure_is_labelled_and_never_clobbers(flt, tmp_path, tiny_ckpt, capsys):
     """Issue 12 item 7: a labelled figure (file, position, model, units, colour bars) from the CLI and the app."""
     from galviewer import Restorer, cutout
-    from galviewer.core.figure import _lines, restoration_figure
-    from galviewer.core.verdict import judge
+    from galviewer.core.restore.figure import _lines, restoration_figure
+    from galviewer.core.restore.verdict import judge
     from galviewer.errors import ExportError, OutputExistsError
 
     x, y, _ = SOURCES[0]

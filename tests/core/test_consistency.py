@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from galviewer.core.consistency import fuse
-from galviewer.core.degrade import convolve
-from galviewer.core.psf import gaussian_psf
+from galviewer.core.restore.consistency import fuse
+from galviewer.core.psf.degrade import convolve
+from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 
 
@@ -99,8 +99,8 @@ def test_anchoring_is_the_default_and_carried_by_the_restorer_cli_and_fits(tmp_p
 
     from galviewer import Restorer
     from galviewer.cli import main
-    from galviewer.core.consistency import DEFAULT_ANCHOR
-    from galviewer.core.verdict import assess
+    from galviewer.core.restore.consistency import DEFAULT_ANCHOR
+    from galviewer.core.restore.verdict import assess
     from tests.helpers import framing_forward, write_flt
 
     flt = write_flt(tmp_path / "x_flt.fits")
@@ -142,7 +142,7 @@ def _halo_scene(seed=0, noise=2.0):
 
 
 def test_anchoring_gives_back_the_lost_flux_the_frame_and_the_sky_level():
-    from galviewer.core.consistency import anchor
+    from galviewer.core.restore.consistency import anchor
 
     truth, psf, lq, net, noise = _halo_scene()
     a = anchor(lq, net, psf, noise)
@@ -162,7 +162,7 @@ def test_anchoring_gives_back_the_lost_flux_the_frame_and_the_sky_level():
 
 
 def test_anchoring_a_restoration_that_explains_the_data_adds_almost_no_noise():
-    from galviewer.core.consistency import anchor
+    from galviewer.core.restore.consistency import anchor
 
     for seed in range(3):
         truth, psf, lq, _, noise = _halo_scene(seed)
@@ -174,7 +174,7 @@ def test_anchoring_a_restoration_that_explains_the_data_adds_almost_no_noise():
 
 
 def test_anchoring_ignores_masked_pixels_and_names_bad_parameters():
-    from galviewer.core.consistency import anchor
+    from galviewer.core.restore.consistency import anchor
 
     _, psf, lq, net, noise = _halo_scene()
     hole = np.zeros(lq.shape, bool)
@@ -199,7 +199,7 @@ def test_anchoring_ignores_masked_pixels_and_names_bad_parameters():
 
 def test_a_post_step_that_cannot_run_says_why(tiny_ckpt):
     from galviewer import Restorer
-    from galviewer.core.restore import steps_text
+    from galviewer.core.restore.engine import steps_text
 
     r = Restorer.from_file(tiny_ckpt, "cpu", uncertainty=False)
     r.MAX_CONSISTENCY_PIXELS = 32 * 32  # as a region larger than the post-steps' bound

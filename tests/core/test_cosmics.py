@@ -7,7 +7,7 @@ from astropy.io import fits
 
 from galviewer import cutout, open_image
 from galviewer.cli import main
-from galviewer.core.cosmics import clean_cosmic_rays
+from galviewer.core.io.cosmics import clean_cosmic_rays
 
 STIS = Path(__file__).resolve().parents[1] / "data" / "realdata" / "stis_star.fits"
 

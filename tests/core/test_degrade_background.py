@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from galviewer.core.degrade import add_noise, convolve, correlated_noise, degrade
+from galviewer.core.psf.degrade import add_noise, convolve, correlated_noise, degrade
 from galviewer.core.measure import background
-from galviewer.core.psf import DEFAULT_LQ_FWHM_PIX, fwhm_to_sigma, gaussian_psf, hst_fwhm_pixels
+from galviewer.core.psf.gaussian import DEFAULT_LQ_FWHM_PIX, fwhm_to_sigma, gaussian_psf, hst_fwhm_pixels
 from galviewer.errors import ParameterError
 from tests.helpers import galaxy
 
@@ -87,7 +87,7 @@ def test_background_errors():
 def test_pixelated_gaussian_matches_galsim_off_centre():
     import galsim
 
-    from galviewer.core.psf import pixelated_gaussian
+    from galviewer.core.psf.gaussian import pixelated_gaussian
 
     for x, y in ((31.5, 31.5), (20.3, 40.7)):
         ref = galsim.Gaussian(fwhm=1.3, flux=1.0).drawImage(nx=64, ny=64, scale=1.0,

@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from galviewer import open_image
-from galviewer.core.fitsio import list_images, parse_ext
+from galviewer.core.io.fits import list_images, parse_ext
 from galviewer.errors import ImageLoadError, ParameterError
 from tests.helpers import sip_header, write_drz, write_flt, write_plain
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from galviewer import Restorer, open_image
-from galviewer.core.weights import ModelMetadata
+from galviewer.core.nn.weights import ModelMetadata
 from galviewer.errors import GalviewerError
 from tests.helpers import tiny_model
 

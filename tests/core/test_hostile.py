@@ -26,10 +26,10 @@ from safetensors.torch import save_file
 from galviewer import Restorer, open_image
 from galviewer._atomic import atomic_write
 from galviewer.cli import main, safe_label, to_json
-from galviewer.core import batch
-from galviewer.core.fitsio import list_images
-from galviewer.core.stamps import cutout
-from galviewer.core.weights import ModelMetadata, load_checkpoint, save_checkpoint
+from galviewer.core.restore import batch
+from galviewer.core.io.fits import list_images
+from galviewer.core.io.stamps import cutout
+from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError, WeightsError
 from tests.helpers import galaxy, sip_header, tiny_model, write_plain
 
@@ -75,7 +75,7 @@ def _doctored(tmp_path, /, **changes):
     ({"config.bias": "yes"}, "bias: must be true or false"),
 ])
 def test_a_lying_checkpoint_is_refused_before_anything_is_built(tmp_path, monkeypatch, changes, reason):
-    from galviewer.core import weights
+    from galviewer.core.nn import weights
 
     built = []
     monkeypatch.setattr(weights, "Restormer", lambda *a, **k: built.append(a))
@@ -191,7 +191,7 @@ def test_a_corrupted_or_truncated_gzip_is_refused(tmp_path):
 
 
 def test_a_gzip_bomb_stops_at_the_cap(tmp_path, monkeypatch):
-    from galviewer.core import fitsio
+    from galviewer.core.io import fits as fitsio
 
     monkeypatch.setattr(fitsio, "MAX_GZIP_BYTES", 1 << 20)
     path = write_plain(tmp_path / "big.fits", np.zeros((1024, 1024), np.float32))

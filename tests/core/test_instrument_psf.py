@@ -9,8 +9,8 @@ from astropy.io import fits
 
 from galviewer import open_image
 from galviewer.cli import main
-from galviewer.core.fitsio import ImageMeta
-from galviewer.core.instrument_psf import fwhm_of, instrument_psf, shipped_psfs
+from galviewer.core.io.fits import ImageMeta
+from galviewer.core.psf.instrument import fwhm_of, instrument_psf, shipped_psfs
 from galviewer.errors import ParameterError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realdata"
@@ -85,7 +85,7 @@ def test_measure_states_units_magnitudes_and_arcsec(capsys):
 
 
 def test_psf_at_fwhm_meets_the_requested_core_width_and_names_bad_input():
-    from galviewer.core.instrument_psf import fine_fwhm, psf_at_fwhm, training_psfs
+    from galviewer.core.psf.instrument import fine_fwhm, psf_at_fwhm, training_psfs
 
     names = training_psfs()
     assert len(names) == 12 and "empirical/wfc3_ir_f105w_0.06" in names

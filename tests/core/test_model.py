@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from galviewer.core.model import PRESETS, Restormer, RestormerConfig, count_flops, count_parameters
+from galviewer.core.nn.restormer import PRESETS, Restormer, RestormerConfig, count_flops, count_parameters
 from galviewer.errors import ParameterError
 from tests.helpers import tiny_model
 
@@ -62,7 +62,7 @@ def test_channels_last_matches_nchw():
 
 
 def test_layernorm_matches_definition():
-    from galviewer.core.model import ChannelLayerNorm
+    from galviewer.core.nn.restormer import ChannelLayerNorm
 
     x = torch.randn(2, 6, 5, 4)
     for with_bias in (False, True):
@@ -81,7 +81,7 @@ def test_layernorm_matches_definition():
 
 
 def test_layernorm_half_precision_does_not_overflow():
-    from galviewer.core.model import ChannelLayerNorm
+    from galviewer.core.nn.restormer import ChannelLayerNorm
 
     ln = ChannelLayerNorm(4, False)
     x = torch.full((1, 4, 2, 2), 3000.0, dtype=torch.float16)  # x**2 overflows fp16

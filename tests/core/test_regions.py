@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from galviewer.core.fitsio import open_image
-from galviewer.core.regions import PolygonRegion, Region, read_regions, region_stamp, restore_region, write_regions
-from galviewer.core.restore import Restorer
+from galviewer.core.io.fits import open_image
+from galviewer.core.io.regions import PolygonRegion, Region, read_regions, region_stamp, restore_region, write_regions
+from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ImageLoadError, OutputExistsError, ParameterError, RestoreCancelled
 from tests.helpers import SOURCES, write_flt
 

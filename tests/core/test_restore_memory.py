@@ -7,13 +7,13 @@ import textwrap
 
 import numpy as np
 
-from galviewer.core import restore
-from galviewer.core.restore import Restorer
+from galviewer.core.restore import engine as restore
+from galviewer.core.restore.engine import Restorer
 
 CHILD = textwrap.dedent("""
     import json, resource, sys
     import numpy as np, torch
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
     torch.set_num_threads(2)
     r = Restorer.from_file(sys.argv[1], "cpu", memory_budget_mb=float(sys.argv[2]))
     seen = []
@@ -69,7 +69,7 @@ def test_half_precision_is_refused_on_cpu_and_the_layernorm_cannot_overflow_in_f
     import pytest
     import torch
 
-    from galviewer.core.model import ChannelLayerNorm
+    from galviewer.core.nn.restormer import ChannelLayerNorm
     from galviewer.errors import ParameterError
 
     with pytest.raises(ParameterError, match="half"):

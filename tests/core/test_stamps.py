@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from galviewer import cutout, open_image
-from galviewer.core.stamps import refine_centroid, stamp_from_array
+from galviewer.core.io.stamps import refine_centroid, stamp_from_array
 from galviewer.errors import ParameterError
 from tests.helpers import SOURCES, galaxy, write_flt
 

@@ -7,11 +7,11 @@ import pytest
 from astropy.io import fits
 
 from galviewer.cli import main
-from galviewer.core.degrade import convolve
-from galviewer.core.psf import gaussian_psf
-from galviewer.core.restore import Restoration
-from galviewer.core.stamps import stamp_from_array
-from galviewer.core.verdict import LIMITS, assess
+from galviewer.core.psf.degrade import convolve
+from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.engine import Restoration
+from galviewer.core.io.stamps import stamp_from_array
+from galviewer.core.restore.verdict import LIMITS, assess
 from tests.helpers import framing_forward, galaxy, write_flt
 
 
@@ -54,7 +54,7 @@ def test_each_kind_of_damage_is_named(scene, damage, failing):
 
 
 def test_cli_prints_the_verdict_and_writes_it_into_the_header(tmp_path, tiny_ckpt, capsys, monkeypatch):
-    from galviewer.core.restore import Restorer
+    from galviewer.core.restore.engine import Restorer
 
     flt = write_flt(tmp_path / "x_flt.fits")
     monkeypatch.setattr(Restorer, "_forward", lambda self, batch: framing_forward(batch))
@@ -98,9 +98,9 @@ def test_a_model_trained_with_real_psfs_is_judged_on_its_psf_range_in_pixels():
     from types import SimpleNamespace
 
     from galviewer import cutout, open_image
-    from galviewer.core.restore import _trained_fwhm
-    from galviewer.core.verdict import _training_range
-    from galviewer.core.weights import ModelMetadata
+    from galviewer.core.restore.engine import _trained_fwhm
+    from galviewer.core.restore.verdict import _training_range
+    from galviewer.core.nn.weights import ModelMetadata
 
     path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_faint.fits"
     with open_image(path) as im:

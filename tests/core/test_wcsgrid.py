@@ -3,7 +3,7 @@ import pytest
 from astropy.wcs import WCS
 
 from galviewer import open_image
-from galviewer.core.wcsgrid import format_dec, format_ra, wcs_grid
+from galviewer.core.io.wcsgrid import format_dec, format_ra, wcs_grid
 from galviewer.errors import ParameterError
 from tests.helpers import write_flt
 

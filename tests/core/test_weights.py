@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from galviewer.core.model import Restormer, RestormerConfig
-from galviewer.core.weights import (
+from galviewer.core.nn.restormer import Restormer, RestormerConfig
+from galviewer.core.nn.weights import (
     ModelMetadata,
     infer_config,
     load_checkpoint,

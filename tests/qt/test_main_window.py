@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, QPointF, QSettings, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from galviewer.core.restore import Restorer
+from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ExportError, OutputExistsError
 from galviewer.qt.main_window import MainWindow
 from tests.helpers import SOURCES, framing_forward, write_flt
@@ -207,7 +207,7 @@ def test_drawing_an_ellipse_restores_it_as_one_piece(qtbot, window, tmp_path):
 
 
 def test_a_region_restore_shows_progress_and_can_be_cancelled(qtbot, window, tmp_path):
-    from galviewer.core.regions import Region
+    from galviewer.core.io.regions import Region
 
     _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
     window.restorer.memory_budget_mb = 1.0  # many small tiles, so the job runs long enough to cancel
@@ -257,7 +257,7 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
 def test_a_polygon_drawn_by_clicks_is_restored(qtbot, window, tmp_path):
     from PySide6.QtTest import QTest
 
-    from galviewer.core.regions import PolygonRegion
+    from galviewer.core.io.regions import PolygonRegion
 
     _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
     window.mode_box.setCurrentIndex(3)  # clicks: polygon
@@ -403,7 +403,7 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
 def test_a_margin_saved_under_the_old_default_gives_way_to_the_new_one(qtbot, tiny_ckpt, tmp_path):
     """The context margin's default became 8 px; every earlier run had saved its 0 under "prefs/margin",
     which must not keep the new default from anyone who never chose a margin."""
-    from galviewer.core.stamps import DEFAULT_CONTEXT
+    from galviewer.core.io.stamps import DEFAULT_CONTEXT
 
     settings = QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
     settings.setValue("prefs/margin", 0)
@@ -468,7 +468,7 @@ def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_pa
     x, y = ra_line.xData, ra_line.yData
     k = np.flatnonzero(np.isfinite(x))[len(np.flatnonzero(np.isfinite(x))) // 2]
     ra, _ = window.image.pixel_to_world(float(x[k]), float(y[k]))
-    from galviewer.core.wcsgrid import wcs_grid
+    from galviewer.core.io.wcsgrid import wcs_grid
 
     assert any(abs(ra - line.value) < 1e-6 for line in wcs_grid(window.image.wcs, window.image.data.shape)
                if line.axis == "ra")
@@ -483,7 +483,7 @@ def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_pa
 
 def test_both_chips_as_a_mosaic_click_goes_to_the_right_chip(qtbot, window, tmp_path):
     """Issue 12 item 9: the FLT's chips side by side, placed by WCS; a click is restored from its own chip."""
-    from galviewer.core.mosaic import MOSAIC_EXT
+    from galviewer.core.io.mosaic import MOSAIC_EXT
     from tests.helpers import write_two_chip_flt
 
     path = write_two_chip_flt(tmp_path / "two_flt.fits")
@@ -505,7 +505,7 @@ def test_both_chips_as_a_mosaic_click_goes_to_the_right_chip(qtbot, window, tmp_
     window._toggle_grid(True)
     assert len([i for i in window.view.grid_items if hasattr(i, "xData")]) >= 4
     window._toggle_grid(False)
-    from galviewer.core.regions import Region
+    from galviewer.core.io.regions import Region
 
     window.restore_region(Region("rectangle", cx, cy, 20, 20))
     assert "one chip" in window.statusBar().currentMessage()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from galviewer.core.measure import psnr
-from galviewer.core.restore import Restorer
+from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ParameterError
 from trainer.cli import main
 from trainer.evaluate import _fair, baseline, tune_baselines
@@ -51,7 +51,7 @@ def test_simulate_train_evaluate_end_to_end(tmp_path, capsys):
 def test_fair_baselines_deconvolve_and_are_tuned():
     import galsim
 
-    from galviewer.core.degrade import degrade
+    from galviewer.core.psf.degrade import degrade
 
     gt = galsim.Convolve(galsim.Exponential(half_light_radius=3.0), galsim.Gaussian(fwhm=1.3)).drawImage(
         nx=64, ny=64, scale=1.0).array.astype(float) + 0.05  # a background above zero

@@ -126,7 +126,7 @@ def test_point_sources_are_injected_into_training_batches_only(sersic_shards):
 
 def test_real_data_options_give_bright_sources_real_psfs_backgrounds_and_neighbours(sersic_shards):
     """Issue 11 item 3: each option does what it says, measured on the pairs; off, the stream is release 0.2's."""
-    from galviewer.core.instrument_psf import fine_fwhm, psf_at_fwhm, training_psfs
+    from galviewer.core.psf.instrument import fine_fwhm, psf_at_fwhm, training_psfs
 
     s = ShardSet(sersic_shards)
     base = {"noise_range": (0.05, 0.05), "fwhm_range": (1.88, 1.88), "augment": False}

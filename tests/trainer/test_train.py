@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from galviewer.core.restore import Restorer
-from galviewer.core.weights import load_checkpoint
+from galviewer.core.restore.engine import Restorer
+from galviewer.core.nn.weights import load_checkpoint
 from galviewer.errors import ParameterError
 from trainer.cli import main
 from trainer.train import TrainConfig, load_config, train
@@ -115,7 +115,7 @@ def test_resume_after_a_kill_does_not_repeat_log_rows(sersic_shards, tmp_path):
 
 
 def test_export_writes_the_basicsr_pth_layout_the_authors_code_loads(tmp_path, tiny_ckpt, capsys):
-    from galviewer.core.weights import load_model, state_dict_allclose
+    from galviewer.core.nn.weights import load_model, state_dict_allclose
 
     out = tmp_path / "net_g.pth"
     assert main(["export", str(tiny_ckpt), "--format", "pth", "-o", str(out)]) == 0

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galviewer.core.degrade import convolve
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
 from galviewer.core.measure.sersic import SersicFit, fit_sersic
-from galviewer.core.psf import gaussian_psf
+from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 
 if TYPE_CHECKING:
-    from galviewer.core.restore import Restoration
+    from galviewer.core.restore.engine import Restoration
 
 __all__ = ["POINT_R50_PIX", "Measurements", "compare", "compare_restoration"]
 
@@ -82,7 +82,7 @@ class Measurements:
     ab_zeropoint: float = math.nan
 
     def with_units(self, meta: Any) -> Measurements:
-        """The same numbers labelled with an image's units (:class:`~galviewer.core.fitsio.ImageMeta`): BUNIT,
+        """The same numbers labelled with an image's units (:class:`~galviewer.core.io.fits.ImageMeta`): BUNIT,
         arcsec per pixel, and the AB zero point from PHOTFLAM/PHOTPLAM (per second: counts or electrons are
         divided by EXPTIME), so the table shows R50 in arcsec and Kron/isophotal AB magnitudes."""
         if meta is None:
@@ -283,15 +283,15 @@ def compare(
 
 def compare_restoration(restoration: Restoration, err: np.ndarray | float | None = None,
                         lq_psf: np.ndarray | None = None) -> Measurements:
-    """:func:`compare` on a :class:`~galviewer.core.restore.Restoration`, with its stamp's error map and mask.
+    """:func:`compare` on a :class:`~galviewer.core.restore.engine.Restoration`, with its stamp's error map and mask.
 
     LQ's Sérsic fit uses ``lq_psf``, by default the instrument PSF of the stamp's parent image
-    (:func:`galviewer.core.instrument_psf.instrument_psf`), so that ``measure`` gives LQ the same numbers
+    (:func:`galviewer.core.psf.instrument.instrument_psf`), so that ``measure`` gives LQ the same numbers
     with and without a restoration; the residual and flux conservation use the restoration's own PSF.
     """
     stamp = restoration.stamp
     if lq_psf is None and stamp is not None and stamp.meta is not None:
-        from galviewer.core.instrument_psf import instrument_psf
+        from galviewer.core.psf.instrument import instrument_psf
 
         lq_psf = instrument_psf(stamp.meta).fitting_kernel(min(restoration.lq.shape))
     if err is None and stamp is not None and stamp.err is not None:

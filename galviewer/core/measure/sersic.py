@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import gammaincinv
 
-from galviewer.core.degrade import convolve
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background, usable_pixels
 from galviewer.errors import ParameterError
 
@@ -211,7 +211,7 @@ def fit_sersic(
     image : array_like
         2-D stamp (at least 8×8).
     psf : array_like, optional
-        Pixel-integrated PSF kernel with odd sides, as :func:`galviewer.core.psf.gaussian_psf`
+        Pixel-integrated PSF kernel with odd sides, as :func:`galviewer.core.psf.gaussian.gaussian_psf`
         or GalSim's ``drawImage()`` make it (see :func:`render_convolved`); None fits
         the pixel-integrated profile without PSF.
     err : array_like or float, optional

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from galviewer.core.degrade import degrade
+from galviewer.core.psf.degrade import degrade
 from galviewer.core.measure import psnr, ssim
 from galviewer.errors import ParameterError
 from tests.helpers import galaxy

@@ -66,7 +66,7 @@ def test_convolved_render_matches_galsim(n, r50, tol):
     assert np.abs(model - img).max() < tol * img.max()
     # the naive pixel-sampled convolution is measurably worse at the cusp of n = 4
     if n == 4.0:
-        from galviewer.core.degrade import convolve
+        from galviewer.core.psf.degrade import convolve
 
         naive = convolve(render_sersic((64, 64), 31.5, 31.5, i50, r50, n, e1, e2, oversample=1), _psf_kernel())
         assert np.abs(naive - img).max() > 2 * np.abs(model - img).max()
@@ -136,7 +136,7 @@ def test_quoted_errors_are_honest_at_snr_50():
 def test_fit_does_not_depend_on_the_kernel_side(n, r50, q):
     """Issue 12: the app and `measure` fit with the instrument PSF's 15-px kernel; a GalSim n = 4, R50 = 4 px,
     q = 0.85 profile through a σ = 0.8 px Gaussian came out at R50 3.858 (−3.5 %) with it and 4.03 with 7 px."""
-    from galviewer.core.psf import gaussian_psf
+    from galviewer.core.psf.gaussian import gaussian_psf
 
     gal = galsim.Sersic(n=n, half_light_radius=r50).shear(q=q, beta=25 * galsim.degrees)
     img = galsim.Convolve(gal, galsim.Gaussian(sigma=0.8)).drawImage(nx=64, ny=64, scale=1.0).array

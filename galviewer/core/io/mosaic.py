@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.fitsio import Image, list_images, open_image
+from galviewer.core.io.fits import Image, list_images, open_image
 from galviewer.errors import ImageLoadError
 
 __all__ = ["MOSAIC_EXT", "Mosaic", "detect_mosaic", "mosaic_possible", "open_mosaic", "restore_mosaic_sources"]
@@ -53,7 +53,7 @@ class Mosaic:
 
     @property
     def meta(self) -> Any:
-        """The first chip's :class:`~galviewer.core.fitsio.ImageMeta` (instrument, filter, units)."""
+        """The first chip's :class:`~galviewer.core.io.fits.ImageMeta` (instrument, filter, units)."""
         return self.chips[0].meta
 
     @property
@@ -204,11 +204,11 @@ def open_mosaic(path: str | os.PathLike[str], *, dq_ignore_bits: int = 0) -> Mos
 
 
 def detect_mosaic(mosaic: Mosaic, **kwargs: Any) -> Any:
-    """:func:`~galviewer.core.batch.detect` on every chip, positions on the canvas, one list brightest first.
+    """:func:`~galviewer.core.restore.batch.detect` on every chip, positions on the canvas, one list brightest first.
 
     Keyword arguments go to ``detect`` (``max_sources`` applies to each chip, and to the merged list).
     """
-    from galviewer.core.batch import Detections, detect
+    from galviewer.core.restore.batch import Detections, detect
 
     merged, found = [], 0
     for chip, (ox, oy) in zip(mosaic.chips, mosaic.offsets, strict=True):
@@ -221,12 +221,12 @@ def detect_mosaic(mosaic: Mosaic, **kwargs: Any) -> Any:
 
 
 def restore_mosaic_sources(restorer: Any, mosaic: Mosaic, sources: Sequence[Any], **kwargs: Any) -> list[Any]:
-    """:func:`~galviewer.core.batch.restore_sources` for sources listed on the canvas: each is cut from its own
+    """:func:`~galviewer.core.restore.batch.restore_sources` for sources listed on the canvas: each is cut from its own
     chip (its WCS, ERR and DQ); the results keep the canvas sources, in the order given.
 
     A source in a gap between chips is kept as a failure that says so.
     """
-    from galviewer.core.batch import BatchResult, restore_sources
+    from galviewer.core.restore.batch import BatchResult, restore_sources
 
     progress = kwargs.pop("progress", None)
     by_chip: dict[int, list[tuple[int, Any]]] = {}

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from galviewer._atomic import atomic_write
-from galviewer.core.model import MAX_BLOCKS, MAX_PARAMETERS, Restormer, RestormerConfig, meta_state_shapes
+from galviewer.core.nn.restormer import MAX_BLOCKS, MAX_PARAMETERS, Restormer, RestormerConfig, meta_state_shapes
 from galviewer.errors import ParameterError, WeightsError
 
 __all__ = [
@@ -96,7 +96,7 @@ class ModelMetadata:
 
     def card(self) -> str:
         """The model card as plain text: what it is, what it was trained on, how it scores, where it fails."""
-        from galviewer.core.model import count_parameters
+        from galviewer.core.nn.restormer import count_parameters
 
         c = self.config
         prev = self.extra.get("previous_iterations")

@@ -6,7 +6,7 @@ answer is known exactly: the restored image of a star of flux F at (x₀, y₀) 
 model's GT PSF) there.  This mode
 
 1. fits ``LQ ≈ F · P(x − x₀, y − y₀) + c`` around the stamp's centre, P the input's instrument PSF
-   (:func:`galviewer.core.instrument_psf.instrument_psf`), F and c linear, (x₀, y₀) by Nelder–Mead within
+   (:func:`galviewer.core.psf.instrument.instrument_psf`), F and c linear, (x₀, y₀) by Nelder–Mead within
    2 px of the centre (PSF photometry);
 2. lets the network restore the remainder ``LQ − F · P`` — neighbours, a host galaxy, the PSF model's
    mismatch — with the star's core (2 FWHM, where the data's own remainder is kept) filled with sky, so that

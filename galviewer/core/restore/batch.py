@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.fitsio import Image, write_stamp
-from galviewer.core.stamps import DEFAULT_CONTEXT, MAX_CONTEXT, Stamp, cutout
+from galviewer.core.io.fits import Image, write_stamp
+from galviewer.core.io.stamps import DEFAULT_CONTEXT, MAX_CONTEXT, Stamp, cutout
 from galviewer.errors import GalviewerError, OutputExistsError, ParameterError, RestoreCancelled
 
 __all__ = ["BatchResult", "Detections", "Source", "detect", "export_batch", "restore_sources"]
@@ -285,7 +285,7 @@ def restore_sources(
         Stamp side.
     context : int
         Context margin (px): each cut-out is ``size + 2·context`` wide and its central ``size`` is kept
-        (:func:`~galviewer.core.restore.crop_restoration`; 0–256).
+        (:func:`~galviewer.core.restore.engine.crop_restoration`; 0–256).
     uncertainty : bool, optional
         8 flips/rotations (default: the restorer's setting).
     consistency : bool, optional
@@ -293,7 +293,7 @@ def restore_sources(
     anchor : float, optional
         σ (px) of the large-scale anchoring, 0 for none (default: the restorer's setting).
     clean : callable, optional
-        Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.core.cosmics.clean_cosmic_rays`).
+        Cosmic-ray cleaning of each stamp (e.g. :func:`galviewer.core.io.cosmics.clean_cosmic_rays`).
     measure : bool
         Run :func:`compare` on each restoration.
     chunk : int
@@ -307,8 +307,8 @@ def restore_sources(
     RestoreCancelled
         When cancelled (results so far are discarded).
     """
-    from galviewer.core.restore import crop_restoration
-    from galviewer.core.verdict import judge
+    from galviewer.core.restore.engine import crop_restoration
+    from galviewer.core.restore.verdict import judge
 
     if chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from galviewer.core.psf import ACS_WFC_PIXEL_SCALE, DEFAULT_LQ_FWHM_PIX, gaussian_psf
+from galviewer.core.psf.gaussian import ACS_WFC_PIXEL_SCALE, DEFAULT_LQ_FWHM_PIX, gaussian_psf
 from galviewer.errors import ParameterError
 
 __all__ = ["Degraded", "add_noise", "convolve", "correlated_noise", "degrade"]

@@ -15,7 +15,7 @@ target (1 by default); when the network already explains the data (χ² ≤ targ
 
 The convolution is circular, so both images are padded by mirror reflection (twice the PSF's width) before the
 transform and cropped after; with the same PSF and reflect boundaries as the residual of
-:class:`~galviewer.core.restore.Restorer`, the χ² reported here is the one the residual shows.
+:class:`~galviewer.core.restore.engine.Restorer`, the χ² reported here is the one the residual shows.
 
 :func:`anchor` is a second, gentler way to the same end (issue 11): it gives the restoration the data's *large scales*
 only.  The network's errors on real images are mostly smooth — a dark frame along the stamp edge, a halo or
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galviewer.core.degrade import convolve
+from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
 __all__ = ["ANCHOR_ITERATIONS", "ANCHOR_SCALE", "ANCHOR_THRESHOLD", "DEFAULT_ANCHOR", "Anchoring", "Consistency",

@@ -46,7 +46,7 @@ def _decimals(step: float) -> int:
 def format_ra(deg: float, step_s: float = 1.0) -> str:
     """RA in hours as ``hh:mm:ss.s`` with as many decimals as the spacing needs.
 
-    Not :func:`galviewer.core.fitsio.sexagesimal` (astropy's ``Angle.to_string``, fixed precision): a grid
+    Not :func:`galviewer.core.io.fits.sexagesimal` (astropy's ``Angle.to_string``, fixed precision): a grid
     label's precision follows its spacing, and astropy rounds 23:59:59.998 to "24:00:00" at precision 0.
     """
     d = _decimals(step_s)

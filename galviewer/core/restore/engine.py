@@ -29,15 +29,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from galviewer.core.consistency import DEFAULT_ANCHOR
-from galviewer.core.degrade import convolve
+from galviewer.core.restore.consistency import DEFAULT_ANCHOR
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background
-from galviewer.core.model import Restormer
-from galviewer.core.point_source import place
-from galviewer.core.psf import gaussian_psf
-from galviewer.core.resources import available_models, default_model_name, models_dir
-from galviewer.core.stamps import Stamp, stamp_from_array
-from galviewer.core.weights import ModelMetadata, file_sha256, load_model
+from galviewer.core.nn.restormer import Restormer
+from galviewer.core.restore.point_source import place
+from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.nn.resources import available_models, default_model_name, models_dir
+from galviewer.core.io.stamps import Stamp, stamp_from_array
+from galviewer.core.nn.weights import ModelMetadata, file_sha256, load_model
 from galviewer.errors import ParameterError, RestoreCancelled, RestoreError, WeightsError
 
 __all__ = ["Restoration", "Restorer", "choose_device", "crop_restoration", "dihedral", "rescale_to_physical"]
@@ -47,7 +47,7 @@ Cancel = Callable[[], bool] | threading.Event | None
 RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
 # Bytes of activations per input pixel per unit of `dim` (measured on CPU for the presets; see benchmarks/).
-# With the architecture caps of galviewer.core.model (dim <= MAX_DIM) the smallest pass (one 64×64 tile)
+# With the architecture caps of galviewer.core.nn.restormer (dim <= MAX_DIM) the smallest pass (one 64×64 tile)
 # needs at most 200 · 512 · 64² B = 400 MB, whatever checkpoint is loaded.
 _BYTES_PER_PIXEL_PER_DIM = 200
 # Work (pixels × dim) per forward pass and per CPU thread beyond which batching more images stops paying:
@@ -311,7 +311,7 @@ def star_psf(st: Stamp, model_fwhm: float) -> tuple[np.ndarray, float, str]:
     meta = getattr(st, "meta", None)
     if meta is None:
         return gaussian_psf(model_fwhm, 15), model_fwhm, "the model's LQ Gaussian"
-    from galviewer.core.instrument_psf import instrument_psf
+    from galviewer.core.psf.instrument import instrument_psf
 
     inst = instrument_psf(meta)
     return inst.kernel, inst.fwhm_pix, inst.describe(ascii=True)
@@ -412,13 +412,13 @@ class Restorer:
         Where the model came from (for provenance).
     consistency : bool
         Default for :meth:`restore`: fuse the network's answer with the data after rescaling
-        (:func:`galviewer.core.consistency.fuse`) so that the residual χ² is at most 1.
+        (:func:`galviewer.core.restore.consistency.fuse`) so that the residual χ² is at most 1.
     anchor : float
         Default for :meth:`restore`: σ in pixels of the large-scale anchoring
-        (:func:`galviewer.core.consistency.anchor`, applied after rescaling and before the consistency
+        (:func:`galviewer.core.restore.consistency.anchor`, applied after rescaling and before the consistency
         step), which gives the restoration back the data's scales well above σ; 0 turns it off.
     point_source : bool
-        Default for :meth:`restore`: point-source mode (:mod:`galviewer.core.point_source`): the star at the
+        Default for :meth:`restore`: point-source mode (:mod:`galviewer.core.restore.point_source`): the star at the
         stamp's centre is fitted with the instrument PSF, the network restores the rest, and the star is
         added back at the model's target (GT) PSF.
     half : bool
@@ -716,7 +716,7 @@ class Restorer:
         Parameters
         ----------
         image : Stamp or array_like
-            A stamp from :func:`galviewer.core.stamps.cutout`, or any 2-D array in any units.
+            A stamp from :func:`galviewer.core.io.stamps.cutout`, or any 2-D array in any units.
         uncertainty : bool, optional
             Compute ``sigma`` from the 8 flips/rotations (default: the instance's setting).
         rescale : {"auto", "paper", "lstsq", "minmax"}
@@ -914,7 +914,7 @@ class Restorer:
 
     def _fit_star(self, st: Stamp) -> Any:
         """Fit the star at the stamp's centre with the input's PSF (point-source mode)."""
-        from galviewer.core.point_source import fit_point_source
+        from galviewer.core.restore.point_source import fit_point_source
 
         self._target_psf()  # refuse before the fit if the model cannot say what a restored star looks like
         kernel, fwhm, _ = star_psf(st, self.metadata.psf_fwhm_pix)
@@ -936,7 +936,7 @@ class Restorer:
     def _anchor(self, st: Stamp, lq: np.ndarray, data: np.ndarray, mask: np.ndarray, scale: float) -> Any:
         """The large-scale anchoring of one restoration to ``lq`` (the stamp's data, or in point-source mode what
         the star leaves), or None where it cannot apply (reason in the stamp)."""
-        from galviewer.core.consistency import anchor
+        from galviewer.core.restore.consistency import anchor
 
         noise = self._post_noise(st, data, "anchor")
         if noise is None:
@@ -950,7 +950,7 @@ class Restorer:
 
     def _fuse(self, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
         """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
-        from galviewer.core.consistency import fuse
+        from galviewer.core.restore.consistency import fuse
 
         noise = self._post_noise(st, data, "consistency")
         if noise is None:

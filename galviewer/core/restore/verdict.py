@@ -97,7 +97,7 @@ def _segments(img: np.ndarray, rms: float, mask: np.ndarray | None) -> np.ndarra
 
 
 def assess(restoration: Any, measurements: Any = None) -> Verdict:
-    """Judge a :class:`~galviewer.core.restore.Restoration` against its own input.
+    """Judge a :class:`~galviewer.core.restore.engine.Restoration` against its own input.
 
     Parameters
     ----------
@@ -216,7 +216,7 @@ def _training_range(restoration: Any) -> Check:
     if trained and getattr(st, "meta", None) is not None:
         # A model trained with real PSFs over a range of core widths in pixels (any pixel scale): the input's
         # PSF in pixels must lie in that range (each in quadrature with the GT PSF, as a star's LQ image is).
-        from galviewer.core.instrument_psf import fine_fwhm, instrument_psf
+        from galviewer.core.psf.instrument import fine_fwhm, instrument_psf
 
         gt = float(m.get("gt_psf_fwhm_pix") or 0.0)
         core = fine_fwhm(instrument_psf(st.meta).kernel)  # as the trainer measured its kernels
@@ -226,7 +226,7 @@ def _training_range(restoration: Any) -> Check:
         if not (lo_f * (1 - tol) <= fwhm <= hi_f * (1 + tol)):
             out.append(f"PSF FWHM {core:.2f} px outside the model's {trained[0]:.2f}–{trained[1]:.2f} px")
     elif math.isfinite(scale) and math.isfinite(model_scale):
-        from galviewer.core.instrument_psf import instrument_psf
+        from galviewer.core.psf.instrument import instrument_psf
 
         if abs(scale / model_scale - 1) > LIMITS["range"]:
             out.append(f"pixel scale {scale:.3g}″ vs the model's {model_scale:.3g}″")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.stamps import Stamp
+from galviewer.core.io.stamps import Stamp
 
 __all__ = ["CR_OBJLIM", "CR_SIGCLIP", "clean_cosmic_rays", "cleanable"]
 

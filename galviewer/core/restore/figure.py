@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.fitsio import sexagesimal
-from galviewer.core.restore import steps_text
+from galviewer.core.io.fits import sexagesimal
+from galviewer.core.restore.engine import steps_text
 from galviewer.errors import ExportError
 
 __all__ = ["FIGURE_FORMATS", "restoration_figure"]
@@ -67,7 +67,7 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
         Destination; ``.png``, ``.pdf`` or ``.svg``.
     restoration : Restoration
     verdict : Verdict, optional
-        Its quality verdict (:func:`galviewer.core.verdict.assess`), printed in the title; default the one in
+        Its quality verdict (:func:`galviewer.core.restore.verdict.assess`), printed in the title; default the one in
         ``restoration.meta["verdict"]`` if any.
     overwrite : bool
         Replace an existing file.

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.psf import ACS_WFC_FWHM_ARCSEC, ACS_WFC_PIXEL_SCALE, gaussian_psf
-from galviewer.core.resources import resource_path
+from galviewer.core.psf.gaussian import ACS_WFC_FWHM_ARCSEC, ACS_WFC_PIXEL_SCALE, gaussian_psf
+from galviewer.core.nn.resources import resource_path
 from galviewer.errors import ParameterError
 
 __all__ = ["NATIVE_SCALE", "InstrumentPSF", "fine_fwhm", "fwhm_of", "instrument_psf", "psf_at_fwhm", "shipped_psfs",
@@ -203,7 +203,7 @@ def _pivot_nm(instrument: str, detector: str, filt: str) -> float | None:
 
 
 def instrument_psf(meta: Any, header: Any = None, *, size: int = 25) -> InstrumentPSF:
-    """The PSF of an image described by its :class:`~galviewer.core.fitsio.ImageMeta`.
+    """The PSF of an image described by its :class:`~galviewer.core.io.fits.ImageMeta`.
 
     Parameters
     ----------

@@ -688,7 +688,7 @@ def _provenance_header(restoration: Any) -> fits.Header:
             else:
                 h["COMMENT"] = "The WCS gives no finite sky position for the source centre: RA_CEN/DEC_CEN omitted."
         if st.meta is not None:
-            from galviewer.core.instrument_psf import instrument_psf
+            from galviewer.core.psf.instrument import instrument_psf
 
             h["PSFINST"] = instrument_psf(st.meta).describe(ascii=True)  # the PSF LQ's Sersic fit uses
             for key, value in (("INSTRUME", st.meta.instrument), ("DETECTOR", st.meta.detector),

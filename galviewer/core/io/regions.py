@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from galviewer.core.fitsio import Image
-from galviewer.core.stamps import DEFAULT_CONTEXT, Stamp, cutout
+from galviewer.core.io.fits import Image
+from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, cutout
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError
 
 __all__ = ["PolygonRegion", "Region", "RegionRestoration", "read_regions", "region_stamp", "restore_region",
@@ -300,7 +300,7 @@ class RegionRestoration:
         Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg); ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS
         divided by the LQ background rms.
         """
-        from galviewer.core.degrade import convolve
+        from galviewer.core.psf.degrade import convolve
         from galviewer.core.measure.background import background
 
         r = self.restoration
@@ -348,7 +348,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
         As for :meth:`galviewer.Restorer.restore`.
     context : int
         Context margin (0–256 px): the bounding box is restored this much larger on every side and cropped
-        back (:func:`~galviewer.core.restore.crop_restoration`), so the network's edges fall outside it.
+        back (:func:`~galviewer.core.restore.engine.crop_restoration`), so the network's edges fall outside it.
 
     Raises
     ------
@@ -359,7 +359,7 @@ def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, 
     RestoreCancelled
         When cancelled.
     """
-    from galviewer.core.restore import crop_restoration
+    from galviewer.core.restore.engine import crop_restoration
 
     stamp, inside = region_stamp(image, region, context)
     if clean is not None:

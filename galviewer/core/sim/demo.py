@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from galviewer._atomic import atomic_write
-from galviewer.core.synth import realistic_galaxy
+from galviewer.core.sim.synth import realistic_galaxy
 
 __all__ = ["DEMO_NAME", "demo_path", "ensure_demo", "make_demo"]
 
@@ -119,7 +119,7 @@ def make_demo(path: str | os.PathLike[str], seed: int = 2024, overwrite: bool = 
     for key, val in (("TELESCOP", "HST"), ("INSTRUME", "ACS"), ("DETECTOR", "WFC"), ("ROOTNAME", "gvdemo001"),
                      ("FILETYPE", "SCI"), ("FILTER1", "F606W"), ("FILTER2", "CLEAR2L"), ("EXPTIME", 507.0),
                      ("NEXTEND", 6), ("ORIGIN", "galviewer demo (GalSim)"),
-                     ("COMMENT", "Synthetic ACS/WFC-like exposure made by galviewer.core.demo; Gaussian PSF "
+                     ("COMMENT", "Synthetic ACS/WFC-like exposure made by galviewer.core.sim.demo; Gaussian PSF "
                                  "FWHM 1.88 px, not a real observation.")):
         primary[key] = val
     hdus: list = [fits.PrimaryHDU(header=primary)]

@@ -18,7 +18,7 @@ from astropy.nddata import Cutout2D
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
-from galviewer.core.fitsio import Image, ImageMeta
+from galviewer.core.io.fits import Image, ImageMeta
 from galviewer.core.measure.background import background
 from galviewer.errors import ParameterError
 
@@ -224,7 +224,7 @@ def cutout(
         Move the centre to the centroid of the source first.
     context : int
         Context margin (0–256 px): the stamp returned is ``size + 2·context`` wide, for
-        :func:`~galviewer.core.restore.crop_restoration` to bring back to ``size`` after restoring.  How much
+        :func:`~galviewer.core.restore.engine.crop_restoration` to bring back to ``size`` after restoring.  How much
         of it may lie outside the image is judged on the central ``size`` (the margin may fall off the image).
     seed : int, optional
         Seed for the noise that fills pixels outside the image; by default it is

@@ -1,0 +1,1 @@
+"""Simulation: the synthetic demo field and realistic GalSim galaxies."""
