@@ -41,8 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from galviewer.core.psf.gaussian import gaussian_psf
     from galviewer.core.nn.resources import available_models
+    from galviewer.core.psf.gaussian import gaussian_psf
     from galviewer.core.restore.engine import Restorer
     from trainer.evaluate import baseline
 

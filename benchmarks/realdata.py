@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
-from galviewer.core.restore.consistency import ANCHOR_SCALE
 from galviewer.core.io.stamps import DEFAULT_CONTEXT
+from galviewer.core.restore.consistency import ANCHOR_SCALE
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "realdata"

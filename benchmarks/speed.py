@@ -42,8 +42,8 @@ import torch
 from _report import write_table  # benchmarks/ is sys.path[0] when a script is run
 
 from galviewer.core.nn.restormer import Restormer, RestormerConfig
-from galviewer.core.restore.engine import Restorer, dihedral
 from galviewer.core.nn.weights import ModelMetadata
+from galviewer.core.restore.engine import Restorer, dihedral
 
 
 def _restorer(preset: str, device: str = "cpu") -> Restorer:

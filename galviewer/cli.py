@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from galviewer import __version__
-from galviewer.core.restore.consistency import DEFAULT_ANCHOR
 from galviewer.core.io.stamps import DEFAULT_CONTEXT, check_context
+from galviewer.core.restore.consistency import DEFAULT_ANCHOR
 from galviewer.errors import GalviewerError, ParameterError
 
 __all__ = ["build_parser", "main", "safe_label", "to_json"]
@@ -329,8 +329,8 @@ def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from galviewer.core.io.fits import open_image, write_stamp
-    from galviewer.core.restore.engine import crop_restoration, steps_text
     from galviewer.core.io.stamps import cutout
+    from galviewer.core.restore.engine import crop_restoration, steps_text
     from galviewer.core.restore.verdict import judge
 
     _check_size(args.size)
@@ -435,10 +435,10 @@ def _write_summary(path: Path, rows: list[dict[str, Any]], args: argparse.Namesp
 
 def _cmd_measure(args: argparse.Namespace) -> int:
     from galviewer.core.io.fits import open_image
-    from galviewer.core.psf.instrument import instrument_psf
+    from galviewer.core.io.stamps import cutout
     from galviewer.core.measure.compare import compare, compare_restoration
     from galviewer.core.psf.gaussian import gaussian_psf
-    from galviewer.core.io.stamps import cutout
+    from galviewer.core.psf.instrument import instrument_psf
     from galviewer.core.restore.verdict import judge
 
     _check_size(args.size)
@@ -535,8 +535,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from astropy.table import Table
 
     from galviewer._atomic import atomic_write
-    from galviewer.core.restore.batch import detect
     from galviewer.core.io.fits import open_image
+    from galviewer.core.restore.batch import detect
 
     _refuse_input_as_output(Path(args.output), args.file)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:

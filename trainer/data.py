@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from galviewer.core.psf.degrade import correlated_noise
-from galviewer.core.psf.instrument import psf_at_fwhm, training_psfs
 from galviewer.core.psf.gaussian import gaussian_psf, pixelated_gaussian, sigma_to_fwhm
+from galviewer.core.psf.instrument import psf_at_fwhm, training_psfs
 from galviewer.errors import ParameterError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_NOISE_RANGE, GT_PSF_FWHM, POINT_HALF_BOX

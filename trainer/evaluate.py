@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.restore.consistency import anchor, fuse
-from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
+from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.consistency import anchor, fuse
 from galviewer.core.restore.engine import Restorer, rescale_to_physical
 from galviewer.errors import ParameterError, RestoreError
 from trainer.shards import ShardSet, split_indices

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from galviewer._atomic import atomic_write
-from galviewer.core.psf.instrument import training_psfs
 from galviewer.core.measure.metrics import psnr, ssim
 from galviewer.core.nn.restormer import Restormer, RestormerConfig
-from galviewer.core.restore.engine import choose_device
 from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
+from galviewer.core.psf.instrument import training_psfs
+from galviewer.core.restore.engine import choose_device
 from galviewer.errors import ParameterError
 from trainer.data import DegradeConfig, PairSampler
 from trainer.shards import ShardSet

@@ -32,12 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galviewer.core.restore.batch import detect, export_batch, restore_sources
-from galviewer.core.restore.consistency import ANCHOR_SCALE, DEFAULT_ANCHOR
 from galviewer.core.io.cosmics import clean_cosmic_rays, cleanable
 from galviewer.core.io.fits import Image, list_images, open_image, sexagesimal, write_stamp
-from galviewer.core.psf.instrument import instrument_psf
-from galviewer.core.measure.compare import Measurements, compare
 from galviewer.core.io.mosaic import (
     MOSAIC_EXT,
     Mosaic,
@@ -47,9 +43,13 @@ from galviewer.core.io.mosaic import (
     restore_mosaic_sources,
 )
 from galviewer.core.io.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
-from galviewer.core.nn.resources import available_models, models_dir
-from galviewer.core.restore.engine import Restoration, Restorer, crop_restoration
 from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, cutout
+from galviewer.core.measure.compare import Measurements, compare
+from galviewer.core.nn.resources import available_models, models_dir
+from galviewer.core.psf.instrument import instrument_psf
+from galviewer.core.restore.batch import detect, export_batch, restore_sources
+from galviewer.core.restore.consistency import ANCHOR_SCALE, DEFAULT_ANCHOR
+from galviewer.core.restore.engine import Restoration, Restorer, crop_restoration
 from galviewer.core.restore.verdict import judge
 from galviewer.errors import ExportError, GalviewerError, OutputExistsError, RestoreCancelled
 from galviewer.qt.dialogs import HeaderDialog

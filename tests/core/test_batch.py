@@ -6,8 +6,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from galviewer.core.restore.batch import Source, detect, export_batch, restore_sources
 from galviewer.core.io.fits import open_image
+from galviewer.core.restore.batch import Source, detect, export_batch, restore_sources
 from galviewer.core.restore.engine import Restorer
 from galviewer.errors import OutputExistsError, ParameterError, RestoreCancelled
 from tests.helpers import SOURCES, write_flt
@@ -59,8 +59,8 @@ def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
 def test_a_batch_restores_each_source_with_the_context_margin_of_a_click(flt, tiny_ckpt):
     """Issue 11 (4): a batch restores every source as a click does — a cut-out 2·8 px larger, its central
     stamp kept (the same pixels and result as restore + crop_restoration); 0 turns the margin off."""
-    from galviewer.core.restore.engine import crop_restoration
     from galviewer.core.io.stamps import DEFAULT_CONTEXT, cutout
+    from galviewer.core.restore.engine import crop_restoration
 
     restorer = Restorer.from_file(tiny_ckpt, "cpu")
     with open_image(flt, "SCI,1") as image:

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from galviewer.core.restore.consistency import fuse
 from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.consistency import fuse
 from galviewer.errors import ParameterError
 
 

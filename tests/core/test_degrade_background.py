@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from galviewer.core.psf.degrade import add_noise, convolve, correlated_noise, degrade
 from galviewer.core.measure import background
+from galviewer.core.psf.degrade import add_noise, convolve, correlated_noise, degrade
 from galviewer.core.psf.gaussian import DEFAULT_LQ_FWHM_PIX, fwhm_to_sigma, gaussian_psf, hst_fwhm_pixels
 from galviewer.errors import ParameterError
 from tests.helpers import galaxy

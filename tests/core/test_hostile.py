@@ -26,10 +26,10 @@ from safetensors.torch import save_file
 from galviewer import Restorer, open_image
 from galviewer._atomic import atomic_write
 from galviewer.cli import main, safe_label, to_json
-from galviewer.core.restore import batch
 from galviewer.core.io.fits import list_images
 from galviewer.core.io.stamps import cutout
 from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
+from galviewer.core.restore import batch
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError, WeightsError
 from tests.helpers import galaxy, sip_header, tiny_model, write_plain
 

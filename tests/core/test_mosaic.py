@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from galviewer import Restorer, open_image
-from galviewer.core.restore.batch import detect
 from galviewer.core.io.mosaic import detect_mosaic, mosaic_possible, open_mosaic, restore_mosaic_sources
+from galviewer.core.restore.batch import detect
 from galviewer.errors import ImageLoadError
 from tests.helpers import SOURCES, write_flt, write_two_chip_flt
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from galviewer.core.restore.point_source import fit_point_source, place
 from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.point_source import fit_point_source, place
 from galviewer.errors import ParameterError
 
 

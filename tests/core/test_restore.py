@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from galviewer import Restorer, cutout
-from galviewer.core.psf.degrade import convolve, degrade
 from galviewer.core.nn.restormer import RestormerConfig
-from galviewer.core.restore.engine import dihedral
 from galviewer.core.nn.weights import ModelMetadata
+from galviewer.core.psf.degrade import convolve, degrade
+from galviewer.core.restore.engine import dihedral
 from galviewer.errors import ParameterError, RestoreCancelled, RestoreError, WeightsError
 from tests.helpers import galaxy, tiny_model
 

@@ -4,10 +4,10 @@ import galsim
 import numpy as np
 import pytest
 
-from galviewer.core.psf.degrade import degrade
 from galviewer.core.measure import compare, psnr
-from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.nn.resources import available_models, default_model_name
+from galviewer.core.psf.degrade import degrade
+from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.restore.engine import Restorer
 
 

@@ -7,10 +7,10 @@ import pytest
 from astropy.io import fits
 
 from galviewer.cli import main
+from galviewer.core.io.stamps import stamp_from_array
 from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.restore.engine import Restoration
-from galviewer.core.io.stamps import stamp_from_array
 from galviewer.core.restore.verdict import LIMITS, assess
 from tests.helpers import framing_forward, galaxy, write_flt
 
@@ -98,9 +98,9 @@ def test_a_model_trained_with_real_psfs_is_judged_on_its_psf_range_in_pixels():
     from types import SimpleNamespace
 
     from galviewer import cutout, open_image
+    from galviewer.core.nn.weights import ModelMetadata
     from galviewer.core.restore.engine import _trained_fwhm
     from galviewer.core.restore.verdict import _training_range
-    from galviewer.core.nn.weights import ModelMetadata
 
     path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_faint.fits"
     with open_image(path) as im:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.sersic import render_sersic
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 from trainer.harvest import HarvestConfig, harvest, harvest_image

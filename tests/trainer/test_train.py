@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from galviewer.core.restore.engine import Restorer
 from galviewer.core.nn.weights import load_checkpoint
+from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ParameterError
 from trainer.cli import main
 from trainer.train import TrainConfig, load_config, train

@@ -300,8 +300,8 @@ class RegionRestoration:
         Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg); ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS
         divided by the LQ background rms.
         """
-        from galviewer.core.psf.degrade import convolve
         from galviewer.core.measure.background import background
+        from galviewer.core.psf.degrade import convolve
 
         r = self.restoration
         st = r.stamp

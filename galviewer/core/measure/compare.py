@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
 from galviewer.core.measure.sersic import SersicFit, fit_sersic
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background, usable_pixels
+from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 

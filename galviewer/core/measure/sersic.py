@@ -19,8 +19,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import gammaincinv
 
-from galviewer.core.psf.degrade import convolve
 from galviewer.core.measure.background import background, usable_pixels
+from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
 __all__ = ["SersicFit", "fit_sersic", "render_convolved", "render_sersic", "sersic_bn"]

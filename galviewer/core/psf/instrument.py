@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from galviewer.core.psf.gaussian import ACS_WFC_FWHM_ARCSEC, ACS_WFC_PIXEL_SCALE, gaussian_psf
 from galviewer.core.nn.resources import resource_path
+from galviewer.core.psf.gaussian import ACS_WFC_FWHM_ARCSEC, ACS_WFC_PIXEL_SCALE, gaussian_psf
 from galviewer.errors import ParameterError
 
 __all__ = ["NATIVE_SCALE", "InstrumentPSF", "fine_fwhm", "fwhm_of", "instrument_psf", "psf_at_fwhm", "shipped_psfs",

@@ -29,15 +29,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from galviewer.core.restore.consistency import DEFAULT_ANCHOR
-from galviewer.core.psf.degrade import convolve
-from galviewer.core.measure.background import background
-from galviewer.core.nn.restormer import Restormer
-from galviewer.core.restore.point_source import place
-from galviewer.core.psf.gaussian import gaussian_psf
-from galviewer.core.nn.resources import available_models, default_model_name, models_dir
 from galviewer.core.io.stamps import Stamp, stamp_from_array
+from galviewer.core.measure.background import background
+from galviewer.core.nn.resources import available_models, default_model_name, models_dir
+from galviewer.core.nn.restormer import Restormer
 from galviewer.core.nn.weights import ModelMetadata, file_sha256, load_model
+from galviewer.core.psf.degrade import convolve
+from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.consistency import DEFAULT_ANCHOR
+from galviewer.core.restore.point_source import place
 from galviewer.errors import ParameterError, RestoreCancelled, RestoreError, WeightsError
 
 __all__ = ["Restoration", "Restorer", "choose_device", "crop_restoration", "dihedral", "rescale_to_physical"]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from galviewer.core.psf.degrade import degrade
 from galviewer.core.measure import psnr, ssim
+from galviewer.core.psf.degrade import degrade
 from galviewer.errors import ParameterError
 from tests.helpers import galaxy
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from photutils.aperture import aperture_photometry
 
-from galviewer.core.psf.degrade import convolve, degrade
 from galviewer.core.measure import compare, fit_sersic, photometry
 from galviewer.core.measure.background import background
+from galviewer.core.psf.degrade import convolve, degrade
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 
@@ -111,9 +111,9 @@ def test_residual_uses_the_psf():
 
 
 def test_a_star_is_flagged_point_like_and_a_resolved_galaxy_is_not():
-    from galviewer.core.psf.degrade import convolve
     from galviewer.core.measure.compare import compare
     from galviewer.core.measure.sersic import render_sersic
+    from galviewer.core.psf.degrade import convolve
     from galviewer.core.psf.gaussian import gaussian_psf
 
     rng = np.random.default_rng(3)
@@ -131,8 +131,8 @@ def test_apertures_belong_to_the_source_at_the_centre_not_to_its_blend():
     from pathlib import Path
 
     from galviewer import cutout, open_image
-    from galviewer.core.psf.instrument import instrument_psf
     from galviewer.core.measure.compare import compare
+    from galviewer.core.psf.instrument import instrument_psf
 
     path = Path(__file__).resolve().parents[2] / "data" / "realdata" / "wfc3ir_cd_neighbour.fits"
     with open_image(path) as im:
