@@ -58,7 +58,7 @@ def target(image: Any) -> tuple[float, float]:
 def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) -> list[dict]:
     """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
     from galviewer import Restorer, cutout, open_image
-    from galviewer.core.measure.compare import compare_restoration
+    from galviewer.core.restore.verdict import compare_restoration
     from galviewer.core.restore.engine import crop_restoration
     from galviewer.core.restore.verdict import assess
 

@@ -1,6 +1,8 @@
 """galviewer: restore HST galaxy images with a Restormer, measure them honestly.
 
-The public entry points are re-exported here lazily so that ``import galviewer``
+``galviewer.restore_at(image, x, y)`` restores a source exactly as a click in the viewer does (the one
+:class:`~galviewer.core.restore.pipeline.Pipeline` every path runs).  The public entry points are re-exported
+here lazily so that ``import galviewer``
 stays light (no torch import until a model is used).
 """
 
@@ -10,7 +12,8 @@ from typing import Any
 
 __version__ = "0.5.0"
 
-__all__ = ["Image", "Restoration", "Restorer", "Stamp", "__version__", "cutout", "open_image"]
+__all__ = ["Image", "Pipeline", "PipelineConfig", "Restoration", "Restorer", "Stamp", "__version__", "cutout",
+           "open_image", "restore_at"]
 
 _LAZY = {
     "open_image": "galviewer.core.io.fits",
@@ -18,7 +21,10 @@ _LAZY = {
     "Stamp": "galviewer.core.io.stamps",
     "cutout": "galviewer.core.io.stamps",
     "Restorer": "galviewer.core.restore.engine",
-    "Restoration": "galviewer.core.restore.engine",
+    "Restoration": "galviewer.core.restore.result",
+    "Pipeline": "galviewer.core.restore.pipeline",
+    "PipelineConfig": "galviewer.core.restore.pipeline",
+    "restore_at": "galviewer.core.restore.pipeline",
 }
 
 

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from galviewer.core.io.cosmics import clean_cosmic_rays, cleanable
-from galviewer.core.io.fits import Image, list_images, open_image, sexagesimal, write_stamp
+from galviewer.core.io.fits import Image, list_images, open_image, sexagesimal
 from galviewer.core.io.mosaic import (
     MOSAIC_EXT,
     Mosaic,
@@ -44,6 +44,7 @@ from galviewer.core.io.mosaic import (
 )
 from galviewer.core.io.regions import AnyRegion, RegionRestoration, read_regions, restore_region, write_regions
 from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, cutout
+from galviewer.core.io.write import write_stamp
 from galviewer.core.measure.compare import Measurements, compare
 from galviewer.core.nn.resources import available_models, models_dir
 from galviewer.core.psf.instrument import instrument_psf

@@ -68,7 +68,7 @@ def test_restorer_cli_and_fits_carry_the_fusion(tmp_path, tiny_ckpt, capsys):
 
     from galviewer import Restorer
     from galviewer.cli import main
-    from galviewer.core.measure.compare import compare_restoration
+    from galviewer.core.restore.verdict import compare_restoration
     from tests.helpers import framing_forward, write_flt
 
     flt = write_flt(tmp_path / "x_flt.fits")

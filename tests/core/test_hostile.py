@@ -191,7 +191,7 @@ def test_a_corrupted_or_truncated_gzip_is_refused(tmp_path):
 
 
 def test_a_gzip_bomb_stops_at_the_cap(tmp_path, monkeypatch):
-    from galviewer.core.io import fits as fitsio
+    from galviewer.core.io import safeopen as fitsio
 
     monkeypatch.setattr(fitsio, "MAX_GZIP_BYTES", 1 << 20)
     path = write_plain(tmp_path / "big.fits", np.zeros((1024, 1024), np.float32))

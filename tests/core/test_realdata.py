@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from galviewer import Restorer, cutout, open_image
 from galviewer.core.io.stamps import DEFAULT_CONTEXT
-from galviewer.core.measure.compare import compare_restoration
+from galviewer.core.restore.verdict import compare_restoration
 from galviewer.core.restore.engine import crop_restoration
 from galviewer.core.restore.verdict import assess
 

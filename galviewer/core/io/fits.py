@@ -15,25 +15,21 @@ files are memory-mapped; the returned :class:`Image` keeps the file open until
 from __future__ import annotations
 
 import dataclasses
-import gc
-import math
 import os
-import stat
-import tempfile
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
+from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
-from galviewer.errors import ExportError, ImageLoadError, ParameterError
+from galviewer.core.io.safeopen import _open_fits, _Quiet
+from galviewer.errors import ImageLoadError, ParameterError
 
-__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "sexagesimal", "write_stamp"]
+__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "sexagesimal"]
 
 
 def sexagesimal(ra: float, dec: float) -> str:
@@ -48,14 +44,6 @@ def sexagesimal(ra: float, dec: float) -> str:
 
 # Refuse to map images whose declared size is absurd (protects against corrupt headers).
 MAX_PIXELS = 1 << 30
-# A .gz file is decompressed (CRC and length checked) into an anonymous temporary file that is then
-# memory-mapped; it may hold at most this many bytes (a 16384² float64 image, or a 23170² float32 one).
-MAX_GZIP_BYTES = 2 << 30
-
-# Magic numbers of compressions astropy does not read through galviewer, named in the error.
-_OTHER_COMPRESSIONS = ((b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
-                       (b"\x28\xb5\x2f\xfd", "zstd"))
-
 
 @dataclass(frozen=True)
 class ImageMeta:
@@ -220,149 +208,6 @@ def list_images(path: str | os.PathLike[str]) -> list[tuple[str, int, tuple[int,
     """
     with _open_fits(Path(path)) as hdul:
         return _images_in(hdul)
-
-
-class _Quiet:
-    """Collect astropy warnings during a read instead of letting them escape."""
-
-    def __enter__(self) -> list[str]:
-        self._cm = warnings.catch_warnings(record=True)
-        self._log = self._cm.__enter__()
-        warnings.simplefilter("always")
-        self.messages: list[str] = []
-        return self.messages
-
-    def __exit__(self, *exc: object) -> None:
-        self.messages.extend(str(w.message) for w in self._log)
-        self._cm.__exit__(*exc)
-
-
-def _gunzip(path: Path, limit: int | None = None) -> Any:
-    """Decompress a gzip file completely, checking every member's CRC-32 and length, into an anonymous
-    temporary file (deleted when closed, even if the process is killed); return it opened read-only.
-
-    Raises
-    ------
-    ImageLoadError
-        For a corrupt or truncated stream, or one that decompresses to more than ``limit`` bytes
-        (default :data:`MAX_GZIP_BYTES`).
-    """
-    limit = MAX_GZIP_BYTES if limit is None else limit
-    total = 0
-    try:
-        with open(path, "rb") as src, tempfile.TemporaryFile(prefix="galviewer-gunzip-") as tmp:
-            d = zlib.decompressobj(wbits=31)
-            while True:
-                data = src.read(1 << 20)
-                if not data:
-                    break
-                while data:
-                    if d.eof:  # another gzip member follows, or the zero padding some tools append
-                        if not data.strip(b"\0"):
-                            break
-                        d = zlib.decompressobj(wbits=31)
-                    out = d.decompress(data, 1 << 24)
-                    total += len(out)
-                    if total > limit:
-                        raise ImageLoadError(path, f"decompresses to more than {limit / 2**30:.0f} GiB; gunzip it "
-                                             "first (uncompressed FITS files are memory-mapped)")
-                    tmp.write(out)
-                    data = d.unconsumed_tail or d.unused_data
-            if not d.eof:
-                raise ImageLoadError(path, "truncated gzip stream (the file ends before the gzip trailer)")
-            tmp.flush()
-            tmp.seek(0)  # the duplicate shares the file offset
-            return os.fdopen(os.dup(tmp.fileno()), "rb")
-    except zlib.error as exc:
-        reason = "CRC check failed" if "check" in str(exc) else str(exc)
-        raise ImageLoadError(path, f"corrupt gzip stream ({reason}): the file was damaged") from None
-    except OSError as exc:
-        if isinstance(exc, ImageLoadError):
-            raise
-        raise ImageLoadError(path, f"cannot decompress: {exc.strerror or exc}") from exc
-
-
-def _header_damage(head: bytes) -> str:
-    """Why the first header of a file cannot be parsed, when it is plain to see (non-ASCII or no END)."""
-    for i in range(0, len(head) - 79, 80):
-        card = head[i: i + 80]
-        bad = [b for b in card if not 0x20 <= b <= 0x7E]
-        if bad:
-            return (f"header card {i // 80 + 1} holds a non-ASCII byte 0x{bad[0]:02x} (FITS headers are "
-                    f"printable ASCII)")
-        if card.startswith(b"END     ") or card.rstrip() == b"END":
-            return ""
-    return ""
-
-
-def check_regular_file(path: Path, error: type[ImageLoadError] = ImageLoadError) -> None:
-    """Refuse a missing path, a folder, a FIFO, a device or a socket before anything opens it.
-
-    Raises
-    ------
-    ImageLoadError
-        Naming the path and what it is.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise error(path, "no such file") from None
-    except OSError as exc:
-        raise error(path, f"cannot read: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(mode):
-        raise error(path, "is a folder, not a FITS file")
-    if not stat.S_ISREG(mode):
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise error(path, f"is {kind}, not a regular file; galviewer reads only regular files")
-
-
-def _open_fits(path: Path, memmap: bool = True) -> fits.HDUList:
-    check_regular_file(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2880)
-    except OSError as exc:
-        raise ImageLoadError(path, f"cannot read: {exc.strerror}") from exc
-    if not head:
-        raise ImageLoadError(path, "empty file")
-    gz = head[:2] == b"\x1f\x8b"
-    for magic, name in _OTHER_COMPRESSIONS:
-        if head.startswith(magic):
-            raise ImageLoadError(path, f"is {name}-compressed; galviewer reads FITS and gzip-compressed FITS "
-                                 f"(.fits.gz): decompress it first")
-    if not gz and not head.startswith(b"SIMPLE  ="):
-        raise ImageLoadError(path, "not a FITS file (no SIMPLE card at the start)")
-    source: Any = path
-    if gz:
-        source = _gunzip(path)
-        head = source.read(2880)
-        source.seek(0)
-        if not head.startswith(b"SIMPLE  ="):
-            source.close()
-            raise ImageLoadError(path, "gzip file that does not hold FITS (no SIMPLE card at the start)")
-    failure = ""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            hdul = fits.open(source, memmap=memmap, lazy_load_hdus=False, ignore_missing_simple=False)
-        except Exception as exc:  # astropy raises many types for damaged files; zlib its own
-            failure = _header_damage(head) or f"not a readable FITS file: {type(exc).__name__}: {exc}"
-        if failure:
-            # astropy can leave its file handle to the garbage collector when it fails mid-way;
-            # release it here, quietly, instead of leaking a ResourceWarning to the caller.
-            if gz:
-                source.close()
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-    if failure:
-        raise ImageLoadError(path, failure)
-    damage = [str(w.message) for w in caught if issubclass(w.category, AstropyUserWarning)
-              and any(t in str(w.message).lower() for t in ("truncat", "unexpected extra", "corrupt"))]
-    if damage:
-        hdul.close()
-        raise ImageLoadError(path, f"damaged FITS file (truncated?): {damage[0]}")
-    return hdul
 
 
 def _extver(header: fits.Header) -> int:
@@ -613,167 +458,3 @@ def _read_wcs(header: fits.Header, hdul: fits.HDUList, shape: tuple[int, ...]) -
         return None
     w.pixel_shape = (shape[1], shape[0])
     return w
-
-
-def _provenance_header(restoration: Any) -> fits.Header:
-    from galviewer import __version__
-
-    st = restoration.stamp
-    m = restoration.meta
-    h = fits.Header()
-    h["GV_VERS"] = (__version__, "galviewer version")
-    # Variable-length strings carry no comment, so long values never truncate (CONTINUE cards).
-    h["MODEL"] = str(m.get("model", ""))
-    h["MODELSHA"] = str(m.get("model_sha256", ""))
-    h["RESCALE"] = (str(m.get("rescale", "")), "method mapping RS to input units")
-    h["RS_SCALE"] = (float(restoration.scale), "RS_phys = RS_SCALE * RS_norm + RS_OFFS")
-    h["RS_OFFS"] = (float(restoration.offset), "offset of that mapping, input units")
-    if m.get("context"):
-        h["CONTEXT"] = (int(m["context"]), "[pix] restored with this margin, then cropped")
-    h["TTA"] = (bool(m.get("uncertainty", False)), "SIGMA from 8 flips/rotations")
-    h["PSFFWHM"] = (float(m.get("psf_fwhm_pix", float("nan"))), "[pix] LQ Gaussian PSF FWHM")
-    if m.get("residual_psf"):
-        h["PSFRES"] = str(m["residual_psf"]).encode("ascii", "replace").decode()  # RESIDUAL = LQ - PSFRES * RS
-    verdict = m.get("verdict")
-    if verdict is not None:
-        h["QUALITY"] = ("ok" if verdict.ok else "FAIL", "quality verdict without ground truth (README)")
-        if not verdict.ok:
-            h["QFAILS"] = "; ".join(f"{c.name}={c.value:.4g}" for c in verdict.checks.values() if not c.ok)
-        for key, name, comment in (("Q_CHI2", "chi2", "residual chi2/pix, limit 3"),
-                                   ("Q_FLUX", "flux", "flux conservation in Kron ellipse, 1+-0.05"),
-                                   ("Q_RMSRAT", "rms", "background rms RS/LQ, limit 1"),
-                                   ("Q_BORDER", "border", "residual rms frame/interior, limit 1.5"),
-                                   ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0")):
-            check = verdict.checks.get(name)
-            if check is not None and math.isfinite(check.value):
-                h[key] = (check.value, comment)
-    star = m.get("point_source")
-    h["PTSRC"] = (star is not None, "point-source mode: star PSF-fitted, target PSF")
-    if star is not None:
-        h["PTSFLUX"] = (float(star["flux"]), "PSF-fitted flux of the star, input units")
-        h["PTSX"] = (float(star["x"]), "its x in the stamp (0-based)")
-        h["PTSY"] = (float(star["y"]), "its y in the stamp (0-based)")
-    anchored = m.get("anchor")
-    h["ANCHOR"] = (float(anchored["scale"]) if anchored else 0.0,
-                   "px, large-scale anchoring sigma; 0: none")
-    cons = m.get("consistency")
-    h["CONSIST"] = (cons is not None, "RS fused with the data (data consistency)")
-    if cons is not None:
-        mu = float(cons["mu"])
-        h["CONS_MU"] = (mu if math.isfinite(mu) else -1.0, "lambda*sigma^2 of the fusion; -1: RS kept")
-        h["CHI2_NET"] = (float(cons["chi2_network"]), "residual chi2/pix of the network RS")
-        h["CHI2_RS"] = (float(cons["chi2"]), "residual chi2/pix after the fusion")
-    if st is not None:
-        if st.source:
-            h["SRCFILE"] = os.path.basename(st.source)
-            h["SRCPATH"] = str(st.source)  # long paths use CONTINUE cards
-            h["SRCEXT"] = (st.ext, "source extension")
-        h["XCENTER"] = (float(st.center[0]), "[pix] source x in parent, 0-based")
-        h["YCENTER"] = (float(st.center[1]), "[pix] source y in parent, 0-based")
-        h["XORIGIN"] = (int(st.origin[0]), "[pix] parent x of stamp pixel 0, 0-based")
-        h["YORIGIN"] = (int(st.origin[1]), "[pix] parent y of stamp pixel 0, 0-based")
-        h["NBADPIX"] = (int(st.bad.sum()), "in-painted bad pixels")
-        h["NPADPIX"] = (int(st.padded.sum()), "pixels outside the parent image")
-        if st.wcs is not None:
-            cx, cy = st.center_in_stamp
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    ra, dec = (float(v) for v in st.wcs.all_pix2world(cx, cy, 0))
-            except Exception:
-                ra = dec = float("nan")
-            if np.isfinite(ra) and np.isfinite(dec):
-                h["RA_CEN"] = (ra, "[deg] RA of the source centre")
-                h["DEC_CEN"] = (dec, "[deg] Dec of the source centre")
-            else:
-                h["COMMENT"] = "The WCS gives no finite sky position for the source centre: RA_CEN/DEC_CEN omitted."
-        if st.meta is not None:
-            from galviewer.core.psf.instrument import instrument_psf
-
-            h["PSFINST"] = instrument_psf(st.meta).describe(ascii=True)  # the PSF LQ's Sersic fit uses
-            for key, value in (("INSTRUME", st.meta.instrument), ("DETECTOR", st.meta.detector),
-                               ("FILTER", st.meta.filter)):
-                if value:
-                    h[key] = value
-            if np.isfinite(st.meta.exptime):
-                h["EXPTIME"] = st.meta.exptime
-            for key, value in (("PHOTFLAM", st.meta.photflam), ("PHOTZPT", st.meta.photzpt),
-                               ("PHOTPLAM", st.meta.photplam)):
-                if np.isfinite(value):
-                    h[key] = value
-    return h
-
-
-def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bool = False) -> Path:
-    """Write a restoration as a FITS stamp, atomically and without clobbering.
-
-    Layout: primary HDU = restored image in the input's units with the stamp's
-    WCS and provenance keywords; extensions ``LQ`` (the input), ``SIGMA``
-    (uncertainty, when computed), ``RESID`` (LQ − PSF⊗RS) and ``MASK``
-    (1 = in-painted bad pixel, 2 = outside the parent image).
-
-    Parameters
-    ----------
-    path : path-like
-        Destination.
-    restoration : Restoration
-        From :meth:`galviewer.Restorer.restore`.
-    overwrite : bool
-        Replace an existing file.
-
-    Returns
-    -------
-    pathlib.Path
-
-    Raises
-    ------
-    OutputExistsError
-        The file exists and ``overwrite`` is False.
-    ExportError
-        The file cannot be written.
-    """
-    from galviewer._atomic import atomic_write
-
-    st = restoration.stamp
-    for name in ("data", "lq", "residual", "sigma"):
-        arr = getattr(restoration, name)
-        if arr is not None and not np.isfinite(arr).all():
-            raise ExportError(path, f"the {name} image holds NaN or infinite pixels; nothing was written")
-    wcs_header = fits.Header()
-    if st is not None and st.wcs is not None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", AstropyWarning)
-                wcs_header = st.wcs.to_header(relax=True)
-        except Exception as exc:
-            raise ExportError(path, f"the stamp's WCS cannot be written: {type(exc).__name__}: {exc}") from exc
-    bunit = st.meta.bunit if st is not None and st.meta is not None else ""
-    primary = fits.PrimaryHDU(np.asarray(restoration.data, dtype=np.float32))
-    primary.header.update(wcs_header)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        primary.header.update(_provenance_header(restoration))
-    if bunit:
-        primary.header["BUNIT"] = bunit
-    primary.header["EXTNAME"] = "RS"
-    hdus: list[Any] = [primary]
-
-    def image(name: str, arr: np.ndarray, comment: str) -> fits.ImageHDU:
-        hdu = fits.ImageHDU(np.asarray(arr), name=name)
-        hdu.header.update(wcs_header)
-        if bunit and name != "MASK":
-            hdu.header["BUNIT"] = bunit
-        hdu.header.add_comment(comment)
-        return hdu
-
-    hdus.append(image("LQ", np.asarray(restoration.lq, dtype=np.float32), "input stamp (padded/in-painted)"))
-    if restoration.sigma is not None:
-        hdus.append(image("SIGMA", restoration.sigma, "spread of the 8 flip/rotation restorations"))
-    hdus.append(image("RESID", restoration.residual, "LQ - PSF (x) RS"))
-    if st is not None:
-        mask = st.bad.astype(np.uint8) | (st.padded.astype(np.uint8) << 1)
-        hdus.append(image("MASK", mask, "1 = in-painted bad pixel, 2 = outside the parent image"))
-    hdul = fits.HDUList(hdus)
-    return atomic_write(
-        path, lambda tmp: hdul.writeto(tmp, output_verify="exception", overwrite=True), overwrite=overwrite
-    )

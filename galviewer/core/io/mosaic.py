@@ -9,11 +9,9 @@ that chip, so nothing measured depends on the small rotation between the chips t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import numpy as np
 from galviewer.core.io.fits import Image, list_images, open_image
 from galviewer.errors import ImageLoadError
 
-__all__ = ["MOSAIC_EXT", "Mosaic", "detect_mosaic", "mosaic_possible", "open_mosaic", "restore_mosaic_sources"]
+__all__ = ["MOSAIC_EXT", "Mosaic", "mosaic_possible", "open_mosaic"]
 
 MOSAIC_EXT = "SCI (all chips)"
 MAX_MOSAIC_PIXELS = 64 * 1024 * 1024  # 256 MB of float32 canvas
@@ -201,52 +199,3 @@ def open_mosaic(path: str | os.PathLike[str], *, dq_ignore_bits: int = 0) -> Mos
         for c in chips:
             c.close()
         raise
-
-
-def detect_mosaic(mosaic: Mosaic, **kwargs: Any) -> Any:
-    """:func:`~galviewer.core.restore.batch.detect` on every chip, positions on the canvas, one list brightest first.
-
-    Keyword arguments go to ``detect`` (``max_sources`` applies to each chip, and to the merged list).
-    """
-    from galviewer.core.restore.batch import Detections, detect
-
-    merged, found = [], 0
-    for chip, (ox, oy) in zip(mosaic.chips, mosaic.offsets, strict=True):
-        got = detect(chip, **kwargs)
-        found += got.found
-        merged += [dataclasses.replace(s, x=s.x + ox, y=s.y + oy) for s in got]
-    merged.sort(key=lambda s: -s.flux)
-    cap = int(kwargs.get("max_sources", 1000))
-    return Detections([dataclasses.replace(s, id=i + 1) for i, s in enumerate(merged[:cap])], found=found)
-
-
-def restore_mosaic_sources(restorer: Any, mosaic: Mosaic, sources: Sequence[Any], **kwargs: Any) -> list[Any]:
-    """:func:`~galviewer.core.restore.batch.restore_sources` for sources listed on the canvas: each is cut from its own
-    chip (its WCS, ERR and DQ); the results keep the canvas sources, in the order given.
-
-    A source in a gap between chips is kept as a failure that says so.
-    """
-    from galviewer.core.restore.batch import BatchResult, restore_sources
-
-    progress = kwargs.pop("progress", None)
-    by_chip: dict[int, list[tuple[int, Any]]] = {}
-    out: list[Any] = [None] * len(sources)
-    for i, s in enumerate(sources):
-        hit = mosaic.locate(s.x, s.y)
-        if hit is None:
-            out[i] = BatchResult(s, error="between the chips: no data to restore")
-            continue
-        by_chip.setdefault(hit[0], []).append((i, dataclasses.replace(s, x=hit[2], y=hit[3])))
-    done_before = 0
-    total = len(sources)
-    for k, items in sorted(by_chip.items()):
-        def tick(done: int, n: int, base: int = done_before) -> None:
-            if progress is not None:
-                progress(base * 2 + done, total * 2)
-
-        results = restore_sources(restorer, mosaic.chips[k], [s for _, s in items], progress=tick, **kwargs)
-        for (i, _), res in zip(items, results, strict=True):
-            res.source = sources[i]
-            out[i] = res
-        done_before += len(items)
-    return out

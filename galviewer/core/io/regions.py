@@ -16,7 +16,6 @@ the region (eq. 8–9 need a source at the centre, which a region need not have)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -26,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from galviewer.core.io.fits import Image
-from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, cutout
-from galviewer.errors import ImageLoadError, ParameterError, RestoreError
+from galviewer.core.io.stamps import Stamp, cutout
+from galviewer.errors import ImageLoadError, ParameterError
 
-__all__ = ["PolygonRegion", "Region", "RegionRestoration", "read_regions", "region_stamp", "restore_region",
+__all__ = ["PolygonRegion", "Region", "read_regions", "region_stamp",
            "write_regions"]
 
 Shape = Literal["rectangle", "ellipse"]
@@ -283,95 +282,3 @@ def region_stamp(image: Image | np.ndarray, region: AnyRegion, context: int = 0)
         shifted[max(-dy, 0): max(-dy, 0) + src.shape[0], max(-dx, 0): max(-dx, 0) + src.shape[1]] = src
         mask = shifted
     return stamp, mask & ~stamp.padded
-
-
-@dataclass
-class RegionRestoration:
-    """A restored region: the restoration of its bounding box and the in-region mask."""
-
-    region: AnyRegion
-    restoration: Any
-    inside: np.ndarray
-
-    def summary(self) -> dict[str, float]:
-        """Numbers over the pixels inside the region (background from the box's sigma-clipped mode).
-
-        ``flux_lq`` and ``flux_rs`` are background-subtracted sums; ``conservation`` is
-        Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg); ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS
-        divided by the LQ background rms.
-        """
-        from galviewer.core.measure.background import background
-        from galviewer.core.psf.degrade import convolve
-
-        r = self.restoration
-        st = r.stamp
-        bad = st.bad | st.padded
-        bkg = background(r.lq, mask=bad)
-        rs_bkg = background(r.data, mask=bad)
-        conv = convolve(r.data, r.psf)
-        conv_bkg = background(conv, mask=bad)
-        use = self.inside & ~bad
-        lq_sum = float(np.sum(r.lq[use] - bkg.level))
-        rs_sum = float(np.sum(r.data[use] - rs_bkg.level))
-        conv_sum = float(np.sum(conv[use] - conv_bkg.level))
-        noise = bkg.rms if bkg.rms and math.isfinite(bkg.rms) else float("nan")
-        resid = r.residual[use]
-        sig = r.sigma[use] if r.sigma is not None else None
-        return {
-            "pixels": float(use.sum()),
-            "flux_lq": lq_sum,
-            "flux_rs": rs_sum,
-            "conservation": conv_sum / lq_sum if lq_sum > 0 else float("nan"),
-            "noise_lq": noise,
-            "noise_rs": float(rs_bkg.rms),
-            "resid_rms_over_noise": float(np.sqrt(np.mean((resid - np.median(resid)) ** 2)) / noise),
-            "sigma_median": float(np.median(sig)) if sig is not None else float("nan"),
-        }
-
-
-def restore_region(restorer: Any, image: Image | np.ndarray, region: AnyRegion, *, uncertainty: bool | None = None,
-                   clean: Any = None, progress: Any = None, cancel: Any = None,
-                   consistency: bool | None = None, anchor: float | None = None,
-                   context: int = DEFAULT_CONTEXT) -> RegionRestoration:
-    """Restore a region as one piece (tiled within the restorer's memory budget).
-
-    Parameters
-    ----------
-    restorer : galviewer.Restorer
-    image : Image or 2-D array
-    region : Region or PolygonRegion
-    uncertainty : bool, optional
-        8 flips/rotations (default: the restorer's setting).
-    clean : callable(Stamp) -> (Stamp, int), optional
-        Cosmic-ray cleaning applied to the cut-out first.
-    progress, cancel, consistency, anchor
-        As for :meth:`galviewer.Restorer.restore`.
-    context : int
-        Context margin (0–256 px): the bounding box is restored this much larger on every side and cropped
-        back (:func:`~galviewer.core.restore.engine.crop_restoration`), so the network's edges fall outside it.
-
-    Raises
-    ------
-    ParameterError
-        When the region misses the image.
-    RestoreError
-        When the region is constant.
-    RestoreCancelled
-        When cancelled.
-    """
-    from galviewer.core.restore.engine import crop_restoration
-
-    stamp, inside = region_stamp(image, region, context)
-    if clean is not None:
-        stamp, _ = clean(stamp)
-    if not (inside & ~stamp.bad).any():
-        raise RestoreError("every pixel inside the region is flagged bad", "region")
-    # Least squares over the region's own pixels: outside pixels (e.g. of an ellipse's box) do not steer the scale.
-    fit_mask = stamp.padded | stamp.bad | ~inside
-    fitted = dataclasses.replace(stamp, bad=fit_mask & ~stamp.padded) if not inside.all() else stamp
-    r = restorer.restore(fitted, uncertainty=uncertainty, rescale="lstsq", progress=progress, cancel=cancel,
-                         consistency=consistency, anchor=anchor)
-    r.stamp = stamp
-    r = crop_restoration(r, context)
-    r.meta["region"] = region.ds9()
-    return RegionRestoration(region, r, inside[context: inside.shape[0] - context, context: inside.shape[1] - context])

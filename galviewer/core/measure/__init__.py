@@ -1,7 +1,7 @@
 """Measurement maths (numpy/scipy/astropy/photutils only; never Qt)."""
 
 from galviewer.core.measure.background import Background, background
-from galviewer.core.measure.compare import Measurements, compare, compare_restoration
+from galviewer.core.measure.compare import Measurements, compare
 from galviewer.core.measure.metrics import psnr, ssim
 from galviewer.core.measure.photometry import ImagePhotometry, Photometry, photometry
 from galviewer.core.measure.sersic import SersicFit, fit_sersic
@@ -14,7 +14,6 @@ __all__ = [
     "SersicFit",
     "background",
     "compare",
-    "compare_restoration",
     "fit_sersic",
     "photometry",
     "psnr",

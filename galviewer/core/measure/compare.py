@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -13,13 +13,9 @@ from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
 from galviewer.core.measure.sersic import SersicFit, fit_sersic
 from galviewer.core.psf.degrade import convolve
-from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.errors import ParameterError
 
-if TYPE_CHECKING:
-    from galviewer.core.restore.engine import Restoration
-
-__all__ = ["POINT_R50_PIX", "Measurements", "compare", "compare_restoration"]
+__all__ = ["POINT_R50_PIX", "Measurements", "compare"]
 
 _SERSIC_ROWS = [
     ("Sérsic n", "", "n"),
@@ -279,30 +275,3 @@ def compare(
     noise = float(np.median(sigma[use])) if use.any() else math.nan
     return Measurements(fits=fits, phot=phot, flux_conservation=conservation, residual_chi2=chi2,
                         residual_rms=rms, noise_rms=noise)
-
-
-def compare_restoration(restoration: Restoration, err: np.ndarray | float | None = None,
-                        lq_psf: np.ndarray | None = None) -> Measurements:
-    """:func:`compare` on a :class:`~galviewer.core.restore.engine.Restoration`, with its stamp's error map and mask.
-
-    LQ's Sérsic fit uses ``lq_psf``, by default the instrument PSF of the stamp's parent image
-    (:func:`galviewer.core.psf.instrument.instrument_psf`), so that ``measure`` gives LQ the same numbers
-    with and without a restoration; the residual and flux conservation use the restoration's own PSF.
-    """
-    stamp = restoration.stamp
-    if lq_psf is None and stamp is not None and stamp.meta is not None:
-        from galviewer.core.psf.instrument import instrument_psf
-
-        lq_psf = instrument_psf(stamp.meta).fitting_kernel(min(restoration.lq.shape))
-    if err is None and stamp is not None and stamp.err is not None:
-        err = stamp.err
-    mask = stamp.bad if stamp is not None else None
-    fwhm = restoration.meta.get("gt_psf_fwhm_pix")
-    rs_psf = gaussian_psf(float(fwhm), 7) if fwhm else None
-    rs_err = None
-    if restoration.sigma is not None:
-        floor = background(restoration.data, mask=mask).rms
-        rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
-    m = compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
-                rs_err=rs_err, lq_psf=lq_psf)
-    return m.with_units(stamp.meta if stamp is not None else None)

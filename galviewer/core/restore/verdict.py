@@ -36,7 +36,7 @@ import numpy as np
 
 from galviewer.core.measure.background import background
 
-__all__ = ["LIMITS", "Check", "Verdict", "assess", "judge"]
+__all__ = ["LIMITS", "Check", "Verdict", "assess", "compare_restoration", "judge"]
 
 LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "centre": 1, "range": 0.3}
 _FRAME = 4
@@ -129,8 +129,6 @@ def assess(restoration: Any, measurements: Any = None) -> Verdict:
     checks["chi2"] = Check("chi2", chi2, LIMITS["chi2"], chi2 <= LIMITS["chi2"], f"χ² {chi2:.3g}")
 
     if measurements is None:
-        from galviewer.core.measure.compare import compare_restoration
-
         measurements = compare_restoration(restoration)
     fc = float(measurements.flux_conservation)
     checks["flux"] = Check("flux", fc, LIMITS["flux"], abs(fc - 1.0) <= LIMITS["flux"], f"flux {fc:.3g}")
@@ -191,8 +189,6 @@ def judge(restoration: Any, measurements: Any = None) -> tuple[Any, Verdict]:
     (Measurements, Verdict)
     """
     if measurements is None:
-        from galviewer.core.measure.compare import compare_restoration
-
         measurements = compare_restoration(restoration)
     verdict = assess(restoration, measurements)
     restoration.meta["verdict"] = verdict
@@ -238,3 +234,34 @@ def _training_range(restoration: Any) -> Check:
             out.append(f"PSF FWHM {fwhm:.3f}″ vs the model's {model_fwhm:.3f}″")
     text = "outside training: " + "; ".join(out) if out else "in training range"
     return Check("range", noise, LIMITS["range"], not out, text)
+
+
+def compare_restoration(restoration: Any, err: np.ndarray | float | None = None,
+                        lq_psf: np.ndarray | None = None) -> Any:
+    """:func:`~galviewer.core.measure.compare.compare` on a :class:`~galviewer.core.restore.result.Restoration`,
+    with its stamp's error map and mask.
+
+    LQ's Sérsic fit uses ``lq_psf``, by default the instrument PSF of the stamp's parent image
+    (:func:`galviewer.core.psf.instrument.instrument_psf`), so that ``measure`` gives LQ the same numbers
+    with and without a restoration; the residual and flux conservation use the restoration's own PSF.
+    """
+    from galviewer.core.measure.compare import compare
+    from galviewer.core.psf.gaussian import gaussian_psf
+
+    stamp = restoration.stamp
+    if lq_psf is None and stamp is not None and stamp.meta is not None:
+        from galviewer.core.psf.instrument import instrument_psf
+
+        lq_psf = instrument_psf(stamp.meta).fitting_kernel(min(restoration.lq.shape))
+    if err is None and stamp is not None and stamp.err is not None:
+        err = stamp.err
+    mask = stamp.bad if stamp is not None else None
+    fwhm = restoration.meta.get("gt_psf_fwhm_pix")
+    rs_psf = gaussian_psf(float(fwhm), 7) if fwhm else None
+    rs_err = None
+    if restoration.sigma is not None:
+        floor = background(restoration.data, mask=mask).rms
+        rs_err = np.sqrt(restoration.sigma.astype(np.float64) ** 2 + floor**2)
+    m = compare(restoration.lq, restoration.data, restoration.psf, err=err, mask=mask, rs_psf=rs_psf,
+                rs_err=rs_err, lq_psf=lq_psf)
+    return m.with_units(stamp.meta if stamp is not None else None)

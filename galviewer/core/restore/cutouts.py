@@ -1,0 +1,211 @@
+"""Steps ``point_source`` to ``residual`` of the pipeline on cut-outs as they are given.
+
+:func:`restore_cutouts` is what :meth:`Restorer.restore_many <galviewer.core.restore.engine.Restorer.restore_many>`
+runs; :class:`~galviewer.core.restore.pipeline.Pipeline` adds the cut-out with its margin, the cleaning, the crop
+and the verdict around it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from galviewer.core.io.stamps import Stamp, stamp_from_array
+from galviewer.core.restore.poststeps import (
+    POINT_RESCALE,
+    _network_remainder,
+    _partial,
+    _star_core,
+    add_star,
+    anchor_step,
+    fit_star,
+    fuse_step,
+    star_psf,
+)
+from galviewer.core.restore.rescale import convolve32, rescale_to_physical
+from galviewer.core.restore.result import Restoration
+from galviewer.errors import ParameterError, RestoreError
+
+if TYPE_CHECKING:
+    from galviewer.core.restore.engine import Restorer
+
+__all__ = ["MAX_PIXEL_VALUE", "check_anchor", "restore_cutouts"]
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool] | threading.Event | None
+RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
+
+# Larger pixel values are not data (float32 holds up to 3.4e38; a restoration multiplies them further).
+MAX_PIXEL_VALUE = 1e30
+
+
+def check_anchor(value: Any) -> float:
+    """A valid anchoring σ in pixels (0: off); ParameterError naming ``anchor`` otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError("anchor", f"must be a number of pixels (0 for none), got {value!r}") from None
+    if not (math.isfinite(v) and 0 <= v <= 64):
+        raise ParameterError("anchor", f"must be 0 (off) or a σ of up to 64 pixels, got {value!r}")
+    return v
+
+
+
+def _cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def _prepare(restorer: Restorer, st: Stamp, star: Any) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """The ``normalise`` step: (network input in [0, 1], min, max, what it was made from in input units)."""
+    for step in ("anchor", "consistency"):  # a reason from an earlier restoration of the same stamp
+        st.extra.pop(f"{step}_skipped", None)
+    lq = np.asarray(st.lq, dtype=np.float32)
+    if star is not None:  # the network restores what the star leaves, its core filled with sky
+        lq = _network_remainder(st, star)
+    lo, hi = float(lq.min()), float(lq.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ParameterError("image", "holds non-finite values")
+    if max(abs(lo), abs(hi)) > MAX_PIXEL_VALUE:
+        raise RestoreError(f"the image holds values up to {max(abs(lo), abs(hi)):.3g}, beyond any plausible "
+                           f"pixel value (|v| <= {MAX_PIXEL_VALUE:g}): mark such pixels as bad (DQ flags or a "
+                           "masked array) and try again", "image")
+    if hi - lo <= 0 or (hi - lo) <= 1e-7 * max(abs(hi), abs(lo)):
+        raise RestoreError("the image is constant: nothing to restore", "image")
+    return (lq - lo) / (hi - lo), lo, hi, lq
+
+
+def restore_cutouts(
+    restorer: Restorer,
+    images: Sequence[Stamp | np.ndarray],
+    *,
+    uncertainty: bool,
+    rescale: RescaleMethod,
+    consistency: bool,
+    anchor: float,
+    point_source: bool,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel = None,
+) -> list[Restoration]:
+    """Steps ``point_source`` to ``residual`` on cut-outs as they are (no margin, no crop, no verdict).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown rescaling, an anchoring σ out of range or a non-finite input.
+    RestoreError
+        For a constant input, one beyond any plausible pixel value, or a broken network.
+    RestoreCancelled
+        When cancelled.
+    """
+    if rescale not in ("auto", "paper", "lstsq", "minmax"):
+        raise ParameterError("rescale", f"must be auto, paper, lstsq or minmax, got {rescale!r}")
+    anchor = check_anchor(anchor)
+    t0 = time.perf_counter()
+    stamps = [im if isinstance(im, Stamp) else stamp_from_array(im) for im in images]
+    stars = [fit_star(restorer, st) if point_source else None for st in stamps]
+    prepared = [_prepare(restorer, st, star) for st, star in zip(stamps, stars, strict=True)]
+    outs = restorer.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
+                                       cancel=cancel, batch_size=batch_size)
+    for rs, spread in outs:
+        if not (np.isfinite(rs).all() and (spread is None or np.isfinite(spread).all())):
+            raise RestoreError(f"the network gave NaN or infinite pixels for a finite input in [0, 1]: the "
+                               f"checkpoint {restorer.name!r} is broken or unstable", "model")
+    results = [_to_units(restorer, st, star, prep, out, rescale=rescale, anchor=anchor, consistency=consistency)
+               for st, star, prep, out in zip(stamps, stars, prepared, outs, strict=True)]
+    elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
+    for r in results:
+        r.meta["seconds"] = elapsed
+    return results
+
+
+def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: tuple[np.ndarray, float, float, np.ndarray],
+              out: tuple[np.ndarray, np.ndarray | None], *, rescale: RescaleMethod, anchor: float,
+              consistency: bool) -> Restoration:
+    """Steps ``units`` to ``residual`` on one cut-out."""
+    norm_in, lo, hi, seen = prepared
+    rs, spread = out
+    net_lq = st.lq if star is None else st.lq - star.model
+    method = rescale
+    if method == "auto":
+        method = ("paper" if max(st.lq.shape) <= 128 else "lstsq") if star is None else POINT_RESCALE
+    note = ""
+    mask = st.padded | st.bad
+    if method == "minmax":
+        s, c = hi - lo, lo
+    else:
+        try:
+            s, c, _ = rescale_to_physical(seen, rs, restorer.psf, method=method, center=st.center_in_stamp,
+                                          mask=_partial(mask))
+        except RestoreError as exc:
+            note = f"{exc.reason}; fell back to inverting the min-max normalisation"
+            s, c, method = hi - lo, lo, "minmax"
+    overflow = RestoreError(f"the restored image does not fit in float32 (input values {lo:.3g} to {hi:.3g}, "
+                            f"scale {s:.3g}): rescale the input (e.g. to electrons/s) and try again", "image")
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = (s * rs + c).astype(np.float32)
+        sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
+    if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
+        raise overflow
+    # anchored to the data the network saw: in point-source mode, the remainder (the star's model, made by the
+    # instrument PSF, is not what the model's Gaussian kernel would make of the target PSF: anchoring the sum
+    # dug a ring 70σ below the sky around the WFC3/IR star)
+    core = np.zeros(mask.shape, bool) if star is None else _star_core(star, mask.shape)
+    anchored = anchor_step(restorer, st, net_lq, data, mask | core, anchor) if anchor > 0 else None
+    if anchored is not None:
+        data = anchored.image
+    if star is not None:
+        data = add_star(restorer, star, net_lq, data)
+    fused = fuse_step(restorer, st, data, mask) if consistency else None
+    if fused is not None:
+        data = fused.image
+    with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
+        residual = np.subtract(st.lq, convolve32(data, restorer.psf), dtype=np.float32)
+    if not np.isfinite(residual).all():
+        raise overflow
+    md = restorer.metadata
+    meta = {
+        "model": restorer.name,
+        "model_sha256": restorer.model_sha256 or md.weights_sha256,
+        "model_path": "" if restorer.model_path is None else str(restorer.model_path),
+        "rescale": method,
+        "rescale_note": note,
+        "scale": s,
+        "offset": c,
+        "input_min": lo,
+        "input_max": hi,
+        "uncertainty": spread is not None,
+        "device": str(restorer.device),
+        "precision": "float16" if restorer.half else "float32",
+        "psf_fwhm_pix": md.psf_fwhm_pix,
+        "residual_psf": restorer.psf_source,
+        "trained_fwhm_pix": restorer.trained_fwhm,
+        "model_pixel_scale": md.pixel_scale_arcsec,
+        "noise_rms_range": tuple(md.noise_rms_range),
+        "input_noise_norm": st.background_rms / (hi - lo) if math.isfinite(st.background_rms) else math.nan,
+        "gt_psf_fwhm_pix": md.extra.get("gt_psf_fwhm_pix"),
+        "point_source": None if star is None else {
+            "flux": star.flux, "x": star.x, "y": star.y, "sky": star.sky, "explained": star.explained,
+            "psf": star_psf(st, md.psf_fwhm_pix)[2]},
+        "anchor": None if anchored is None else {
+            "scale": anchored.scale, "iterations": anchored.iterations,
+            "threshold": anchored.threshold, "changed_fraction": anchored.changed_fraction},
+        # a step that was asked for but could not run says why (panel header, CLI, figure)
+        "skipped": {k: st.extra[f"{k}_skipped"] for k, asked in (("anchor", anchor > 0), ("consistency", consistency))
+                    if asked and f"{k}_skipped" in st.extra},
+        "consistency": None if fused is None else {
+            "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,
+            "changed_fraction": fused.changed_fraction},
+    }
+    return Restoration(lq=st.lq, data=data, normalized=rs.astype(np.float32, copy=False), sigma=sigma,
+                       residual=residual, model_input=norm_in.astype(np.float32, copy=False), scale=s, offset=c,
+                       psf=restorer.psf, stamp=st, meta=meta)
