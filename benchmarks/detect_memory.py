@@ -45,7 +45,7 @@ def _child(path: str, deblend: bool) -> dict:
     import numpy as np
 
     from galviewer.core.io.fits import open_image
-    from galviewer.core.restore.batch import detect
+    from galviewer.core.measure.detect import detect
 
     with open_image(path) as image:
         float(np.sum(image.data, dtype=np.float64))  # the image's pages are resident from here on

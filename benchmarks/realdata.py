@@ -44,7 +44,7 @@ def cases() -> list[Path]:
 
 def target(image: Any) -> tuple[float, float]:
     """Where a user would click: the detected source (deblended) nearest to the cut-out's centre."""
-    from galviewer.core.restore.batch import detect
+    from galviewer.core.measure.detect import detect
 
     ny, nx = image.shape
     cx, cy = (nx - 1) / 2, (ny - 1) / 2
@@ -58,9 +58,8 @@ def target(image: Any) -> tuple[float, float]:
 def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) -> list[dict]:
     """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
     from galviewer import Restorer, cutout, open_image
-    from galviewer.core.restore.verdict import compare_restoration
     from galviewer.core.restore.engine import crop_restoration
-    from galviewer.core.restore.verdict import assess
+    from galviewer.core.restore.verdict import assess, compare_restoration
 
     restorer = (Restorer.from_file(model, "cpu") if model and Path(model).exists()
                 else Restorer.from_pretrained(model, "cpu"))

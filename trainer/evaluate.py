@@ -31,12 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from galviewer.core.io.stamps import stamp_from_array
 from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
 from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.restore.consistency import anchor, fuse
 from galviewer.core.restore.engine import Restorer, rescale_to_physical
+from galviewer.core.restore.pipeline import DEFAULTS, Pipeline
 from galviewer.errors import ParameterError, RestoreError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_PSF_FWHM, POINT_HALF_BOX
@@ -300,9 +302,13 @@ def evaluate(
     gt_psf = gaussian_psf(GT_PSF_FWHM, 7)
     params = shards.params(test)
     galaxies = [i for i, p in zip(range(len(test)), params, strict=True) if not np.isnan(p[4]) and p[3] != 0]
+    # the app's pipeline, its steps from the anchoring on; a simulated stamp has no surroundings for a context
+    # margin to be cut from (context 0) and one pass keeps the evaluation's time (uncertainty off)
+    pipe = Pipeline(restorer, DEFAULTS.replace(context=0, uncertainty=False, anchor=cfg.anchor,
+                                               consistency=cfg.consistency))
     for j in galaxies[: cfg.morph_count]:
         gt, lq, psf = pairs[j]
-        r = restorer.restore(lq, consistency=cfg.consistency)
+        r = pipe.restore_stamps([stamp_from_array(lq)])[0]
         sigma = cfg.noise_rms * float(np.ptp(convolve(gt, psf)))
         m = compare(lq, r.data, psf, err=sigma, rs_psf=gt_psf, gt=gt)
         for k in ("GT", "LQ", "RS"):

@@ -109,9 +109,9 @@ def harvest_image(image: Any, cfg: HarvestConfig, result: HarvestResult | None =
     from galviewer.core.io.fits import Image
     from galviewer.core.io.stamps import cutout
     from galviewer.core.measure.background import background
+    from galviewer.core.measure.detect import detect
     from galviewer.core.measure.sersic import fit_sersic
     from galviewer.core.psf.gaussian import gaussian_psf
-    from galviewer.core.restore.batch import detect
 
     res = result if result is not None else HarvestResult()
     data = np.asarray(image.data if isinstance(image, Image) else image, dtype=np.float32)

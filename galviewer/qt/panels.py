@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from galviewer.core.measure.background import background
 from galviewer.core.measure.compare import Measurements
-from galviewer.core.restore.engine import Restoration, steps_text
+from galviewer.core.restore.result import Restoration, steps_text
 from galviewer.qt.image_view import ImageView, compute_limits
 
 __all__ = ["ComparisonPanels", "MeasurementPanel"]

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galviewer.core.restore.batch import BatchResult, Source
+from galviewer.core.measure.detect import Source
+from galviewer.core.restore.batch import BatchResult
 
 __all__ = ["SourcesPanel"]
 

@@ -7,8 +7,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 from galviewer.core.io.fits import open_image
-from galviewer.core.restore.batch import Source, detect, export_batch, restore_sources
+from galviewer.core.measure.detect import Source, detect
+from galviewer.core.restore.batch import export_batch, restore_sources
 from galviewer.core.restore.engine import Restorer
+from galviewer.core.restore.pipeline import Pipeline, PipelineConfig
 from galviewer.errors import OutputExistsError, ParameterError, RestoreCancelled
 from tests.helpers import SOURCES, write_flt
 
@@ -33,12 +35,12 @@ def test_detect_finds_the_injected_galaxies_brightest_first(flt):
 
 
 def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
-    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    pipe = Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(uncertainty=False))
     with open_image(flt, "SCI,1") as image:
         sources = detect(image)
         ghost = Source(999, 5000.0, 5000.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)  # off the image
         steps = []
-        res = restore_sources(restorer, image, [*sources, ghost], uncertainty=False, chunk=2,
+        res = restore_sources(pipe, image, [*sources, ghost], chunk=2,
                               progress=lambda d, t: steps.append((d, t)))
         assert steps[-1] == (8, 8)
         ok, bad = res[:-1], res[-1]
@@ -53,39 +55,38 @@ def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
             assert row["status"].startswith("ok (χ²") if r.verdict.ok else not row["status"].startswith("ok")
             assert r.restoration.meta["verdict"] is r.verdict
         with pytest.raises(RestoreCancelled):
-            restore_sources(restorer, image, sources, uncertainty=False, cancel=lambda: True)
+            restore_sources(pipe, image, sources, cancel=lambda: True)
 
 
 def test_a_batch_restores_each_source_with_the_context_margin_of_a_click(flt, tiny_ckpt):
-    """Issue 11 (4): a batch restores every source as a click does — a cut-out 2·8 px larger, its central
-    stamp kept (the same pixels and result as restore + crop_restoration); 0 turns the margin off."""
-    from galviewer.core.io.stamps import DEFAULT_CONTEXT, cutout
-    from galviewer.core.restore.engine import crop_restoration
+    """Issue 11 (4), issue 21: a batch restores every source as a click does — a cut-out 2·8 px larger, its
+    central stamp kept, bit for bit the pipeline's run at that position; 0 turns the margin off."""
+    from galviewer.core.io.stamps import DEFAULT_CONTEXT
 
-    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    pipe = Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(uncertainty=False))
     with open_image(flt, "SCI,1") as image:
         sources = detect(image)[:2]
-        framed = restore_sources(restorer, image, sources, uncertainty=False, measure=False)
-        plain = restore_sources(restorer, image, sources, uncertainty=False, measure=False, context=0)
+        framed = restore_sources(pipe, image, sources, measure=False)
+        plain = restore_sources(pipe.with_config(context=0), image, sources, measure=False)
         for f, p in zip(framed, plain, strict=True):
             assert f.restoration.meta["context"] == DEFAULT_CONTEXT == 8 and "context" not in p.restoration.meta
             assert f.stamp.lq.shape == f.restoration.data.shape == (64, 64)
             assert f.stamp.origin == p.stamp.origin and np.array_equal(f.stamp.padded, p.stamp.padded)
             real = ~f.stamp.padded  # (pixels outside the image are filled with noise drawn for each cut-out)
             assert np.array_equal(f.stamp.lq[real], p.stamp.lq[real])
-            one = crop_restoration(restorer.restore(cutout(image, f.source.x, f.source.y, 80), uncertainty=False),
-                                   8)
+            one = pipe.run(image, f.source.x, f.source.y, judge=False)
             scale = float(np.std(one.data))
-            assert np.abs(f.restoration.data - one.data).max() < 1e-5 * scale * 100  # float32 rounding of a batch
+            assert np.array_equal(f.restoration.data, one.data) and np.array_equal(f.restoration.residual,
+                                                                                    one.residual)
             assert np.abs(f.restoration.data - p.restoration.data).max() > 0.01 * scale  # the margin matters
         with pytest.raises(ParameterError, match="context"):
-            restore_sources(restorer, image, sources, context=-1)
+            restore_sources(pipe.with_config(context=-1), image, sources)
 
 
 def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt, tmp_path):
-    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    pipe = Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(uncertainty=False))
     with open_image(flt, "SCI,1") as image:
-        res = restore_sources(restorer, image, detect(image), uncertainty=False, measure=False)
+        res = restore_sources(pipe, image, detect(image), measure=False)
         out = tmp_path / "batch"
         files = export_batch(out, res, stem="j8pu0ypaq", wcs=image.wcs)
     assert len(files) == 4 and files[-1].name == "j8pu0ypaq_catalog.ecsv"

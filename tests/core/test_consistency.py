@@ -199,7 +199,7 @@ def test_anchoring_ignores_masked_pixels_and_names_bad_parameters():
 
 def test_a_post_step_that_cannot_run_says_why(tiny_ckpt):
     from galviewer import Restorer
-    from galviewer.core.restore.engine import steps_text
+    from galviewer.core.restore.result import steps_text
 
     r = Restorer.from_file(tiny_ckpt, "cpu", uncertainty=False)
     r.MAX_CONSISTENCY_PIXELS = 32 * 32  # as a region larger than the post-steps' bound

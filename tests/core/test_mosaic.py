@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from galviewer import Restorer, open_image
-from galviewer.core.io.mosaic import detect_mosaic, mosaic_possible, open_mosaic, restore_mosaic_sources
-from galviewer.core.restore.batch import detect
+from galviewer.core.io.mosaic import mosaic_possible, open_mosaic
+from galviewer.core.measure.detect import detect, detect_mosaic
+from galviewer.core.restore.batch import restore_mosaic_sources
+from galviewer.core.restore.pipeline import Pipeline, PipelineConfig
 from galviewer.errors import ImageLoadError
 from tests.helpers import SOURCES, write_flt, write_two_chip_flt
 
@@ -50,8 +52,8 @@ def test_batch_restores_each_source_from_its_own_chip(tmp_path, tiny_ckpt):
         sources = list(detect_mosaic(m))[:4]
         gap = type(sources[0])(id=99, x=150.0, y=m.offsets[0][1] + 205.0, flux=1, flux_err=1, area=1, a=1, b=1,
                                theta_deg=0)
-        res = restore_mosaic_sources(Restorer.from_file(tiny_ckpt, "cpu"), m, [*sources, gap], size=32,
-                                     measure=False)
+        res = restore_mosaic_sources(Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(size=32)), m,
+                                     [*sources, gap], measure=False)
         assert [r.source for r in res] == [*sources, gap]
         assert "between the chips" in res[-1].error and res[-1].restoration is None
         for s, r in zip(sources, res, strict=False):

@@ -62,7 +62,7 @@ def test_restorer_adds_the_star_back_at_the_target_psf(tiny_ckpt):
     sky = meta["sky"]
     assert sky == pytest.approx(20.0, abs=0.1) and star.data.max() > 1.6 * (img.max() - sky)
     assert float(np.sum(star.data - sky)) == pytest.approx(2e5, rel=0.02)
-    from galviewer.core.restore.engine import steps_text
+    from galviewer.core.restore.result import steps_text
 
     assert steps_text(star.meta).startswith("point source: flux 2e+05 PSF-fitted at (32.2")
     plain = r.restore(img.astype(np.float32))

@@ -15,9 +15,8 @@ from astropy.io import fits
 
 from galviewer import Restorer, cutout, open_image
 from galviewer.core.io.stamps import DEFAULT_CONTEXT
-from galviewer.core.restore.verdict import compare_restoration
 from galviewer.core.restore.engine import crop_restoration
-from galviewer.core.restore.verdict import assess
+from galviewer.core.restore.verdict import assess, compare_restoration
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realdata"
 CASES = sorted(p.stem for p in DATA.glob("*.fits"))
@@ -32,7 +31,7 @@ def restorer():
 def _stamp(name, context=0):
     """The stamp a user would click: on the detected source nearest to the cut-out's centre, ``context`` px
     larger on every side."""
-    from galviewer.core.restore.batch import detect
+    from galviewer.core.measure.detect import detect
 
     with open_image(DATA / f"{name}.fits") as im:
         ny, nx = im.shape
@@ -126,7 +125,7 @@ def test_detection_deblends_the_compact_group_by_default(tmp_path, capsys):
     from astropy.table import Table
 
     from galviewer.cli import main
-    from galviewer.core.restore.batch import detect
+    from galviewer.core.measure.detect import detect
 
     with open_image(DATA / "wfc3ir_group.fits") as im:
         merged, split = detect(im, deblend=False), detect(im)

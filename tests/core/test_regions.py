@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from galviewer.core.io.fits import open_image
-from galviewer.core.io.regions import PolygonRegion, Region, read_regions, region_stamp, restore_region, write_regions
+from galviewer.core.io.regions import PolygonRegion, Region, read_regions, region_stamp, write_regions
 from galviewer.core.restore.engine import Restorer
+from galviewer.core.restore.pipeline import Pipeline, PipelineConfig
+from galviewer.core.restore.regions import restore_region
 from galviewer.errors import ImageLoadError, OutputExistsError, ParameterError, RestoreCancelled
 from tests.helpers import SOURCES, write_flt
 
@@ -96,11 +98,12 @@ def test_a_region_over_the_edge_is_padded_and_its_mask_follows_the_image():
 
 def test_restore_region_tiles_reports_progress_and_cancels(tiny_ckpt, tmp_path):
     flt = write_flt(tmp_path / "x_flt.fits", shape=(300, 400))
-    restorer = Restorer.from_file(tiny_ckpt, "cpu", memory_budget_mb=2.0)  # forces ~100² tiles
+    restorer = Pipeline(Restorer.from_file(tiny_ckpt, "cpu", memory_budget_mb=2.0),  # forces ~100² tiles
+                        PipelineConfig(uncertainty=False))
     reg = Region("ellipse", 150.0, 120.0, 260.0, 200.0, 10.0)
     with open_image(flt, "SCI,1") as image:
         steps = []
-        rr = restore_region(restorer, image, reg, uncertainty=False, progress=lambda d, t: steps.append((d, t)))
+        rr = restore_region(restorer, image, reg, progress=lambda d, t: steps.append((d, t)))
         r = rr.restoration
         assert r.data.shape == rr.inside.shape == r.stamp.lq.shape
         assert abs(rr.inside.sum() - math.pi * 130 * 100) / (math.pi * 13000) < 0.02
@@ -114,18 +117,18 @@ def test_restore_region_tiles_reports_progress_and_cancels(tiny_ckpt, tmp_path):
         assert abs(np.median(r.residual[rr.inside])) < 3 * s["noise_lq"]
         assert r.data[round(sy) - y0, round(sx) - x0] > np.median(r.data) + 5 * s["noise_lq"]
         with pytest.raises(RestoreCancelled):
-            restore_region(restorer, image, reg, uncertainty=False, cancel=lambda: len(steps) > 0)
+            restore_region(restorer, image, reg, cancel=lambda: len(steps) > 0)
 
 
 def test_a_region_is_restored_with_the_context_margin_and_cropped_to_its_box(tiny_ckpt, tmp_path):
     """Issue 11 (4): a region's bounding box is restored 8 px larger on every side, as a click, and cropped back:
     the same box, origin and in-region mask as without a margin; the network's edges fall outside it."""
     flt = write_flt(tmp_path / "x_flt.fits", shape=(300, 400))
-    restorer = Restorer.from_file(tiny_ckpt, "cpu")
+    restorer = Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(uncertainty=False))
     for reg in (Region("rectangle", 150.0, 120.0, 60.0, 40.0), Region("ellipse", 3.0, 4.0, 30.0, 20.0, 0.0)):
         with open_image(flt, "SCI,1") as image:
-            plain = restore_region(restorer, image, reg, uncertainty=False, context=0)
-            wide = restore_region(restorer, image, reg, uncertainty=False)
+            plain = restore_region(restorer.with_config(context=0), image, reg)
+            wide = restore_region(restorer, image, reg)
         a, b = plain.restoration, wide.restoration
         assert b.meta["context"] == 8 and "context" not in a.meta
         assert b.data.shape == a.data.shape == b.stamp.lq.shape and b.stamp.origin == a.stamp.origin

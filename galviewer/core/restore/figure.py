@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.io.fits import sexagesimal
-from galviewer.core.restore.engine import steps_text
+from galviewer.core.restore.result import steps_text
 from galviewer.errors import ExportError
 
 __all__ = ["FIGURE_FORMATS", "restoration_figure"]
