@@ -37,7 +37,7 @@ def _click_and_grab(win, x: float, y: float, out: str) -> None:
     """Restore at (x, y), wait until the measurements are in and the panels have settled, save, close."""
     from PySide6.QtCore import QEventLoop, QTimer
 
-    win.jobs.run_and_wait("compare", lambda: win.restore_at(x, y))
+    win.jobs.run_and_wait("compare", lambda: win.clicks.restore_at(x, y))
     settle = QEventLoop()
     QTimer.singleShot(500, settle.quit)
     settle.exec()
@@ -77,7 +77,7 @@ def main() -> int:
         win.jobs.run_and_wait("load", lambda: win.open_file(args.file))
         if args.grid:
             win.grid_action.setChecked(True)
-            win._toggle_grid(True)
+            win.files.toggle_grid(True)
         win.star_box.setChecked(args.point_source)
         if args.margin is not None:
             win.margin_box.setValue(args.margin)
@@ -86,10 +86,10 @@ def main() -> int:
         print(f"{args.out}: {args.file} clicked at x={x:.1f} y={y:.1f}")
         return 0
     win.jobs.run_and_wait("load", win.open_demo)
-    win.jobs.run_and_wait("detect", lambda: win.detect_sources(5.0))
+    win.jobs.run_and_wait("detect", lambda: win.batch.detect_sources(5.0))
     galaxies = [s.id for s in win.sources_panel.sources.values() if s.a > 2.0][: args.batch]
     win.tta_box.setChecked(False)
-    win.jobs.run_and_wait("batch", lambda: win.restore_sources(galaxies))
+    win.jobs.run_and_wait("batch", lambda: win.batch.restore_sources(galaxies))
     win.tta_box.setChecked(True)
     from PySide6.QtCore import Qt
 

@@ -29,7 +29,7 @@ from galviewer.cli import main, safe_label, to_json
 from galviewer.core.io.fits import list_images
 from galviewer.core.io.stamps import cutout
 from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
-from galviewer.core.restore import batch
+from galviewer.core.measure import detect as batch
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError, WeightsError
 from tests.helpers import galaxy, sip_header, tiny_model, write_plain
 

@@ -77,20 +77,20 @@ def test_click_a_source_fills_the_panels_and_the_table(qtbot, window, tmp_path):
     assert math.isfinite(float(n_lq.split("±")[0]))
     assert math.isfinite(res.measurements.flux_conservation)
     # export round trip; never overwrites without being asked
-    out = window.export_stamp(tmp_path / "stamp.fits")
+    out = window.export.export_stamp(tmp_path / "stamp.fits")
     with fits.open(out) as hdul:
         assert hdul["RS"].data.shape == (64, 64) and hdul[0].header["SRCFILE"] == flt.name
     with pytest.raises(OutputExistsError):
-        window.export_stamp(tmp_path / "stamp.fits")
+        window.export.export_stamp(tmp_path / "stamp.fits")
     # the labelled figure: written in the background, refused over an existing file, unknown formats named
     with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "export"):
-        window.export_figure(tmp_path / "figure.png")
+        window.export.export_figure(tmp_path / "figure.png")
     png = tmp_path / "figure.png"
     assert png.stat().st_size > 20000 and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(OutputExistsError):
-        window.export_figure(png)
+        window.export.export_figure(png)
     with pytest.raises(ExportError, match="format"):
-        window.export_figure(tmp_path / "figure.jpg")
+        window.export.export_figure(tmp_path / "figure.jpg")
     # every panel has axes in stamp pixels and a colour bar: LQ/RS in BUNIT, the residual in σ, with ticks
     for name in ("LQ", "RS", "residual", "uncertainty"):
         v = window.panels.views[name]
@@ -107,7 +107,7 @@ def test_a_new_click_supersedes_the_running_one(qtbot, window, tmp_path):
     flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
     _open(qtbot, window, flt)
     (x1, y1, _), (x2, y2, _) = SOURCES[0], SOURCES[2]
-    window.restore_at(x1, y1)
+    window.clicks.restore_at(x1, y1)
     _click(qtbot, window, x2, y2)
     window.jobs.wait()
     qtbot.wait(100)
@@ -135,7 +135,7 @@ def test_measure_key_fills_the_table_with_lq_only(qtbot, window, tmp_path):
     _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
     x, y, _ = SOURCES[0]
     with qtbot.waitSignal(window.jobs.result, timeout=30000, check_params_cb=lambda ch, v: ch == "measure"):
-        window.measure_at(x, y)
+        window.clicks.measure_at(x, y)
     table = window.table.table
     assert table.columnCount() == 3  # quantity, unit, LQ
     labels = [table.item(i, 0).text() for i in range(table.rowCount())]
@@ -197,13 +197,13 @@ def test_drawing_an_ellipse_restores_it_as_one_piece(qtbot, window, tmp_path):
     cons = table.item(labels.index("flux conservation Σ PSF⊗RS / Σ LQ"), 3).text()
     assert math.isfinite(float(cons))
     # a click inside the region selects it rather than restoring a stamp; the FITS export carries the region
-    out = window.export_stamp(tmp_path / "region.fits")
+    out = window.export.export_stamp(tmp_path / "region.fits")
     with fits.open(out) as hdul:
         assert hdul["RS"].data.shape == rr.inside.shape
     # DS9 round trip through the window
-    reg_file = window.export_regions(tmp_path / "mine.reg")
+    reg_file = window.regions.export_regions(tmp_path / "mine.reg")
     window.view.clear_regions()
-    assert window.import_regions(reg_file)[0].shape == "ellipse" and len(window.view.rois) == 1
+    assert window.regions.import_regions(reg_file)[0].shape == "ellipse" and len(window.view.rois) == 1
 
 
 def test_a_region_restore_shows_progress_and_can_be_cancelled(qtbot, window, tmp_path):
@@ -214,7 +214,7 @@ def test_a_region_restore_shows_progress_and_can_be_cancelled(qtbot, window, tmp
     window.tta_box.setChecked(True)
     with qtbot.waitSignal(window.jobs.progress, timeout=30000,
                           check_params_cb=lambda ch, d, t: ch == "restore" and t > 4):
-        window.restore_region(Region("rectangle", 150.0, 100.0, 290.0, 190.0))
+        window.regions.restore_region(Region("rectangle", 150.0, 100.0, 290.0, 190.0))
     assert window.progress.isVisible() and window.cancel_button.isVisible()
     with qtbot.waitSignal(window.jobs.cancelled, timeout=5000, check_params_cb=lambda ch: ch == "restore"):
         qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
@@ -248,10 +248,10 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
     qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton,
                      pos=panel.table.visualItemRect(panel.table.item(0, 0)).center())
     assert window.panels.views["RS"].data.shape == (64, 64)
-    files = window.export_batch(tmp_path / "out")
+    files = window.batch.export_batch(tmp_path / "out")
     assert len(files) == len(SOURCES) + 1 and files[-1].suffix == ".ecsv"
     with pytest.raises(OutputExistsError):
-        window.export_batch(tmp_path / "out")
+        window.batch.export_batch(tmp_path / "out")
 
 
 def test_a_polygon_drawn_by_clicks_is_restored(qtbot, window, tmp_path):
@@ -324,9 +324,11 @@ def test_cosmic_rays_are_cleaned_only_on_flt_images(qtbot, window, tmp_path):
     data = Path(__file__).resolve().parents[1] / "data" / "realdata"
     window.cr_box.setChecked(True)
     _open(qtbot, window, data / "wfc3ir_star.fits")
-    assert window.image.meta.kind == "DRZ" and window._cr_cleaner(window.image) is None
+    assert window.image.meta.kind == "DRZ"
+    assert window.clicks.pipeline().steps(image=window.image)[1] == "clean cosmic rays: not a single exposure"
     _open(qtbot, window, data / "stis_star.fits")
-    assert window.image.meta.kind == "FLT" and window._cr_cleaner(window.image) is not None
+    assert window.image.meta.kind == "FLT"
+    assert window.clicks.pipeline().steps(image=window.image)[1] == "clean cosmic rays: L.A.Cosmic"
 
 
 def test_opening_another_file_leaves_nothing_of_the_previous_one(qtbot, window, tmp_path):
@@ -357,7 +359,7 @@ def test_the_readout_gives_sexagesimal_ra_dec_as_ds9(qtbot, window):
 
     path = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits"
     _open(qtbot, window, path)
-    window._readout(48.0, 47.0)
+    window.files.readout(48.0, 47.0)
     ra, dec = window.image.pixel_to_world(48.0, 47.0)
     c = SkyCoord(ra, dec, unit="deg")
     text = window.readout.text()
@@ -370,11 +372,11 @@ def test_help_about_shows_the_model_card(qtbot, window):
 
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
     next(a for a in help_menu.actions() if a.text().startswith("&About")).trigger()
-    text = window.about_text.toPlainText()
-    assert window.about.isVisible() and f"galviewer {__version__}" in text
+    text = window.models.about_text.toPlainText()
+    assert window.models.about.isVisible() and f"galviewer {__version__}" in text
     meta = window.restorer.metadata
     assert f"Model {meta.name}" in text and "parameters" in text and "Limits:" in text
-    window.about.close()
+    window.models.about.close()
 
 
 def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
@@ -420,7 +422,7 @@ def test_the_header_viewer_shows_every_card_and_searches(qtbot, window):
     _open(qtbot, window, path)
     view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
     next(a for a in view_menu.actions() if a.text().startswith("&Header")).trigger()
-    dlg = window.header_dialog
+    dlg = window.files.header_dialog
     n = len(window.image.header.cards)
     assert dlg.isVisible() and dlg.text.toPlainText().count("\n") == n - 1 and f"{n} of {n} cards" in dlg.count.text()
     qtbot.keyClicks(dlg.search, "photflam")
@@ -455,10 +457,10 @@ def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_pa
     assert window.readout.parent() is not window.statusBar()
     real = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_dwarf.fits"
     _open(qtbot, window, real)
-    window._readout(40.0, 50.0)
+    window.files.readout(40.0, 50.0)
     assert "x 40.0" in window.readout.text() and "ELECTRONS/S" in window.readout.text()
     window.grid_action.setChecked(True)
-    window._toggle_grid(True)
+    window.files.toggle_grid(True)
     lines = [i for i in window.view.grid_items if hasattr(i, "xData")]
     labels = [i.toPlainText() for i in window.view.grid_items if hasattr(i, "toPlainText")]
     assert len(lines) >= 4 and any(t.startswith("00:14:") for t in labels)
@@ -472,7 +474,7 @@ def test_layout_fits_1500_px_grid_readout_and_short_status(qtbot, window, tmp_pa
 
     assert any(abs(ra - line.value) < 1e-6 for line in wcs_grid(window.image.wcs, window.image.data.shape)
                if line.axis == "ra")
-    window._toggle_grid(False)
+    window.files.toggle_grid(False)
     assert not window.view.grid_items
     _click(qtbot, window, 48.5, 48.4)
     message = window.statusBar().currentMessage()
@@ -500,14 +502,14 @@ def test_both_chips_as_a_mosaic_click_goes_to_the_right_chip(qtbot, window, tmp_
     assert res.stamp.ext == "SCI,2" and abs(res.stamp.center[0] - x) < 1.5 and abs(res.stamp.center[1] - y) < 1.5
     marker = window.view.markers.getData()
     assert abs(marker[0][0] - cx) < 1.5 and abs(marker[1][0] - cy) < 1.5  # drawn on the canvas, not in chip pixels
-    window._readout(cx, cy)
+    window.files.readout(cx, cy)
     assert "[SCI,2 x" in window.readout.text() and "ELECTRONS" in window.readout.text()
-    window._toggle_grid(True)
+    window.files.toggle_grid(True)
     assert len([i for i in window.view.grid_items if hasattr(i, "xData")]) >= 4
-    window._toggle_grid(False)
+    window.files.toggle_grid(False)
     from galviewer.core.io.regions import Region
 
-    window.restore_region(Region("rectangle", cx, cy, 20, 20))
+    window.regions.restore_region(Region("rectangle", cx, cy, 20, 20))
     assert "one chip" in window.statusBar().currentMessage()
 
 
@@ -516,7 +518,7 @@ def test_right_click_menu_and_zoom_to_fit(qtbot, window, tmp_path):
     flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
     _open(qtbot, window, flt)
     x, y, _ = SOURCES[0]
-    menu = window.context_menu(x, y)
+    menu = window.files.context_menu(x, y)
     actions = {a.text(): a for a in menu.actions() if a.text()}
     assert {"Restore here", "Centre here", "Zoom to fit", "Zoom 1:1 here"} <= set(actions)
     window.view.vb.setRange(xRange=(0, 20), yRange=(0, 20), padding=0)
@@ -528,7 +530,7 @@ def test_right_click_menu_and_zoom_to_fit(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "restore"):
         actions["Restore here"].trigger()
     assert abs(window.result.stamp.center[0] - x) < 1.5
-    outside = window.context_menu(-50, -50)
+    outside = window.files.context_menu(-50, -50)
     assert not next(a for a in outside.actions() if a.text() == "Restore here").isEnabled()
     menu.close()
     outside.close()
@@ -564,7 +566,7 @@ def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_pa
         assert np.nanmax(shown) > 2.0 * np.nanmax(win.panels.views["LQ"].data - star["sky"])
         # a click on empty sky: no star to fit, said by name in the header and the status bar; the app goes on
         with qtbot.waitSignal(win.jobs.error, timeout=60000):
-            win.restore_at(10.0, 80.0)
+            win.clicks.restore_at(10.0, 80.0)
         assert win.panels.info.text().startswith("restoration failed: point_source: no star within 2 px")
         assert "no star within 2 px" in win.statusBar().currentMessage()
         for box in win.findChildren(QMessageBox, "errorDialog"):
@@ -596,5 +598,5 @@ def test_a_context_margin_restores_a_larger_cut_out_and_shows_the_stamp(qtbot, w
     assert "restored with a 16 px context margin" in window.panels.info.text()
     assert not np.array_equal(r.data, plain.restoration.data)  # restored with the context around it
     out = tmp_path / "m.fits"
-    window.export_stamp(out)
+    window.export.export_stamp(out)
     assert fits.getheader(out)["CONTEXT"] == 16

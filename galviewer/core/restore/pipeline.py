@@ -194,9 +194,12 @@ class Pipeline:
                        region: bool = False) -> list[Restoration]:
         """Steps ``point_source`` to ``crop`` on stamps cut by :meth:`cut` (their margin is the config's)."""
         c = self.config
-        out = restore_cutouts(self.restorer, stamps, uncertainty=c.uncertainty, rescale=rescale or c.rescale,
-                              consistency=c.consistency, anchor=c.anchor, point_source=c.point_source and not region,
-                              progress=progress, cancel=cancel)
+        # Each stamp gets forward passes of its own (its 8 flips together), never shared with another stamp: a
+        # pass's arithmetic depends on how many images it holds (oneDNN picks its blocking by batch size, last
+        # bits differ), and a batch row must be bit-identical to a click at the same position.
+        out = [restore_cutouts(self.restorer, [st], uncertainty=c.uncertainty, rescale=rescale or c.rescale,
+                               consistency=c.consistency, anchor=c.anchor, point_source=c.point_source and not region,
+                               progress=progress, cancel=cancel)[0] for st in stamps]
         steps = self.steps(image=image, region=region)
         results = []
         for r in out:
