@@ -28,8 +28,8 @@ from galviewer._atomic import atomic_write
 from galviewer.cli import main, safe_label, to_json
 from galviewer.core.io.fits import list_images
 from galviewer.core.io.stamps import cutout
-from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
 from galviewer.core.measure import detect as batch
+from galviewer.core.nn.weights import ModelMetadata, load_checkpoint, save_checkpoint
 from galviewer.errors import ImageLoadError, ParameterError, RestoreError, WeightsError
 from tests.helpers import galaxy, sip_header, tiny_model, write_plain
 
