@@ -57,23 +57,20 @@ def target(image: Any) -> tuple[float, float]:
 
 def run(model: str | None, uncertainty: bool, context: int = DEFAULT_CONTEXT) -> list[dict]:
     """Restore and judge every case: the network alone, anchored, anchored and fused (:data:`STEPS`)."""
-    from galviewer import Restorer, cutout, open_image
-    from galviewer.core.restore.engine import crop_restoration
-    from galviewer.core.restore.verdict import assess, compare_restoration
+    from galviewer import open_image
+    from galviewer.core.restore.pipeline import Pipeline
 
-    restorer = (Restorer.from_file(model, "cpu") if model and Path(model).exists()
-                else Restorer.from_pretrained(model, "cpu"))
+    base = Pipeline.default(model, device="cpu", context=context, uncertainty=uncertainty)  # the app's pipeline
     out = []
     for path in cases():
+        row = {"case": path.stem, "model": base.restorer.name}
         with open_image(path) as im:
-            stamp = cutout(im, *target(im), SIZES.get(path.stem, 64), context=context)
-        row = {"case": path.stem, "model": restorer.name}
-        for mode, _, anchor, cons in STEPS + (STAR_STEP if path.stem.endswith("star") else ()):
-            r = crop_restoration(restorer.restore(stamp, uncertainty=uncertainty, consistency=cons,
-                                                  anchor=ANCHOR_SCALE if anchor else 0.0,
-                                                  point_source=mode == "star"), context)
-            v = assess(r, compare_restoration(r))
-            row[mode] = (r, v)
+            x, y = target(im)
+            for mode, _, anchor, cons in STEPS + (STAR_STEP if path.stem.endswith("star") else ()):
+                pipe = base.with_config(size=SIZES.get(path.stem, 64), consistency=cons, point_source=mode == "star",
+                                        anchor=ANCHOR_SCALE if anchor else 0.0)
+                r = pipe.run(im, x, y)
+                row[mode] = (r, r.meta["verdict"])
         out.append(row)
     return out
 

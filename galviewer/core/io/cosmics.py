@@ -5,13 +5,13 @@ Measured on the real STIS CCD FLT pair ``o4k19a010_flt.fits`` (stwcs 1.7.7; a 25
 star at (736, 331) of SCI,1, cosmic rays taken as the pixels of SCI,1 above SCI,2 by more than 6σ of their
 ERR: 114 pixels; star pixels: bright in both exposures, 102 pixels):
 
-=========================  ========  ======  =====================  ==============
-sigclip / objlim           detected  missed  flagged, not in truth  on star pixels
-=========================  ========  ======  =====================  ==============
+==========================  ========  ======  =====================  ==============
+sigclip / objlim            detected  missed  flagged, not in truth  on star pixels
+==========================  ========  ======  =====================  ==============
 4.5 / 5 (the viewer's old)  111       3       768                    85
 6 / 20 (default now)        110       4       155                    1
 8 / 20                      109       5       107                    1
-=========================  ========  ======  =====================  ==============
+==========================  ========  ======  =====================  ==============
 
 The old setting erased stellar cores (the STIS PSF is undersampled, so a star looks as sharp as a cosmic
 ray to the Laplacian test); ``objlim`` 20 keeps them and loses one cosmic-ray pixel in 100.

@@ -86,7 +86,7 @@ def detect(
     -------
     Detections
         A list of :class:`Source`, brightest first, with ``found`` and ``capped``.  Images larger than
-        ``DETECT_TILE``² are processed in overlapping tiles so that memory stays within a few times the
+        ``DETECT_TILE × DETECT_TILE`` are processed in overlapping tiles so that memory stays within a few times the
         image's size.
 
     Raises

@@ -63,7 +63,7 @@ def render_sersic(
     """Render an elliptical Sérsic profile on a pixel grid (no PSF).
 
     Pixels whose centre lies within ``inner`` px of the profile centre are the
-    mean of ``oversample``² sub-pixel samples; the others are sampled at their centre.
+    mean of ``oversample × oversample`` sub-pixel samples; the others are sampled at their centre.
     """
     profile = _profile(x0, y0, i50, r50, n, e1, e2)
 

@@ -31,7 +31,6 @@ from galviewer.core.nn.restormer import MAX_BLOCKS, MAX_PARAMETERS, Restormer, R
 from galviewer.errors import ParameterError, WeightsError
 
 __all__ = [
-    "ModelMetadata",
     "file_sha256",
     "infer_config",
     "load_checkpoint",

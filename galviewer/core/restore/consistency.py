@@ -1,15 +1,15 @@
 """Data consistency after the network: a closed-form Fourier fusion of the restoration with the data.
 
 The network's restoration ``RS_net`` may not explain its input: ``LQ − PSF ⊗ RS_net`` can exceed the noise
-(invented or lost flux, rings, frames).  This step finds
+(invented or lost flux, rings, frames).  This step finds::
 
     RS = argmin  ‖LQ − PSF ⊗ RS‖² / σ²  +  λ ‖RS − RS_net‖²,
 
-whose solution in Fourier space is, with μ = λσ²,
+whose solution in Fourier space is, with μ = λσ²::
 
     RS^ = (conj(P^) · LQ^ + μ · RS_net^) / (|P^|² + μ).
 
-Where the PSF passes signal (|P^|² ≫ μ) the data decide; where it has killed the signal (|P^|² ≪ μ) the
+Where the PSF passes signal (``|P^|² ≫ μ``) the data decide; where it has killed the signal (``|P^|² ≪ μ``) the
 network's answer is kept.  μ is chosen by bisection so that the residual χ² (per pixel, over σ) is the
 target (1 by default); when the network already explains the data (χ² ≤ target) nothing is changed.
 

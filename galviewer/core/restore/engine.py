@@ -30,8 +30,7 @@ from galviewer.core.restore.rescale import rescale_to_physical
 from galviewer.core.restore.result import Restoration, crop_restoration
 from galviewer.errors import ParameterError, RestoreCancelled, WeightsError
 
-__all__ = ["MAX_PIXEL_VALUE", "Restoration", "Restorer", "choose_device", "crop_restoration", "dihedral",
-           "rescale_to_physical"]
+__all__ = ["Restorer", "choose_device", "dihedral"]
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event | None
