@@ -37,8 +37,9 @@ from galviewer.core.measure.background import background
 from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.restore.consistency import anchor, fuse
-from galviewer.core.restore.engine import Restorer, rescale_to_physical
+from galviewer.core.restore.engine import Restorer
 from galviewer.core.restore.pipeline import DEFAULTS, Pipeline
+from galviewer.core.restore.rescale import rescale_to_physical
 from galviewer.errors import ParameterError, RestoreError
 from trainer.shards import ShardSet, split_indices
 from trainer.simulate import GT_PSF_FWHM, POINT_HALF_BOX

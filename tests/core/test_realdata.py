@@ -15,7 +15,6 @@ from astropy.io import fits
 
 from galviewer import Restorer, cutout, open_image
 from galviewer.core.io.stamps import DEFAULT_CONTEXT
-from galviewer.core.restore.engine import crop_restoration
 from galviewer.core.restore.verdict import assess, compare_restoration
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realdata"
@@ -40,10 +39,18 @@ def _stamp(name, context=0):
         return cutout(im, best.x, best.y, 128 if name == "wfc3ir_spiral" else 64, context=context)
 
 
-def _click(restorer, name, context=DEFAULT_CONTEXT, **kwargs):
-    """Restore a case as the app restores a click (the margin restored, then cropped) and judge it."""
-    r = crop_restoration(restorer.restore(_stamp(name, context), **kwargs), context)
-    return r, assess(r, compare_restoration(r))
+def _click(restorer, name, context=DEFAULT_CONTEXT, **settings):
+    """Restore a case as the app restores a click — the one pipeline, with ``settings`` changed — and judge it."""
+    from galviewer.core.measure.detect import detect
+    from galviewer.core.restore.pipeline import DEFAULTS, Pipeline
+
+    config = DEFAULTS.replace(size=128 if name == "wfc3ir_spiral" else 64, context=context,
+                              uncertainty=restorer.uncertainty, **settings)
+    with open_image(DATA / f"{name}.fits") as im:
+        ny, nx = im.shape
+        best = min(detect(im), key=lambda s: (s.x - (nx - 1) / 2) ** 2 + (s.y - (ny - 1) / 2) ** 2)
+        r = Pipeline(restorer, config).run(im, best.x, best.y)
+    return r, r.meta["verdict"]
 
 
 def test_the_set_is_small_real_and_documented():

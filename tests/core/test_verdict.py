@@ -10,7 +10,7 @@ from galviewer.cli import main
 from galviewer.core.io.stamps import stamp_from_array
 from galviewer.core.psf.degrade import convolve
 from galviewer.core.psf.gaussian import gaussian_psf
-from galviewer.core.restore.engine import Restoration
+from galviewer.core.restore.result import Restoration
 from galviewer.core.restore.verdict import LIMITS, assess
 from tests.helpers import framing_forward, galaxy, write_flt
 

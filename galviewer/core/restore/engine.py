@@ -24,10 +24,9 @@ from galviewer.core.nn.resources import available_models, default_model_name, mo
 from galviewer.core.nn.restormer import Restormer
 from galviewer.core.nn.weights import ModelMetadata, file_sha256, load_model
 from galviewer.core.psf.gaussian import gaussian_psf
-from galviewer.core.restore.cutouts import MAX_PIXEL_VALUE, RescaleMethod, _cancelled, check_anchor, restore_cutouts
+from galviewer.core.restore.cutouts import RescaleMethod, _cancelled, check_anchor, restore_cutouts
 from galviewer.core.restore.pipeline import DEFAULTS
-from galviewer.core.restore.rescale import rescale_to_physical
-from galviewer.core.restore.result import Restoration, crop_restoration
+from galviewer.core.restore.result import Restoration
 from galviewer.errors import ParameterError, RestoreCancelled, WeightsError
 
 __all__ = ["Restorer", "choose_device", "dihedral"]
