@@ -93,10 +93,13 @@ def test_cli_batch_and_python_are_bit_identical_on_the_demo(pipeline, demo, tmp_
 def test_the_steps_are_named_in_order_with_their_parameters(pipeline):
     steps = pipeline.steps()
     assert len(STEPS) == 12 and STEPS[0] == "cutout" and STEPS[-1] == "verdict"
+    assert [s.split()[0] for s in steps] == list(STEPS)
     assert steps[0] == f"cutout size=64 context={DEFAULTS.context} refine=True"
     assert steps[4] == "network flips=8" and steps[-2] == f"crop {DEFAULTS.context} px"
     one = pipeline.with_config(uncertainty=False, context=0, anchor=0)
     assert one.steps()[4] == "network flips=1" and one.steps()[6] == "anchor off"
+    star = pipeline.with_config(point_source=True)
+    assert star.steps()[2].startswith("point_source fit") and star.steps(region=True)[2] == "point_source off"
 
 
 def test_one_default_changes_every_path(monkeypatch, tmp_path):

@@ -149,21 +149,24 @@ class Pipeline:
 
     # ------------------------------------------------------------------ steps
     def steps(self, *, image: Any = None, region: bool = False) -> list[str]:
-        """The steps this pipeline runs on ``image`` and their parameters, one line each, in order."""
+        """The steps this pipeline runs on ``image`` and their parameters: one line per name of :data:`STEPS`,
+        in order, each starting with that name (recorded in ``meta["pipeline"]`` and as ``STEPn`` in FITS)."""
         c = self.config
         clean = ("L.A.Cosmic" if c.clean_cosmic_rays and _cleanable(image) else
                  "off" if not c.clean_cosmic_rays else "not a single exposure")
         units = "lstsq over the region" if region else c.rescale
+        star = c.point_source and not region
         return [
             f"cutout size={c.size} context={c.context} refine={c.refine and not region}",
             f"clean cosmic rays: {clean}",
-            f"point_source={c.point_source}",
+            "point_source fit with the instrument PSF" if star else "point_source off",
             "normalise min-max",
             f"network flips={8 if c.uncertainty else 1}",
             f"units {units}",
             f"anchor sigma={c.anchor:g}" if c.anchor > 0 else "anchor off",
-            f"consistency={c.consistency}",
-            f"residual through {self.restorer.psf_source}",
+            "star added at the model's target PSF" if star else "star off",
+            "consistency on" if c.consistency else "consistency off",
+            f"residual through {self.restorer.psf_source if self.restorer is not None else 'the model kernel'}",
             f"crop {c.context} px",
             "verdict",
         ]
