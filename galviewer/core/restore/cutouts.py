@@ -7,10 +7,12 @@ and the verdict around it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -64,8 +66,41 @@ def _cancelled(cancel: Cancel) -> bool:
     return bool(cancel())
 
 
-def _prepare(restorer: Restorer, st: Stamp, star: Any) -> tuple[np.ndarray, float, float, np.ndarray]:
-    """The ``normalise`` step: (network input in [0, 1], min, max, what it was made from in input units)."""
+# Where a source in the context margin is brighter than the stamp's interior (EDGE_BAND px in from its edge), the
+# network is run twice: once on the cut-out clipped at the interior's top (so the stamp keeps its own dynamic
+# range), once on the full range; the second answer takes over within BLEND_PX[0] px of the clipped pixels and
+# the first beyond BLEND_PX[1] px (a linear ramp).  Within ANCHOR_GUARD px of them the anchoring works on its own.
+BLEND_PX = (0.5, 2.0)
+ANCHOR_GUARD = 4.0
+EDGE_BAND = 4
+
+
+@dataclass
+class Prepared:
+    """The ``normalise`` step of one cut-out: the network's input(s) and how to map its output back."""
+
+    norm: np.ndarray  # network input in [0, 1]
+    lo: float
+    hi: float
+    seen: np.ndarray  # what ``norm`` was made from, in input units
+    wide: np.ndarray | None = None  # the full-range input, where the margin holds brighter pixels
+    wide_hi: float = math.nan
+    weight: np.ndarray | None = None  # where the full-range answer is taken (1) or the clipped one's (0)
+    bright: np.ndarray | None = None  # the brighter sources' pixels and ANCHOR_GUARD px around them
+    distance: np.ndarray | None = None  # from the nearest clipped pixel (px)
+
+
+def _prepare(restorer: Restorer, st: Stamp, star: Any, margin: int = 0) -> Prepared:
+    """The ``normalise`` step: min-max to [0, 1], the top of the range set by what the user sees.
+
+    What the network is given must not depend on pixels outside the shown stamp (issue 23): a neighbour
+    10–1,000× the target's peak in the 8-px margin set the min-max range and squeezed the target into the
+    network's noise floor, changing RS by 2–17σ rms over the stamp (``benchmarks/margin_sources.py``).  With a
+    context ``margin`` the top is the maximum of the stamp's interior (``EDGE_BAND`` px in from its edge, where a
+    margin source's light does not reach); brighter pixels are clipped to it, and for their surroundings
+    (within ``BLEND_PX`` px of them) a second, full-range input is made.  Where the interior holds the
+    maximum — an isolated source, or a brighter neighbour inside the stamp — nothing changes.  In point-source
+    mode the star's remainder is only clipped (no second pass)."""
     for step in ("anchor", "consistency"):  # a reason from an earlier restoration of the same stamp
         st.extra.pop(f"{step}_skipped", None)
     lq = np.asarray(st.lq, dtype=np.float32)
@@ -80,7 +115,24 @@ def _prepare(restorer: Restorer, st: Stamp, star: Any) -> tuple[np.ndarray, floa
                            "masked array) and try again", "image")
     if hi - lo <= 0 or (hi - lo) <= 1e-7 * max(abs(hi), abs(lo)):
         raise RestoreError("the image is constant: nothing to restore", "image")
-    return (lq - lo) / (hi - lo), lo, hi, lq
+    top = hi
+    band = margin + EDGE_BAND if margin > 0 else 0
+    if band > 0 and min(lq.shape) > 2 * band + 4:
+        top = float(lq[band:-band, band:-band].max())
+    if not (top < hi and top - lo > 1e-7 * max(abs(top), abs(lo))):
+        return Prepared((lq - lo) / (hi - lo), lo, hi, lq)
+    clipped = lq > top
+    seen = np.minimum(lq, np.float32(top))
+    prep = Prepared((seen - lo) / (top - lo), lo, top, seen)
+    if star is None:
+        from scipy import ndimage
+
+        d = ndimage.distance_transform_edt(~clipped)
+        a, b = BLEND_PX
+        prep.weight = np.clip((b - d) / (b - a), 0.0, 1.0).astype(np.float32)
+        prep.bright, prep.distance = d <= ANCHOR_GUARD, d.astype(np.float32)
+        prep.wide, prep.wide_hi = (lq - lo) / (hi - lo), hi
+    return prep
 
 
 def restore_cutouts(
@@ -92,11 +144,14 @@ def restore_cutouts(
     consistency: bool,
     anchor: float,
     point_source: bool,
+    margin: int = 0,
     batch_size: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel = None,
 ) -> list[Restoration]:
-    """Steps ``point_source`` to ``residual`` on cut-outs as they are (no margin, no crop, no verdict).
+    """Steps ``point_source`` to ``residual`` on cut-outs as they are (no crop, no verdict).
+
+    ``margin`` is the context margin they were cut with: see :func:`_prepare` for how it sets the normalisation.
 
     Raises
     ------
@@ -113,26 +168,32 @@ def restore_cutouts(
     t0 = time.perf_counter()
     stamps = [im if isinstance(im, Stamp) else stamp_from_array(im) for im in images]
     stars = [fit_star(restorer, st) if point_source else None for st in stamps]
-    prepared = [_prepare(restorer, st, star) for st, star in zip(stamps, stars, strict=True)]
-    outs = restorer.restore_normalized([p[0] for p in prepared], uncertainty=uncertainty, progress=progress,
-                                       cancel=cancel, batch_size=batch_size)
+    prepared = [_prepare(restorer, st, star, margin) for st, star in zip(stamps, stars, strict=True)]
+    wide = [i for i, p in enumerate(prepared) if p.wide is not None]
+    outs = restorer.restore_normalized([p.norm for p in prepared] + [prepared[i].wide for i in wide],
+                                       uncertainty=uncertainty, progress=progress, cancel=cancel,
+                                       batch_size=batch_size)
     for rs, spread in outs:
         if not (np.isfinite(rs).all() and (spread is None or np.isfinite(spread).all())):
             raise RestoreError(f"the network gave NaN or infinite pixels for a finite input in [0, 1]: the "
                                f"checkpoint {restorer.name!r} is broken or unstable", "model")
-    results = [_to_units(restorer, st, star, prep, out, rescale=rescale, anchor=anchor, consistency=consistency)
-               for st, star, prep, out in zip(stamps, stars, prepared, outs, strict=True)]
+    second: list[Any] = [None] * len(prepared)
+    for k, i in enumerate(wide):
+        second[i] = outs[len(prepared) + k]
+    results = [_to_units(restorer, st, star, prep, out, wide_out, rescale=rescale, anchor=anchor,
+                         consistency=consistency)
+               for st, star, prep, out, wide_out in zip(stamps, stars, prepared, outs, second, strict=False)]
     elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
     for r in results:
         r.meta["seconds"] = elapsed
     return results
 
 
-def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: tuple[np.ndarray, float, float, np.ndarray],
-              out: tuple[np.ndarray, np.ndarray | None], *, rescale: RescaleMethod, anchor: float,
+def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out: tuple[np.ndarray, np.ndarray | None],
+              wide_out: tuple[np.ndarray, np.ndarray | None] | None, *, rescale: RescaleMethod, anchor: float,
               consistency: bool) -> Restoration:
-    """Steps ``units`` to ``residual`` on one cut-out."""
-    norm_in, lo, hi, seen = prepared
+    """Steps ``units`` to ``residual`` on one cut-out (``wide_out``: the full-range pass, where there is one)."""
+    norm_in, lo, hi, seen = prepared.norm, prepared.lo, prepared.hi, prepared.seen
     rs, spread = out
     net_lq = st.lq if star is None else st.lq - star.model
     method = rescale
@@ -156,11 +217,29 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: tuple[np.ndarr
         sigma = None if spread is None else (abs(s) * spread).astype(np.float32)
     if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
         raise overflow
+    if wide_out is not None:  # near the margin's bright sources: their own full-range restoration
+        w, span = prepared.weight, prepared.wide_hi - lo
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = ((1.0 - w) * data + w * (span * wide_out[0] + lo)).astype(np.float32)
+            if sigma is not None and wide_out[1] is not None:
+                sigma = ((1.0 - w) * sigma + w * (span * wide_out[1])).astype(np.float32)
+        if not (np.isfinite(data).all() and (sigma is None or np.isfinite(sigma).all())):
+            raise overflow
     # anchored to the data the network saw: in point-source mode, the remainder (the star's model, made by the
     # instrument PSF, is not what the model's Gaussian kernel would make of the target PSF: anchoring the sum
     # dug a ring 70σ below the sky around the WFC3/IR star)
     core = np.zeros(mask.shape, bool) if star is None else _star_core(star, mask.shape)
     anchored = anchor_step(restorer, st, net_lq, data, mask | core, anchor) if anchor > 0 else None
+    if anchored is not None and wide_out is not None:
+        # The margin's bright sources lie far beyond the network's range and their mismatch is hundreds
+        # of σ: anchored together with their surroundings, the smoothing spread it over the faint sky around them
+        # (3.7σ rms 10–20 px from a neighbour 700× the target's peak).  The surroundings are anchored without
+        # them, the bright sources with everything, the two joined over ANCHOR_GUARD px.
+        apart = anchor_step(restorer, st, net_lq, data, mask | core | prepared.bright, anchor)
+        if apart is not None:
+            g = np.clip((ANCHOR_GUARD - prepared.distance) / (ANCHOR_GUARD - 1.0), 0.0, 1.0)
+            anchored = dataclasses.replace(anchored, image=(g * anchored.image + (1 - g) * apart.image
+                                                            ).astype(np.float32))
     if anchored is not None:
         data = anchored.image
     if star is not None:
@@ -192,6 +271,9 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: tuple[np.ndarr
         "model_pixel_scale": md.pixel_scale_arcsec,
         "noise_rms_range": tuple(md.noise_rms_range),
         "input_noise_norm": st.background_rms / (hi - lo) if math.isfinite(st.background_rms) else math.nan,
+        "normalisation": {"top": hi, "full_top": prepared.wide_hi if wide_out is not None else float(st.lq.max()),
+                          "second_pass": wide_out is not None,
+                          "blended_fraction": float(np.mean(prepared.weight > 0)) if wide_out is not None else 0.0},
         "gt_psf_fwhm_pix": md.extra.get("gt_psf_fwhm_pix"),
         "point_source": None if star is None else {
             "flux": star.flux, "x": star.x, "y": star.y, "sky": star.sky, "explained": star.explained,

@@ -202,7 +202,7 @@ class Pipeline:
         # bits differ), and a batch row must be bit-identical to a click at the same position.
         out = [restore_cutouts(self.restorer, [st], uncertainty=c.uncertainty, rescale=rescale or c.rescale,
                                consistency=c.consistency, anchor=c.anchor, point_source=c.point_source and not region,
-                               progress=progress, cancel=cancel)[0] for st in stamps]
+                               margin=c.context, progress=progress, cancel=cancel)[0] for st in stamps]
         steps = self.steps(image=image, region=region)
         results = []
         for r in out:
