@@ -59,6 +59,10 @@ def _provenance_header(restoration: Any) -> fits.Header:
                    "px, large-scale anchoring sigma; 0: none")
     for k, step in enumerate(m.get("pipeline") or (), start=1):  # the pipeline's steps, in order
         h[f"STEP{k}"] = str(step).encode("ascii", "replace").decode()
+    norm = m.get("normalisation")
+    if norm:
+        h["NORMTOP"] = (float(norm["top"]), "top of the min-max range, input units")
+        h["NORM2ND"] = (bool(norm["second_pass"]), "bright margin source: second full-range pass")
     if "cosmic_rays" in m:
         h["NCRPIX"] = (int(m["cosmic_rays"]), "cosmic-ray pixels cleaned (L.A.Cosmic)")
     cons = m.get("consistency")

@@ -9,7 +9,8 @@ A click in the viewer, a region, a batch row, a chip of a mosaic, ``galviewer re
 2. ``clean`` — cosmic rays cleaned with L.A.Cosmic on single exposures (FLT/FLC);
 3. ``point_source`` — in point-source mode the star at the centre is fitted with the instrument PSF and the
    network is given what it leaves, its core filled with sky;
-4. ``normalise`` — min-max to [0, 1], as the model was trained;
+4. ``normalise`` — min-max to [0, 1], as the model was trained, the top of the range the stamp's own (a brighter
+   source in the margin is clipped and restored in a second, full-range pass around itself);
 5. ``network`` — the Restormer, on the 8 flips/rotations (their mean is RS, their spread SIGMA);
 6. ``units`` — back to the input's units: eq. 8–9 (stamps), least squares (regions), or the inverse min-max;
 7. ``anchor`` — the data's scales above σ given back (:func:`~galviewer.core.restore.consistency.anchor`);
@@ -34,7 +35,15 @@ import numpy as np
 
 from galviewer.core.io.stamps import DEFAULT_CONTEXT, Stamp, check_context, cutout
 from galviewer.core.restore.consistency import DEFAULT_ANCHOR
-from galviewer.core.restore.cutouts import Cancel, Progress, RescaleMethod, _cancelled, check_anchor, restore_cutouts
+from galviewer.core.restore.cutouts import (
+    EDGE_BAND,
+    Cancel,
+    Progress,
+    RescaleMethod,
+    _cancelled,
+    check_anchor,
+    restore_cutouts,
+)
 from galviewer.core.restore.result import Restoration, crop_restoration
 from galviewer.errors import GalviewerError, ParameterError, RestoreCancelled
 
@@ -160,7 +169,7 @@ class Pipeline:
             f"cutout size={c.size} context={c.context} refine={c.refine and not region}",
             f"clean cosmic rays: {clean}",
             "point_source fit with the instrument PSF" if star else "point_source off",
-            "normalise min-max",
+            f"normalise min-max, top from {EDGE_BAND} px inside the stamp" if c.context else "normalise min-max",
             f"network flips={8 if c.uncertainty else 1}",
             f"units {units}",
             f"anchor sigma={c.anchor:g}" if c.anchor > 0 else "anchor off",
