@@ -3,10 +3,11 @@
     python benchmarks/python_path.py
 
 *Before*: the plain calls a user made — ``cutout(image, x, y, 64)`` then ``Restorer.restore(stamp,
-uncertainty=False)`` — which restored a stamp differently from a click (no context margin, one pass, no
-cosmic-ray cleaning).  *After*: ``galviewer.restore_at(image, x, y)``, the documented call, which runs the pipeline
-of a click.  Both are judged by the same verdict (:func:`galviewer.core.restore.verdict.judge`); the position is
-where a user would click (``realdata.target``).  Writes ``benchmarks/results/python_path.md``.
+uncertainty=False)`` with 0.5.0's defaults (no point-source decision) — which restored a stamp differently
+from a click (no context margin, one pass, no cosmic-ray cleaning).  *After*: ``galviewer.restore_at(image, x,
+y)``, the documented call, which runs the pipeline of a click.  Both are judged by the same verdict
+(:func:`galviewer.core.restore.verdict.judge`); the position is where a user would click (``realdata.target``).
+Writes ``benchmarks/results/python_path.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> None:
         size = SIZES.get(path.stem, 64)
         with open_image(path) as im:
             x, y = target(im)
-            before = pipe.restorer.restore(cutout(im, x, y, size), uncertainty=False)
+            before = pipe.restorer.restore(cutout(im, x, y, size), uncertainty=False, point_source=False)  # 0.5.0
             judge(before)
             after = pipe.with_config(size=size).run(im, x, y)  # what galviewer.restore_at(im, x, y, size) runs
         for label, r in (("before: cutout + Restorer.restore", before), ("after: galviewer.restore_at", after)):

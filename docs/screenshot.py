@@ -78,7 +78,8 @@ def main() -> int:
         if args.grid:
             win.grid_action.setChecked(True)
             win.files.toggle_grid(True)
-        win.star_box.setChecked(args.point_source)
+        if args.point_source:
+            win.star_box.setChecked(True)
         if args.margin is not None:
             win.margin_box.setValue(args.margin)
         x, y = args.xy if args.xy else (win.view.data.shape[1] / 2, win.view.data.shape[0] / 2)

@@ -105,10 +105,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="give the restoration back the data's scales above SIGMA px (large-scale anchoring: "
                         "flux, background, halos; README, Real HST data); 0 turns it off "
                         f"(default: {DEFAULT_ANCHOR:g})")
-    p.add_argument("--point-source", action="store_true",
+    p.add_argument("--point-source", dest="point_source", action="store_const", const=True, default="auto",
                    help="the source is a star: fit it with the instrument PSF, restore the rest with the network "
                         "and add the star back as the model's target PSF (PSF photometry; for bright stars, which "
-                        "no network restores)")
+                        "no network restores). By default this is decided per source: an unresolved source "
+                        "(spread_model) is restored so")
+    p.add_argument("--no-point-source", dest="point_source", action="store_const", const=False,
+                   help="never restore the source as a star, even where it is unresolved")
 
 
 def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PySide6.QtCore import Qt
 
 from galviewer.core.io.fits import Image
 from galviewer.core.io.mosaic import Mosaic
@@ -50,7 +51,12 @@ class ClickController:
         return PipelineConfig(size=w.size_box.value(), context=w.margin_box.value(),
                               uncertainty=w.tta_box.isChecked(), consistency=w.cons_box.isChecked(),
                               anchor=ANCHOR_SCALE if w.anchor_box.isChecked() else 0.0,
-                              point_source=w.star_box.isChecked(), clean_cosmic_rays=w.cr_box.isChecked())
+                              point_source=self.point_source_mode(), clean_cosmic_rays=w.cr_box.isChecked())
+
+    def point_source_mode(self) -> bool | str:
+        """The *point source* box: half-ticked "auto" (unresolved sources only), ticked always, unticked never."""
+        state = self.w.star_box.checkState()
+        return {Qt.CheckState.Checked: True, Qt.CheckState.Unchecked: False}.get(state, "auto")
 
     def pipeline(self) -> Pipeline | None:
         """The pipeline every click, region and batch of the window runs (None while the model loads)."""
@@ -169,7 +175,8 @@ class ClickController:
         point = ("" if not m.point_like else
                  " — a star, restored in point-source mode (the target PSF at its fitted flux)"
                  if r.meta.get("point_source") else
-                 " — unresolved source: the network broadens stars; tick 'point source' to restore it as a star")
+                 " — unresolved source: the network broadens stars; tick 'point source' (fully) to restore it as a "
+                 "star")
         verdict = r.meta.get("verdict")
         w.panels.show_verdict(verdict)
         # The status line names what fails in a few words (it must fit the bar); the numbers are in the panel

@@ -130,7 +130,8 @@ class SourcesPanel(QWidget):
                 cells += ["", "", "", "", "", "", "", ""]
             else:
                 m = res.measurements
-                cls = "" if m is None else ("point" if row["point_like"] else "extended")
+                cls = "" if m is None else ("star (point-source mode)" if row["restored_as_star"] else
+                                            "point" if row["point_like"] else "extended")
                 cells += [cls, _fmt(row["n_LQ"]), _fmt(row["n_RS"]), _fmt(row["r50_LQ"]), _fmt(row["r50_RS"]),
                           _fmt(row["flux_conservation"]), _fmt(row["residual_chi2"]), row["status"]]
             failed = row is not None and not row["quality_ok"]

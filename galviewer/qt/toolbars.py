@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QProgressBar, QPushButton, QSpinBox, QToolBar
 
@@ -74,9 +75,14 @@ def build_toolbars(w: MainWindow) -> None:
                         "where the PSF passes signal, the network elsewhere")
     w.anchor_box = _check("anchor", DEFAULTS.anchor > 0, f"give each restoration back the data's scales above "
                           f"{ANCHOR_SCALE:g} px (flux, background, halos) where they differ beyond the noise")
-    w.star_box = _check("point source", DEFAULTS.point_source,
-                        "the clicked source is a star: fit it with the instrument PSF, restore the rest with the "
-                        "network and add the star back as the model's target PSF (clicks and batches)")
+    w.star_box = _check("point source", False,
+                        "restore the source as a star: fit it with the instrument PSF, restore the rest with the "
+                        "network and add the star back as the model's target PSF (clicks and batches). "
+                        "Half-ticked (auto, the default): only where the source is unresolved (spread_model); "
+                        "ticked: always; unticked: never")
+    w.star_box.setTristate(True)
+    w.star_box.setCheckState({True: Qt.CheckState.Checked, False: Qt.CheckState.Unchecked}.get(
+        DEFAULTS.point_source, Qt.CheckState.PartiallyChecked))
     w.cr_box = _check("clean CRs", DEFAULTS.clean_cosmic_rays,
                       "L.A.Cosmic on FLT/FLC stamps before restoring (paper §5.1)")
     w.mode_box = QComboBox()

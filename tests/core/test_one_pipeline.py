@@ -99,7 +99,8 @@ def test_the_steps_are_named_in_order_with_their_parameters(pipeline):
     one = pipeline.with_config(uncertainty=False, context=0, anchor=0)
     assert one.steps()[4] == "network flips=1" and one.steps()[6] == "anchor off"
     star = pipeline.with_config(point_source=True)
-    assert star.steps()[2].startswith("point_source fit") and star.steps(region=True)[2] == "point_source off"
+    assert star.steps()[2].startswith("point_source on") and star.steps(region=True)[2] == "point_source off"
+    assert pipeline.steps()[2].startswith("point_source auto")
 
 
 def test_one_default_changes_every_path(monkeypatch, tmp_path):

@@ -65,5 +65,9 @@ def test_restorer_adds_the_star_back_at_the_target_psf(tiny_ckpt):
     from galviewer.core.restore.result import steps_text
 
     assert steps_text(star.meta).startswith("point source: flux 2e+05 PSF-fitted at (32.2")
-    plain = r.restore(img.astype(np.float32))
-    assert plain.meta["point_source"] is None
+    plain = r.restore(img.astype(np.float32), point_source=False)
+    assert plain.meta["point_source"] is None and plain.meta["point_source_decision"]["mode"] == "off"
+    # by default (auto) this unresolved source is restored as a star, and the header line says why
+    auto = r.restore(img.astype(np.float32))
+    assert auto.meta["point_source"] is not None and auto.meta["point_source_decision"]["point"]
+    assert steps_text(auto.meta).startswith("point source (unresolved: spread_model")

@@ -90,14 +90,15 @@ def test_every_galaxy_meets_the_issue_limits_as_the_app_restores_it(restorer):
 
 @pytest.mark.parametrize("name", ["wfc3ir_star", "stis_star"])
 def test_bright_stars_are_flagged_by_name_not_reported_ok(restorer, name):
-    _, v = _click(restorer, name)
+    """Restored as galaxies (point-source mode off: issue 23 made it automatic for unresolved sources)."""
+    _, v = _click(restorer, name, point_source=False)
     assert not v.ok and v.checks["chi2"].value > 3
     assert v.summary().startswith("χ² ") and "χ²" in v.failures[0]
     # and the reason is named: far brighter than anything the model was trained on
     assert not v.checks["range"].ok and "peak S/N too high" in v.checks["range"].text
     # anchored (the default), the star's flux is kept to 2 %, and χ² is 6–12 times lower than the network's
     assert abs(v.checks["flux"].value - 1) < 0.02
-    _, alone = _click(restorer, name, anchor=0)
+    _, alone = _click(restorer, name, anchor=0, point_source=False)
     assert alone.checks["chi2"].value > 4 * v.checks["chi2"].value
 
 
@@ -183,7 +184,12 @@ def test_point_source_mode_meets_the_star_limits(restorer, name):
     assert r.meta["rescale"] == "minmax"
     star = r.meta["point_source"]
     assert star["explained"] > 0.95
-    assert _click(restorer, name, anchor=0)[1].checks["rms"].value > 10
+    assert _click(restorer, name, anchor=0, point_source=False)[1].checks["rms"].value > 10
+    # and it is what a click gives by default: the star is unresolved (spread_model), restored as one
+    auto, _ = _click(restorer, name)
+    decision = auto.meta["point_source_decision"]
+    assert decision["mode"] == "auto" and decision["point"] and decision["spread_model"] < 0.0055
+    assert np.array_equal(auto.data, r.data)
     # its position in the shown stamp's pixels, not the larger cut-out's
     assert np.hypot(star["x"] - st.center_in_stamp[0], star["y"] - st.center_in_stamp[1]) < 1.0
     # the restored star is sharper than the input: the target PSF (1.3 px FWHM) against 2.8 px (WFC3/IR: peak
@@ -213,7 +219,13 @@ def test_point_source_mode_from_the_cli_on_the_wfc3ir_star(restorer, tmp_path, c
     h = fits.getheader(out)
     assert h["PTSRC"] is True and h["PTSFLUX"] == pytest.approx(star["flux"], rel=0.02)
     assert h["CONTEXT"] == 8 and (h["PTSX"], h["PTSY"]) == pytest.approx((star["x"], star["y"]), abs=0.3)
-    # restored as a galaxy, the CLI points to the mode (a note, on stderr)
+    # by default (auto) the CLI restores it as a star too, and the header says how it decided
     assert main(["restore", str(DATA / "wfc3ir_star.fits"), "--xy", f"{st.center[0]:.3f}", f"{st.center[1]:.3f}",
-                 "-o", str(tmp_path / "galaxy.fits"), "--no-uncertainty"]) == 0
+                 "-o", str(tmp_path / "auto.fits"), "--no-uncertainty"]) == 0
+    assert "point source (unresolved: spread_model" in capsys.readouterr().out
+    h = fits.getheader(tmp_path / "auto.fits")
+    assert h["PTSRC"] is True and h["PTSMODE"] == "auto" and h["SPREAD"] < 0.0055
+    # restored as a galaxy (--no-point-source), the CLI points to the mode (a note, on stderr)
+    assert main(["restore", str(DATA / "wfc3ir_star.fits"), "--xy", f"{st.center[0]:.3f}", f"{st.center[1]:.3f}",
+                 "-o", str(tmp_path / "galaxy.fits"), "--no-uncertainty", "--no-point-source"]) == 0
     assert "unresolved" in (err := capsys.readouterr().err) and "--point-source restores a star" in err

@@ -548,12 +548,19 @@ def test_point_source_box_restores_a_bright_star_as_the_target_psf(qtbot, tmp_pa
     try:
         _open(qtbot, win, Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits")
         win.tta_box.setChecked(False)
-        assert not win.star_box.isChecked()  # never the default: a compact galaxy would lose its shape
-        _click(qtbot, win, 48.0, 47.5)  # as a galaxy: the status bar points to point-source mode
-        assert win.result.measurements.point_like
+        # issue 23: the default is auto — the star is unresolved (spread_model), so it is restored as one
+        assert win.star_box.checkState() == Qt.CheckState.PartiallyChecked
+        _click(qtbot, win, 48.0, 47.5)
+        assert "· point-source mode" in win.statusBar().currentMessage()
+        assert "point source (unresolved: spread_model 0.00" in win.panels.info.text()
+        auto = win.result.restoration
+        assert auto.meta["point_source_decision"]["mode"] == "auto" and auto.meta["point_source"] is not None
+        win.star_box.setCheckState(Qt.CheckState.Unchecked)  # never: as a galaxy, pointed to point-source mode
+        _click(qtbot, win, 48.0, 47.5)
+        assert win.result.measurements.point_like and win.result.restoration.meta["point_source"] is None
         assert "unresolved: try 'point source'" in win.statusBar().currentMessage()
-        assert "tick 'point source' to restore it as a star" in win.statusBar().toolTip()
-        win.star_box.setChecked(True)
+        assert "tick 'point source' (fully) to restore it as a star" in win.statusBar().toolTip()
+        win.star_box.setCheckState(Qt.CheckState.Checked)
         _click(qtbot, win, 48.0, 47.5)
         assert "· point-source mode" in win.statusBar().currentMessage()
         r = win.result.restoration

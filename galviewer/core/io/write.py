@@ -48,6 +48,12 @@ def _provenance_header(restoration: Any) -> fits.Header:
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)
+    decision = m.get("point_source_decision") or {}
+    if decision:
+        h["PTSMODE"] = (str(decision.get("mode", "")), "point-source mode: auto, on or off")
+        if "spread_model" in decision:
+            h["SPREAD"] = (float(decision["spread_model"]), "spread_model (0: unresolved), auto decision")
+            h["SPREADER"] = (float(decision["spread_error"]), "its 1-sigma error")
     star = m.get("point_source")
     h["PTSRC"] = (star is not None, "point-source mode: star PSF-fitted, target PSF")
     if star is not None:

@@ -61,6 +61,8 @@ class BatchResult:
             out[f"kron_flux_{name}"] = p.kron_flux if p is not None else math.nan
             out[f"iso_flux_{name}"] = p.iso_flux if p is not None else math.nan
         out["point_like"] = bool(m is not None and m.point_like)
+        decision = (self.restoration.meta.get("point_source_decision") or {}) if self.restoration is not None else {}
+        out["restored_as_star"] = bool(decision.get("point", False))
         out["quality_ok"] = bool(self.verdict is not None and self.verdict.ok)
         out["flux_conservation"] = m.flux_conservation if m is not None else math.nan
         out["residual_chi2"] = m.residual_chi2 if m is not None else math.nan

@@ -25,7 +25,7 @@ from galviewer.core.restore.poststeps import (
     _star_core,
     add_star,
     anchor_step,
-    fit_star,
+    decide_point_source,
     fuse_step,
     star_psf,
 )
@@ -36,7 +36,7 @@ from galviewer.errors import ParameterError, RestoreError
 if TYPE_CHECKING:
     from galviewer.core.restore.engine import Restorer
 
-__all__ = ["MAX_PIXEL_VALUE", "check_anchor", "restore_cutouts"]
+__all__ = ["MAX_PIXEL_VALUE", "check_anchor", "check_point_source", "restore_cutouts"]
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event | None
@@ -44,6 +44,13 @@ RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
 # Larger pixel values are not data (float32 holds up to 3.4e38; a restoration multiplies them further).
 MAX_PIXEL_VALUE = 1e30
+
+
+def check_point_source(value: Any) -> bool | str:
+    """Point-source mode: True, False or ``"auto"`` (decided per source); ParameterError naming it otherwise."""
+    if value == "auto" or isinstance(value, bool | np.bool_):
+        return value if value == "auto" else bool(value)
+    raise ParameterError("point_source", f"must be True, False or 'auto', got {value!r}")
 
 
 def check_anchor(value: Any) -> float:
@@ -143,7 +150,7 @@ def restore_cutouts(
     rescale: RescaleMethod,
     consistency: bool,
     anchor: float,
-    point_source: bool,
+    point_source: bool | str,
     margin: int = 0,
     batch_size: int | None = None,
     progress: Progress | None = None,
@@ -167,7 +174,8 @@ def restore_cutouts(
     anchor = check_anchor(anchor)
     t0 = time.perf_counter()
     stamps = [im if isinstance(im, Stamp) else stamp_from_array(im) for im in images]
-    stars = [fit_star(restorer, st) if point_source else None for st in stamps]
+    decided = [decide_point_source(restorer, st, point_source) for st in stamps]
+    stars = [d[0] for d in decided]
     prepared = [_prepare(restorer, st, star, margin) for st, star in zip(stamps, stars, strict=True)]
     wide = [i for i, p in enumerate(prepared) if p.wide is not None]
     outs = restorer.restore_normalized([p.norm for p in prepared] + [prepared[i].wide for i in wide],
@@ -184,8 +192,9 @@ def restore_cutouts(
                          consistency=consistency)
                for st, star, prep, out, wide_out in zip(stamps, stars, prepared, outs, second, strict=False)]
     elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
-    for r in results:
+    for r, (_, evidence) in zip(results, decided, strict=True):
         r.meta["seconds"] = elapsed
+        r.meta["point_source_decision"] = evidence
     return results
 
 

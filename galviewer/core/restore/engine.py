@@ -24,7 +24,7 @@ from galviewer.core.nn.resources import available_models, default_model_name, mo
 from galviewer.core.nn.restormer import Restormer
 from galviewer.core.nn.weights import ModelMetadata, file_sha256, load_model
 from galviewer.core.psf.gaussian import gaussian_psf
-from galviewer.core.restore.cutouts import RescaleMethod, _cancelled, check_anchor, restore_cutouts
+from galviewer.core.restore.cutouts import RescaleMethod, _cancelled, check_anchor, check_point_source, restore_cutouts
 from galviewer.core.restore.pipeline import DEFAULTS
 from galviewer.core.restore.result import Restoration
 from galviewer.errors import ParameterError, RestoreCancelled, WeightsError
@@ -119,8 +119,9 @@ class Restorer:
         Default for :meth:`restore`: σ in pixels of the large-scale anchoring
         (:func:`galviewer.core.restore.consistency.anchor`, applied after rescaling and before the consistency
         step), which gives the restoration back the data's scales well above σ; 0 turns it off.
-    point_source : bool
-        Default for :meth:`restore`: point-source mode (:mod:`galviewer.core.restore.point_source`): the star at the
+    point_source : bool or "auto"
+        Default for :meth:`restore` (``"auto"``: only where the source is unresolved): point-source mode
+        (:mod:`galviewer.core.restore.point_source`): the star at the
         stamp's centre is fitted with the instrument PSF, the network restores the rest, and the star is
         added back at the model's target (GT) PSF.
     half : bool
@@ -153,7 +154,7 @@ class Restorer:
         half: bool = False,
         consistency: bool = DEFAULTS.consistency,
         anchor: float = DEFAULTS.anchor,
-        point_source: bool = DEFAULTS.point_source,
+        point_source: bool | str = DEFAULTS.point_source,
     ) -> None:
         if not memory_budget_mb > 0:
             raise ParameterError("memory_budget_mb", f"must be > 0, got {memory_budget_mb}")
@@ -168,7 +169,7 @@ class Restorer:
         self.uncertainty = bool(uncertainty)
         self.consistency = bool(consistency)
         self.anchor = check_anchor(anchor)
-        self.point_source = bool(point_source)
+        self.point_source = check_point_source(point_source)
         self.memory_budget_mb = float(memory_budget_mb)
         self.batch_size = int(batch_size)
         self.model_path = None if model_path is None else Path(model_path)
@@ -417,7 +418,7 @@ class Restorer:
         cancel: Cancel = None,
         consistency: bool | None = None,
         anchor: float | None = None,
-        point_source: bool | None = None,
+        point_source: bool | str | None = None,
     ) -> Restoration:
         """Restore one cut-out as it is (no context margin, no crop, no verdict: see the Notes of the class).
 
@@ -439,8 +440,9 @@ class Restorer:
         anchor : float, optional
             σ (pixels) of the large-scale anchoring, 0 for none (default: the instance's setting);
             ``meta["anchor"]`` reports it.
-        point_source : bool, optional
-            Point-source mode for a star at the stamp's centre (default: the instance's setting);
+        point_source : bool or "auto", optional
+            Point-source mode for a star at the stamp's centre (default: the instance's setting; ``"auto"``
+            decides by ``spread_model``, ``meta["point_source_decision"]`` says how);
             ``meta["point_source"]`` reports the fitted flux and position.
 
         Returns
@@ -471,7 +473,7 @@ class Restorer:
         cancel: Cancel = None,
         consistency: bool | None = None,
         anchor: float | None = None,
-        point_source: bool | None = None,
+        point_source: bool | str | None = None,
     ) -> list[Restoration]:
         """Restore several cut-outs, batching forward passes (see :meth:`restore`).
 
@@ -482,7 +484,7 @@ class Restorer:
             uncertainty=self.uncertainty if uncertainty is None else bool(uncertainty),
             consistency=self.consistency if consistency is None else bool(consistency),
             anchor=self.anchor if anchor is None else check_anchor(anchor),
-            point_source=self.point_source if point_source is None else bool(point_source))
+            point_source=self.point_source if point_source is None else check_point_source(point_source))
 
     # Fourier fusion is done in float64 over the padded image: bounded to regions of this many pixels.
     MAX_CONSISTENCY_PIXELS = 1024 * 1024

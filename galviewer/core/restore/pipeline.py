@@ -42,6 +42,7 @@ from galviewer.core.restore.cutouts import (
     RescaleMethod,
     _cancelled,
     check_anchor,
+    check_point_source,
     restore_cutouts,
 )
 from galviewer.core.restore.result import Restoration, crop_restoration
@@ -68,8 +69,10 @@ class PipelineConfig:
         Centre the stamp on the source's windowed centroid.
     clean_cosmic_rays : bool
         L.A.Cosmic on stamps of single exposures (FLT/FLC; drizzled images are clean already).
-    point_source : bool
-        Restore the source at the centre as a star (fitted with the instrument PSF, restored as the target PSF).
+    point_source : bool or "auto"
+        Restore the source at the centre as a star (fitted with the instrument PSF, restored as the target PSF):
+        ``"auto"`` (the default) where it is unresolved (:func:`~galviewer.core.measure.spread.spread_model`),
+        True always (a stamp without a star is refused), False never.
     uncertainty : bool
         Run the 8 flips/rotations: RS is their mean, SIGMA their spread (one pass when False).
     rescale : {"auto", "paper", "lstsq", "minmax"}
@@ -89,7 +92,7 @@ class PipelineConfig:
     context: int = DEFAULT_CONTEXT
     refine: bool = True
     clean_cosmic_rays: bool = True
-    point_source: bool = False
+    point_source: bool | str = "auto"
     uncertainty: bool = True
     rescale: RescaleMethod = "auto"
     anchor: float = DEFAULT_ANCHOR
@@ -102,7 +105,8 @@ class PipelineConfig:
         if self.rescale not in ("auto", "paper", "lstsq", "minmax"):
             raise ParameterError("rescale", f"must be auto, paper, lstsq or minmax, got {self.rescale!r}")
         object.__setattr__(self, "anchor", check_anchor(self.anchor))
-        for name in ("refine", "clean_cosmic_rays", "point_source", "uncertainty", "consistency"):
+        object.__setattr__(self, "point_source", check_point_source(self.point_source))
+        for name in ("refine", "clean_cosmic_rays", "uncertainty", "consistency"):
             object.__setattr__(self, name, bool(getattr(self, name)))
 
     def replace(self, **changes: Any) -> PipelineConfig:
@@ -164,16 +168,17 @@ class Pipeline:
         clean = ("L.A.Cosmic" if c.clean_cosmic_rays and _cleanable(image) else
                  "off" if not c.clean_cosmic_rays else "not a single exposure")
         units = "lstsq over the region" if region else c.rescale
-        star = c.point_source and not region
+        star = False if region else c.point_source
         return [
             f"cutout size={c.size} context={c.context} refine={c.refine and not region}",
             f"clean cosmic rays: {clean}",
-            "point_source fit with the instrument PSF" if star else "point_source off",
+            {True: "point_source on: fit with the instrument PSF", False: "point_source off",
+             "auto": "point_source auto: fitted, kept where spread_model says unresolved"}[star],
             f"normalise min-max, top from {EDGE_BAND} px inside the stamp" if c.context else "normalise min-max",
             f"network flips={8 if c.uncertainty else 1}",
             f"units {units}",
             f"anchor sigma={c.anchor:g}" if c.anchor > 0 else "anchor off",
-            "star added at the model's target PSF" if star else "star off",
+            "star off" if star is False else "star added at the model's target PSF where fitted",
             "consistency on" if c.consistency else "consistency off",
             f"residual through {self.restorer.psf_source if self.restorer is not None else 'the model kernel'}",
             f"crop {c.context} px",
@@ -210,8 +215,9 @@ class Pipeline:
         # pass's arithmetic depends on how many images it holds (oneDNN picks its blocking by batch size, last
         # bits differ), and a batch row must be bit-identical to a click at the same position.
         out = [restore_cutouts(self.restorer, [st], uncertainty=c.uncertainty, rescale=rescale or c.rescale,
-                               consistency=c.consistency, anchor=c.anchor, point_source=c.point_source and not region,
-                               margin=c.context, progress=progress, cancel=cancel)[0] for st in stamps]
+                               consistency=c.consistency, anchor=c.anchor,
+                               point_source=False if region else c.point_source, margin=c.context,
+                               progress=progress, cancel=cancel)[0] for st in stamps]
         steps = self.steps(image=image, region=region)
         results = []
         for r in out:

@@ -17,8 +17,8 @@ from galviewer.core.psf.gaussian import gaussian_psf
 from galviewer.core.restore.point_source import place
 from galviewer.errors import ParameterError
 
-__all__ = ["POINT_RESCALE", "STAR_CORE", "add_star", "anchor_step", "fit_star", "fuse_step", "star_psf",
-           "target_psf"]
+__all__ = ["POINT_RESCALE", "STAR_CORE", "add_star", "anchor_step", "decide_point_source", "fit_star", "fuse_step",
+           "star_psf", "target_psf"]
 
 # How point-source mode brings the network's restoration of the remainder (LQ minus the fitted star, its core
 # filled with sky: _network_remainder) back to the input's units.  The remainder is no galaxy at the stamp's
@@ -167,3 +167,31 @@ def fuse_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray) -> A
     except ParameterError as exc:
         st.extra["consistency_skipped"] = exc.reason
         return None
+
+
+def decide_point_source(restorer: Any, st: Stamp, mode: bool | str) -> tuple[Any, dict[str, Any]]:
+    """The ``point_source`` step: the star to restore as one (or None) and the evidence for the decision.
+
+    ``mode`` True fits the star (and refuses a stamp without one, naming why); False restores the source as
+    it is; ``"auto"`` fits a star and keeps it only where :func:`~galviewer.core.measure.spread.spread_model`
+    says the source is unresolved with confidence — a resolved source, or one without a star of S/N ≥ 5 at the
+    centre, is restored as it is.
+    """
+    if mode is False or mode is None:
+        return None, {"mode": "off", "point": False, "reason": "point-source mode off"}
+    if mode is True:
+        star = fit_star(restorer, st)
+        return star, {"mode": "on", "point": True, "reason": "point-source mode asked for"}
+    from galviewer.core.measure.spread import spread_model
+
+    try:
+        star = fit_star(restorer, st)
+    except ParameterError as exc:
+        return None, {"mode": "auto", "point": False, "reason": exc.reason}
+    kernel, fwhm, _ = star_psf(st, restorer.metadata.psf_fwhm_pix)
+    noise = st.err if st.err is not None else st.background_rms
+    sp = spread_model(np.asarray(st.lq, dtype=np.float64) - star.sky, place(kernel, star.x, star.y, st.lq.shape),
+                      noise, fwhm=fwhm, center=(star.x, star.y), mask=st.padded | st.bad)
+    evidence = {"mode": "auto", "point": sp.point, "spread_model": sp.value, "spread_error": sp.error,
+                "threshold": sp.threshold, "reason": sp.describe()}
+    return (star if sp.point else None), evidence

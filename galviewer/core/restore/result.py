@@ -81,8 +81,11 @@ def steps_text(meta: dict[str, Any]) -> str:
         article = "an" if str(n).startswith("8") or n in (11, 18) else "a"  # "an 8 px", "an 11 px"
         parts.append(f"restored with {article} {n} px context margin")
     star = meta.get("point_source")
+    decision = meta.get("point_source_decision") or {}
     if star:
-        parts.append(f"point source: flux {star['flux']:.4g} PSF-fitted at ({star['x']:.2f}, {star['y']:.2f}), "
+        why = (f" (unresolved: spread_model {decision['spread_model']:.4f} ± {decision['spread_error']:.4f})"
+               if decision.get("mode") == "auto" else "")
+        parts.append(f"point source{why}: flux {star['flux']:.4g} PSF-fitted at ({star['x']:.2f}, {star['y']:.2f}), "
                      "restored as the target PSF")
     anchored = meta.get("anchor")
     if anchored:
