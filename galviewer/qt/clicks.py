@@ -144,7 +144,9 @@ class ClickController:
         """Show a restoration (of a click or a batch row); measure it with ``pipe`` unless it is measured."""
         w = self.w
         w.result, w.region_result = res, None
-        w.panels.show_restoration(res.restoration)
+        padded = res.stamp.padded
+        # the part of the stamp beyond the image is no data: blank, not restored noise (issue 23, item 5)
+        w.panels.show_restoration(res.restoration, outside=padded if padded.any() else None)
         self.show_stamp_mask()
         cx, cy = res.stamp.center
         w.view.set_markers(np.array([self.to_view(res.stamp, cx, cy)]))

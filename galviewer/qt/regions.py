@@ -64,7 +64,8 @@ class RegionController:
         r = rr.restoration
         w.result = ClickResult(r.stamp, r, None, int(r.meta.get("cosmic_rays", 0)))
         w.region_result = rr
-        w.panels.show_restoration(r, outside=None if rr.inside.all() else ~rr.inside)
+        outside = ~rr.inside | r.stamp.padded
+        w.panels.show_restoration(r, outside=outside if outside.any() else None)
         w.clicks.show_stamp_mask()
         s = rr.summary()
 

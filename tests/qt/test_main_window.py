@@ -607,3 +607,17 @@ def test_a_context_margin_restores_a_larger_cut_out_and_shows_the_stamp(qtbot, w
     out = tmp_path / "m.fits"
     window.export.export_stamp(out)
     assert fits.getheader(out)["CONTEXT"] == 16
+
+
+def test_a_click_at_the_image_edge_draws_the_part_beyond_it_blank(qtbot, window, tmp_path):
+    """Issue 23 (5): the stamp's pixels beyond the image are no data — blank (NaN) in the panels, not restored
+    noise; the stamp itself keeps them flagged (MASK bit 2)."""
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    with qtbot.waitSignal(window.jobs.result, timeout=60000, check_params_cb=lambda ch, v: ch == "compare"):
+        window.view.clicked.emit(3.0, 100.0)
+    st = window.result.stamp
+    assert st.padded.any()
+    for name in ("LQ", "RS", "residual"):
+        shown = window.panels.views[name].data
+        assert np.isnan(shown[st.padded]).all() and np.isfinite(shown[~st.padded]).all(), name

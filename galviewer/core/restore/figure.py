@@ -107,13 +107,20 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
     from astropy.visualization import AsinhStretch, ImageNormalize
 
     norm = ImageNormalize(vmin=lo, vmax=hi, stretch=AsinhStretch(0.1))
-    panels = [("LQ (input)", r.lq, dict(cmap="gray", norm=norm), unit),
-              ("RS (restored)", r.data, dict(cmap="gray", norm=norm), unit),
-              ("residual / σ  (LQ − PSF⊗RS)", np.asarray(r.residual) / noise, dict(cmap="RdBu_r", vmin=-5, vmax=5),
-               "σ")]
+    off = st.padded if st is not None and st.padded.any() else None
+
+    def shown(a: np.ndarray) -> np.ndarray:  # beyond the image: no data, drawn blank (not restored noise)
+        a = np.asarray(a, dtype=np.float64)
+        return a if off is None else np.where(off, np.nan, a)
+
+    panels = [("LQ (input)", shown(r.lq), dict(cmap="gray", norm=norm), unit),
+              ("RS (restored)", shown(r.data), dict(cmap="gray", norm=norm), unit),
+              ("residual / σ  (LQ − PSF⊗RS)", shown(np.asarray(r.residual) / noise),
+               dict(cmap="RdBu_r", vmin=-5, vmax=5), "σ")]
     if r.sigma is not None:
         top = float(np.nanpercentile(r.sigma, 99.5)) or 1.0
-        panels.append(("uncertainty (8-way spread)", r.sigma, dict(cmap="viridis", vmin=0.0, vmax=top), unit))
+        panels.append(("uncertainty (8-way spread)", shown(r.sigma), dict(cmap="viridis", vmin=0.0, vmax=top),
+                       unit))
     head, quality, ok = _lines(r, verdict)
     fig = Figure(figsize=(3.4 * len(panels), 4.1), layout="constrained")
     FigureCanvasAgg(fig)

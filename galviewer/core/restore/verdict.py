@@ -255,7 +255,7 @@ def compare_restoration(restoration: Any, err: np.ndarray | float | None = None,
         lq_psf = instrument_psf(stamp.meta).fitting_kernel(min(restoration.lq.shape))
     if err is None and stamp is not None and stamp.err is not None:
         err = stamp.err
-    mask = stamp.bad if stamp is not None else None
+    mask = (stamp.bad | stamp.padded) if stamp is not None else None  # only pixels of the image are measured
     fwhm = restoration.meta.get("gt_psf_fwhm_pix")
     rs_psf = gaussian_psf(float(fwhm), 7) if fwhm else None
     rs_err = None
