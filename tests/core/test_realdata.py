@@ -73,17 +73,21 @@ def test_every_galaxy_meets_the_issue_limits_as_the_app_restores_it(restorer):
     trained for a 0.114″ PSF, the mosaic's is 0.166″).  The network alone loses 8–38 % of the bright galaxies' flux or
     leaves χ² 1.3–14; without the margin the dwarf's texture and 1-px rim fail (RS/LQ rms 1.59, border 4.06)."""
     tta = Restorer.from_pretrained(device="cpu", uncertainty=True)
-    failing_alone = []
+    failing_alone, losing_a_source = [], []
     for name in GALAXIES:
         alone, v0 = _click(restorer, name, anchor=0)  # χ² and flux: the 8 flips change neither much
         r, v = _click(tta, name)
         assert r.meta["context"] == 8 and r.meta["anchor"]["scale"] == 2.0 and r.data.shape == alone.data.shape
         assert all(v.checks[k].ok for k in ISSUE_CHECKS), (name, v.summary())
-        failed = [k for k, c in v.checks.items() if not c.ok]
+        failed = [k for k, c in v.checks.items() if not c.ok and k != "sources"]
         assert failed in ([], ["range"]) and (not failed or "PSF FWHM 0.166″" in v.checks["range"].text), failed
+        if not v.checks["sources"].ok:  # issue 23 (4): every source of the stamp, not only the target
+            losing_a_source.append(name)
         if not all(v0.checks[k].ok for k in ("chi2", "flux")):
             failing_alone.append(name)
     assert failing_alone == ["wfc3ir_cd_neighbour", "wfc3ir_dwarf", "wfc3ir_group", "wfc3ir_spiral"]
+    # the spiral's stamp holds a faint source 37 px from its centre that RS keeps only 44 % of: named, not "ok"
+    assert losing_a_source == ["wfc3ir_spiral"]
     _, v = _click(tta, "wfc3ir_dwarf", context=0)
     assert not v.checks["rms"].ok and not v.checks["border"].ok, v.summary()
 

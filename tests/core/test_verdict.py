@@ -136,3 +136,24 @@ def test_a_frame_below_the_noise_is_not_a_frame(scene):
     assert b.value > LIMITS["border"] and b.ok and "below the noise" in b.text
     loud = judged(truth - np.pad(np.zeros((56, 56)), 4, constant_values=8.0))  # a frame of ~3σ still fails
     assert loud.value > LIMITS["border"] and not loud.ok
+
+
+def test_every_source_of_the_stamp_must_keep_its_flux():
+    """Issue 23 (4): a neighbour whose flux RS loses fails the verdict by name, even when the target is perfect;
+    a source cut by the stamp's edge is left to the border check."""
+    from galviewer.core.restore.verdict import _source_fluxes
+
+    rng = np.random.default_rng(5)
+    sigma = np.full((64, 64), 1.0)
+    yy, xx = np.mgrid[:64, :64]
+    target = 200 * np.exp(-((xx - 32) ** 2 + (yy - 32) ** 2) / 8.0)
+    neighbour = 60 * np.exp(-((xx - 50) ** 2 + (yy - 20) ** 2) / 4.0)
+    signal = target + neighbour
+    seg = np.where(target > 3, 1, 0) + np.where(neighbour > 3, 2, 0)
+    use = np.ones((64, 64), bool)
+    good = _source_fluxes(signal, rng.normal(0, 1.0, (64, 64)), sigma, seg, use)
+    assert good.ok and good.value <= 1.0
+    lost = _source_fluxes(signal, 0.3 * neighbour + rng.normal(0, 1.0, (64, 64)), sigma, seg, use)
+    assert not lost.ok and "a source at (50, 20) keeps 0.7" in lost.text
+    edge = np.where(np.exp(-((xx - 1) ** 2 + (yy - 20) ** 2) / 4.0) > 0.05, 3, seg)
+    assert _source_fluxes(signal, 0.3 * np.where(edge == 3, 50.0, 0.0), sigma, edge, use).ok

@@ -44,7 +44,8 @@ def _provenance_header(restoration: Any) -> fits.Header:
                                    ("Q_FLUX", "flux", "flux conservation in Kron ellipse, 1+-0.05"),
                                    ("Q_RMSRAT", "rms", "background rms RS/LQ, limit 1"),
                                    ("Q_BORDER", "border", "residual rms frame/interior, limit 1.5"),
-                                   ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0")):
+                                   ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0"),
+                                   ("Q_SRCS", "sources", "worst source flux off / allowance, limit 1")):
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)
