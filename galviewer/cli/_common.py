@@ -146,7 +146,11 @@ def _check_size(size: int) -> None:
 
 
 def _quality_line(verdict: Any) -> str:
-    return f"quality {verdict.summary()}" if verdict.ok else f"QUALITY FAILS: {verdict.summary()}"
+    if verdict.ok:
+        return f"quality {verdict.summary()}"
+    if verdict.level == "caution":
+        return f"quality: CAUTION (the data are explained): {verdict.summary()}"
+    return f"QUALITY FAILS: {verdict.summary()}"
 
 
 @contextlib.contextmanager

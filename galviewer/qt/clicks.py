@@ -184,10 +184,11 @@ class ClickController:
         # The status line names what fails in a few words (it must fit the bar); the numbers are in the panel
         # header and in the status bar's tooltip.
         quality = "" if verdict is None else (" · quality ok" if verdict.ok else
-                                              " · QUALITY FAILS: " + ", ".join(
+                                              (" · quality: caution, " if verdict.level == "caution" else
+                                               " · QUALITY FAILS: ") + ", ".join(
                                                   CHECK_NAMES.get(k, k) for k, c in verdict.checks.items()
                                                   if not c.ok) + " (details: panel header)")
-        w.status_colour(verdict is None or verdict.ok)
+        w.status_colour(verdict is None or verdict.ok, verdict is not None and verdict.level == "caution")
         full = (f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {w.result.cosmic_rays} cosmic-ray "
                 f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
                 + ("" if verdict is None or verdict.ok else f" · QUALITY FAILS: {'; '.join(verdict.failures)}")

@@ -153,9 +153,12 @@ class MainWindow(QMainWindow):
         for ch in ("restore", "batch", "detect"):
             self.jobs.cancel(ch)
 
-    def status_colour(self, ok: bool) -> None:
-        """The status bar's text red while it reports a restoration that fails its quality checks."""
-        self.statusBar().setStyleSheet("" if ok else "QStatusBar { color: #c0392b; font-weight: bold; }")
+    def status_colour(self, ok: bool, caution: bool = False) -> None:
+        """The status bar's text red while it reports a restoration that fails its quality checks, amber for a
+        caution (outside the training range, the data explained)."""
+        colour = "" if ok else "QStatusBar { color: #b9770e; font-weight: bold; }" if caution else \
+            "QStatusBar { color: #c0392b; font-weight: bold; }"
+        self.statusBar().setStyleSheet(colour)
 
     def error_dialog(self, title: str, text: str) -> None:
         """A non-modal warning (the app keeps running); the text also goes to the status bar."""

@@ -165,7 +165,8 @@ class ComparisonPanels(QWidget):
         self.info.setStyleSheet("")
 
     def show_verdict(self, verdict: Any) -> None:
-        """Append the quality verdict to the header, green when every check passes, red naming what fails."""
+        """Append the quality verdict to the header: green when every check passes, amber when only the training
+        range is left (a caution), red naming what fails."""
         text = self.info.text().split(" · quality")[0]
         if verdict is None:
             self.info.setText(text)
@@ -176,6 +177,9 @@ class ComparisonPanels(QWidget):
         if verdict.ok:
             self.info.setText(f"{text} · quality ok ({', '.join(c.text for c in verdict.checks.values())})")
             self.info.setStyleSheet("QLabel { color: #1e8449; }")
+        elif verdict.level == "caution":  # explains its data; the input lies outside what the model was trained on
+            self.info.setText(f"{text} · quality: caution, {'; '.join(verdict.failures)} (the data are explained)")
+            self.info.setStyleSheet("QLabel { color: #b9770e; font-weight: bold; }")
         else:
             self.info.setText(f"{text} · quality FAILS: {'; '.join(verdict.failures)}")
             self.info.setStyleSheet("QLabel { color: #c0392b; font-weight: bold; }")

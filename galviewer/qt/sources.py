@@ -139,8 +139,10 @@ class SourcesPanel(QWidget):
                 item = _Item(text)
                 item.setData(Qt.ItemDataRole.UserRole, s.id)
                 if failed and COLUMNS[j] == "status":  # a restoration that does not explain its data, or an error
-                    item.setForeground(QBrush(QColor("#c0392b")))
-                    item.setToolTip("quality checks failed (README, Quality verdict): " + text)
+                    caution = res.verdict is not None and res.verdict.level == "caution"
+                    item.setForeground(QBrush(QColor("#b9770e" if caution else "#c0392b")))
+                    item.setToolTip(("caution: outside the model's training range, the data explained: "
+                                     if caution else "quality checks failed (docs: Quality verdict): ") + text)
                 if cells[4] == "point":
                     item.setToolTip("unresolved source: restored stars stay broader than the truth (README, Limits)")
                 self.table.setItem(i, j, item)

@@ -157,3 +157,16 @@ def test_every_source_of_the_stamp_must_keep_its_flux():
     assert not lost.ok and "a source at (50, 20) keeps 0.7" in lost.text
     edge = np.where(np.exp(-((xx - 1) ** 2 + (yy - 20) ** 2) / 4.0) > 0.05, 3, seg)
     assert _source_fluxes(signal, 0.3 * np.where(edge == 3, 50.0, 0.0), sigma, edge, use).ok
+
+
+def test_outside_the_training_range_alone_is_a_caution_not_a_failure():
+    """Issue 23 (6): a restoration that explains its data but whose input lies outside the model's training range
+    reads amber ("caution"), one that does not explain them red ("fail")."""
+    from galviewer.core.restore.verdict import Check, Verdict
+
+    def v(**fails):
+        names = ("chi2", "flux", "rms", "border", "new_sources", "sources", "centre", "range")
+        return Verdict({k: Check(k, 1.0, 1.0, k not in fails, k) for k in names})
+
+    assert v().level == "ok" and v(range=1).level == "caution" and not v(range=1).ok
+    assert v(range=1, chi2=1).level == "fail" and v(flux=1).level == "fail"

@@ -38,6 +38,7 @@ def _provenance_header(restoration: Any) -> fits.Header:
     verdict = m.get("verdict")
     if verdict is not None:
         h["QUALITY"] = ("ok" if verdict.ok else "FAIL", "quality verdict without ground truth (README)")
+        h["QLEVEL"] = (verdict.level, "ok, caution (outside training) or fail")
         if not verdict.ok:
             h["QFAILS"] = "; ".join(f"{c.name}={c.value:.4g}" for c in verdict.checks.values() if not c.ok)
         for key, name, comment in (("Q_CHI2", "chi2", "residual chi2/pix, limit 3"),
@@ -45,7 +46,7 @@ def _provenance_header(restoration: Any) -> fits.Header:
                                    ("Q_RMSRAT", "rms", "background rms RS/LQ, limit 1"),
                                    ("Q_BORDER", "border", "residual rms frame/interior, limit 1.5"),
                                    ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0"),
-                                   ("Q_SRCS", "sources", "worst source flux off / allowance, limit 1")):
+                                   ("Q_SRCS", "sources", "worst source flux error / allowed, limit 1")):
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)

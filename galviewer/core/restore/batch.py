@@ -64,6 +64,7 @@ class BatchResult:
         decision = (self.restoration.meta.get("point_source_decision") or {}) if self.restoration is not None else {}
         out["restored_as_star"] = bool(decision.get("point", False))
         out["quality_ok"] = bool(self.verdict is not None and self.verdict.ok)
+        out["quality_level"] = self.verdict.level if self.verdict is not None else ""
         out["flux_conservation"] = m.flux_conservation if m is not None else math.nan
         out["residual_chi2"] = m.residual_chi2 if m is not None else math.nan
         return out

@@ -36,10 +36,12 @@ import numpy as np
 
 from galviewer.core.measure.background import background
 
-__all__ = ["LIMITS", "Check", "Verdict", "assess", "compare_restoration", "judge"]
+__all__ = ["CAUTION_CHECKS", "LIMITS", "Check", "Verdict", "assess", "compare_restoration", "judge"]
 
 LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "sources": 1.0, "centre": 1,
           "range": 0.3}
+# Checks that say where the input lies, not whether the restoration explains it: failing only these is a caution.
+CAUTION_CHECKS = ("range",)
 _FRAME = 4
 _INTERIOR = 8
 
@@ -65,6 +67,14 @@ class Verdict:
     def ok(self) -> bool:
         """True when every check passes."""
         return all(c.ok for c in self.checks.values())
+
+    @property
+    def level(self) -> str:
+        """``"ok"``; ``"caution"`` when the only failing checks say the input lies outside the model's training
+        range (:data:`CAUTION_CHECKS`) while the restoration explains its data (amber); ``"fail"`` when it does
+        not explain them (red)."""
+        failed = {k for k, c in self.checks.items() if not c.ok}
+        return "ok" if not failed else "caution" if failed <= set(CAUTION_CHECKS) else "fail"
 
     @property
     def failures(self) -> list[str]:
