@@ -188,6 +188,16 @@ def test_point_source_mode_meets_the_star_limits(restorer, name):
     assert r.meta["rescale"] == "minmax"
     star = r.meta["point_source"]
     assert star["explained"] > 0.95
+    # issue 23 (2): the residual takes the star through the PSF it was fitted with, so χ² measures how well RS
+    # explains the data through the real PSF — within 2× of a plain PSF fit's χ² with that PSF (it was 400× off)
+    from galviewer.core.restore.poststeps import fit_star
+
+    plain = fit_star(restorer, st)
+    sig = st.err if st.err is not None else st.background_rms
+    use = ~(st.bad | st.padded)
+    chi2_fit = float(np.mean((((st.lq - plain.model - plain.sky) / sig) ** 2)[use]))
+    assert c["chi2"].value <= 2 * chi2_fit, (c["chi2"].value, chi2_fit)
+    assert r.meta["residual_psf"].startswith("the star through")
     assert _click(restorer, name, anchor=0, point_source=False)[1].checks["rms"].value > 10
     # and it is what a click gives by default: the star is unresolved (spread_model), restored as one
     auto, _ = _click(restorer, name)

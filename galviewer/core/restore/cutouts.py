@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from galviewer.core.io.stamps import Stamp, stamp_from_array
+from galviewer.core.restore.point_source import place
 from galviewer.core.restore.poststeps import (
     POINT_RESCALE,
     _network_remainder,
@@ -28,6 +29,7 @@ from galviewer.core.restore.poststeps import (
     decide_point_source,
     fuse_step,
     star_psf,
+    target_psf,
 )
 from galviewer.core.restore.rescale import convolve32, rescale_to_physical
 from galviewer.core.restore.result import Restoration
@@ -253,11 +255,25 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         data = anchored.image
     if star is not None:
         data = add_star(restorer, star, net_lq, data)
-    fused = fuse_step(restorer, st, data, mask) if consistency else None
+    as_target = None if star is None else star.flux * place(target_psf(restorer), star.x, star.y, data.shape)
+    if consistency and star is not None:  # the rest is fused with what the star leaves, through the model's kernel
+        fused = fuse_step(restorer, st, (data - as_target).astype(np.float32), mask,
+                          lq=np.asarray(st.lq - star.model, dtype=np.float32))
+        if fused is not None:
+            fused = dataclasses.replace(fused, image=(fused.image + as_target).astype(np.float32))
+    else:
+        fused = fuse_step(restorer, st, data, mask) if consistency else None
     if fused is not None:
         data = fused.image
     with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
-        residual = np.subtract(st.lq, convolve32(data, restorer.psf), dtype=np.float32)
+        if star is None:
+            residual = np.subtract(st.lq, convolve32(data, restorer.psf), dtype=np.float32)
+        else:
+            # the star through the PSF it was fitted with (its instrument's), the rest through the model's kernel:
+            # through the Gaussian kernel a real PSF's wings and spikes could never be explained (issue 23, item 2;
+            # χ² of the WFC3/IR star 1,849 → 9.5 against 19.5 for a plain PSF fit, the STIS star 4.7 → 3.6)
+            rest = convolve32((data - as_target).astype(np.float32), restorer.psf)
+            residual = np.subtract(st.lq, star.model + rest, dtype=np.float32)
     if not np.isfinite(residual).all():
         raise overflow
     md = restorer.metadata
@@ -275,7 +291,8 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         "device": str(restorer.device),
         "precision": "float16" if restorer.half else "float32",
         "psf_fwhm_pix": md.psf_fwhm_pix,
-        "residual_psf": restorer.psf_source,
+        "residual_psf": restorer.psf_source if star is None else
+        f"the star through {star_psf(st, md.psf_fwhm_pix)[2]}, the rest through {restorer.psf_source}",
         "trained_fwhm_pix": restorer.trained_fwhm,
         "model_pixel_scale": md.pixel_scale_arcsec,
         "noise_rms_range": tuple(md.noise_rms_range),

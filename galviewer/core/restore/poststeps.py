@@ -155,15 +155,18 @@ def anchor_step(restorer: Any, st: Stamp, lq: np.ndarray, data: np.ndarray, mask
         return None
 
 
-def fuse_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
-    """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp)."""
+def fuse_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray, lq: np.ndarray | None = None) -> Any:
+    """The data-consistency step on one restoration, or None where it cannot apply (reason in the stamp).
+
+    ``lq`` is the data it must explain through the model's kernel (default the stamp's; in point-source mode
+    what the fitted star leaves)."""
     from galviewer.core.restore.consistency import fuse
 
     noise = _post_noise(restorer, st, data, "consistency")
     if noise is None:
         return None
     try:
-        return fuse(st.lq, data, restorer.psf, noise, mask=_partial(mask))
+        return fuse(st.lq if lq is None else lq, data, restorer.psf, noise, mask=_partial(mask))
     except ParameterError as exc:
         st.extra["consistency_skipped"] = exc.reason
         return None
