@@ -29,6 +29,11 @@ CHECK_NAMES = {"chi2": "χ²", "flux": "flux", "rms": "RS/LQ rms", "border": "bo
                "centre": "no source at the centre", "range": "outside training"}
 
 
+def _num(value: float, spec: str) -> str:
+    """A number for the status line, "—" where it could not be measured (never a raw "nan")."""
+    return format(value, spec) if math.isfinite(value) else "— (not measured)"
+
+
 @dataclass
 class ClickResult:
     """What one click produces."""
@@ -190,14 +195,16 @@ class ClickController:
                                                   if not c.ok) + " (details: panel header)")
         w.status_colour(verdict is None or verdict.ok, verdict is not None and verdict.level == "caution")
         full = (f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {w.result.cosmic_rays} cosmic-ray "
-                f"pixels cleaned, flux conservation {m.flux_conservation:.3f}, residual χ² {m.residual_chi2:.2f}"
+                f"pixels cleaned, flux conservation {_num(m.flux_conservation, '.3f')}, residual χ² "
+                f"{_num(m.residual_chi2, '.2f')}"
                 + ("" if verdict is None or verdict.ok else f" · QUALITY FAILS: {'; '.join(verdict.failures)}")
                 + point)
         point_hint = "" if not point else (" · point-source mode" if r.meta.get("point_source") else
                                            " · unresolved: try 'point source'")
         w.statusBar().setToolTip(full)
         w.statusBar().showMessage(
-            f"restored x={cx:.2f} y={cy:.2f} · flux cons. {m.flux_conservation:.3f} · χ² {m.residual_chi2:.3g}"
+            f"restored x={cx:.2f} y={cy:.2f} · flux cons. {_num(m.flux_conservation, '.3f')} · χ² "
+            f"{_num(m.residual_chi2, '.3g')}"
             f"{quality}{point_hint}", 30000)
 
     def on_lq_measured(self, value: tuple[Stamp, Measurements]) -> None:

@@ -23,6 +23,15 @@ class ExportController:
     def __init__(self, window: MainWindow) -> None:
         self.w = window
 
+    def default_name(self, suffix: str) -> str:
+        """Where an export is offered: the open file's folder, named after it and the source's position
+        (e.g. ``…/j8pu0ypaq_flt_x812_y530_rs.fits``)."""
+        w = self.w
+        if w.path is None or w.result is None:
+            return f"restoration{suffix}"
+        cx, cy = w.result.stamp.center
+        return str(w.path.parent / f"{w.path.name.split('.')[0]}_x{cx:.0f}_y{cy:.0f}{suffix}")
+
     def export_stamp(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the current restoration as galviewer's FITS stamp (atomic; refuses to overwrite unless asked)."""
         if self.w.result is None:
@@ -35,7 +44,8 @@ class ExportController:
         if self.w.result is None:
             self.w.error_dialog("Export", "Nothing to export: click a source first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Export restored stamp", "stamp_rs.fits", "FITS (*.fits)")
+        path, _ = QFileDialog.getSaveFileName(self.w, "Export restored stamp", self.default_name("_rs.fits"),
+                                              "FITS (*.fits)")
         if path:  # the dialog has already asked before replacing an existing file
             try:
                 self.export_stamp(path, overwrite=True)
@@ -72,7 +82,7 @@ class ExportController:
         if self.w.result is None and self.w.region_result is None:
             self.w.error_dialog("Export", "Nothing to export: click a source first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Export figure", "restoration.png",
+        path, _ = QFileDialog.getSaveFileName(self.w, "Export figure", self.default_name(".png"),
                                               "PNG (*.png);;PDF (*.pdf);;SVG (*.svg)")
         if path:  # the dialog has already asked before replacing an existing file
             try:

@@ -94,6 +94,7 @@ class FilesController:
         w.panels.clear()
         w.panels.set_unit(image.meta.bunit or "counts (no BUNIT)")
         w.table.clear()
+        w.readout.setText("")  # the previous file's x, y, value and unit
         w.statusBar().setStyleSheet("")
         m = image.meta
         ny, nx = image.data.shape
@@ -119,7 +120,8 @@ class FilesController:
             a.triggered.connect(lambda checked=False, r=r: self.open_file(r))
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.w, "Open FITS image", "",
+        start = str(self.w.path.parent) if self.w.path is not None else ""  # the open file's folder
+        path, _ = QFileDialog.getOpenFileName(self.w, "Open FITS image", start,
                                               "FITS (*.fits *.fit *.fts *.fits.gz);;All (*)")
         if path:
             self.open_file(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QDialog, QFileDialog, QPlainTextEdit, QVBoxLayout
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QPlainTextEdit, QVBoxLayout
 
 from galviewer.core.nn.resources import models_dir
 from galviewer.core.restore.engine import Restorer
@@ -75,6 +75,9 @@ class ModelController:
             self.about_text = QPlainTextEdit()
             self.about_text.setReadOnly(True)
             lay.addWidget(self.about_text)
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            buttons.rejected.connect(self.about.close)
+            lay.addWidget(buttons)
         self.about_text.setPlainText(f"galviewer {__version__} — restoration of HST galaxy images (Park et al. 2024), "
                                      f"with residuals, uncertainty and a quality verdict beside every result.\n\n"
                                      f"{card}")

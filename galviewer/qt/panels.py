@@ -131,6 +131,7 @@ class ComparisonPanels(QWidget):
         self.restoration, self.outside = None, None
         for v in self.views.values():
             v.set_data(None)
+            v.set_mask(None)  # the previous stamp's DQ/cosmic-ray overlay goes with it
         self.info.setText("Click a source to restore it.")
         self.info.setStyleSheet("")
         self.info.setToolTip("")

@@ -621,3 +621,43 @@ def test_a_click_at_the_image_edge_draws_the_part_beyond_it_blank(qtbot, window,
     for name in ("LQ", "RS", "residual"):
         shown = window.panels.views[name].data
         assert np.isnan(shown[st.padded]).all() and np.isfinite(shown[~st.padded]).all(), name
+
+
+def test_opening_another_file_clears_the_stamp_overlay_and_the_read_out(qtbot, window, tmp_path):
+    """Issue 22 (stale state): the previous stamp's mask overlay and the read-out's x, y, value and unit go."""
+    from pathlib import Path
+
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    window.dq_box.setChecked(True)
+    x, y, _ = SOURCES[0]
+    _click(qtbot, window, x, y)
+    window.files.readout(40.0, 50.0)
+    assert window.readout.text().startswith("x 40.0")
+    lq = window.panels.views["LQ"]
+    lq.set_mask(np.ones((64, 64), bool))  # as a stamp with flagged pixels shows them
+    assert lq.mask_item.isVisible()
+    _open(qtbot, window, Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_star.fits")
+    assert window.readout.text() == "" and not lq.mask_item.isVisible() and lq.data is None
+
+
+def test_exports_are_offered_beside_the_file_named_after_the_source(qtbot, window, tmp_path):
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    assert window.export.default_name("_rs.fits") == "restoration_rs.fits"  # nothing restored yet
+    x, y, _ = SOURCES[0]
+    _click(qtbot, window, x, y)
+    cx, cy = window.result.stamp.center
+    assert window.export.default_name("_rs.fits") == str(tmp_path / f"j8pu0ypaq_flt_x{cx:.0f}_y{cy:.0f}_rs.fits")
+
+
+def test_about_closes_with_a_button_and_the_status_line_never_prints_nan(qtbot, window):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from galviewer.qt.clicks import _num
+
+    window.models.show_about()
+    box = window.models.about.findChild(QDialogButtonBox)
+    box.button(QDialogButtonBox.StandardButton.Close).click()
+    assert not window.models.about.isVisible()
+    assert _num(float("nan"), ".3f") == "— (not measured)" and _num(1.0234, ".3f") == "1.023"
