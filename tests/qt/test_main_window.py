@@ -243,11 +243,16 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
         result = panel.results[sid]
         status = panel.table.item(i, cols.index("status"))
         assert status.text() == result.verdict.summary() != "ok"  # the verdict, never a bare "ok"
-        assert (status.foreground().color().name() == "#c0392b") == (not result.verdict.ok)
+        colour = {"fail": "#c0392b", "caution": "#b9770e"}.get(result.verdict.level)
+        assert colour is None or status.foreground().color().name() == colour
     panel.table.selectRow(0)
     qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton,
                      pos=panel.table.visualItemRect(panel.table.item(0, 0)).center())
     assert window.panels.views["RS"].data.shape == (64, 64)
+    # the row's restoration shows its verdict in the header, as a click does (issue 22: it showed none)
+    shown = window.result.restoration.meta["verdict"]
+    assert "quality" in window.panels.info.text() and (shown.failures[0] if shown.failures else "quality ok") in \
+        window.panels.info.text()
     files = window.batch.export_batch(tmp_path / "out")
     assert len(files) == len(SOURCES) + 1 and files[-1].suffix == ".ecsv"
     with pytest.raises(OutputExistsError):
