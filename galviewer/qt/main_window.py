@@ -177,6 +177,8 @@ class MainWindow(QMainWindow):
             self.clicks.on_restored(value)
 
     def _on_result(self, channel: str, value: Any) -> None:
+        if channel not in ("compare", "model"):  # a new message is not a failure unless it says so (issue 22)
+            self.statusBar().setStyleSheet("")
         handler = self._handlers.get(channel)
         if handler is not None:
             handler(value)

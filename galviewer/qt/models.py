@@ -67,6 +67,8 @@ class ModelController:
 
         w = self.w
         card = w.restorer.metadata.card() if w.restorer is not None else "No model loaded yet."
+        if w.restorer is not None and w.restorer.model_sha256:  # the hash the FITS stamps carry (MODELSHA)
+            card += f"\nsha256 of the checkpoint file (FITS MODELSHA): {w.restorer.model_sha256}"
         if self.about is None:
             self.about = QDialog(w)
             self.about.setWindowTitle("About galviewer")

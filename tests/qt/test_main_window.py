@@ -666,3 +666,22 @@ def test_about_closes_with_a_button_and_the_status_line_never_prints_nan(qtbot, 
     box.button(QDialogButtonBox.StandardButton.Close).click()
     assert not window.models.about.isVisible()
     assert _num(float("nan"), ".3f") == "— (not measured)" and _num(1.0234, ".3f") == "1.023"
+
+
+def test_about_names_the_hash_the_fits_stamps_carry(qtbot, window, tmp_path):
+    """Issue 22: FITS MODELSHA and Help ▸ About name the same hash for the same model."""
+    flt = write_flt(tmp_path / "j8pu0ypaq_flt.fits")
+    _open(qtbot, window, flt)
+    x, y, _ = SOURCES[0]
+    _click(qtbot, window, x, y)
+    out = window.export.export_stamp(tmp_path / "s.fits")
+    window.models.show_about()
+    assert fits.getheader(out)["MODELSHA"] in window.models.about_text.toPlainText()
+    window.models.about.close()
+
+
+def test_a_success_after_a_failure_is_not_shown_in_red(qtbot, window, tmp_path):
+    window.status_colour(False)
+    assert "c0392b" in window.statusBar().styleSheet()
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    assert window.statusBar().styleSheet() == ""
