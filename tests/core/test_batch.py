@@ -40,7 +40,7 @@ def test_restore_sources_measures_each_and_keeps_failures(flt, tiny_ckpt):
         sources = detect(image)
         ghost = Source(999, 5000.0, 5000.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)  # off the image
         steps = []
-        res = restore_sources(pipe, image, [*sources, ghost], chunk=2,
+        res = restore_sources(pipe, image, [*sources, ghost],
                               progress=lambda d, t: steps.append((d, t)))
         assert steps[-1] == (8, 8)
         ok, bad = res[:-1], res[-1]

@@ -76,7 +76,6 @@ def restore_sources(
     sources: Sequence[Source],
     *,
     measure: bool = True,
-    chunk: int = 8,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> list[BatchResult]:
@@ -90,8 +89,6 @@ def restore_sources(
     sources : sequence of Source
     measure : bool
         Run the pipeline's ``verdict`` step (the measurements of LQ and RS) on each restoration.
-    chunk : int
-        Stamps per batch of forward passes (the cancel granularity).
     progress : callable(done, total), optional
         One step per restored and per measured source.
     cancel : callable() -> bool, optional
@@ -101,8 +98,7 @@ def restore_sources(
     RestoreCancelled
         When cancelled (results so far are discarded).
     """
-    got = pipeline.run_many(image, [(s.x, s.y) for s in sources], chunk=chunk, judge=measure, progress=progress,
-                            cancel=cancel)
+    got = pipeline.run_many(image, [(s.x, s.y) for s in sources], judge=measure, progress=progress, cancel=cancel)
     results = []
     for s, r in zip(sources, got, strict=True):
         res = BatchResult(s)

@@ -94,9 +94,18 @@ class Prepared:
     seen: np.ndarray  # what ``norm`` was made from, in input units
     wide: np.ndarray | None = None  # the full-range input, where the margin holds brighter pixels
     wide_hi: float = math.nan
-    weight: np.ndarray | None = None  # where the full-range answer is taken (1) or the clipped one's (0)
-    bright: np.ndarray | None = None  # the brighter sources' pixels and ANCHOR_GUARD px around them
-    distance: np.ndarray | None = None  # from the nearest clipped pixel (px)
+    distance: np.ndarray | None = None  # from the nearest clipped pixel (px), with ``wide``
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Where the full-range answer is taken (1) or the clipped one's (0): a ramp over :data:`BLEND_PX`."""
+        a, b = BLEND_PX
+        return np.clip((b - self.distance) / (b - a), 0.0, 1.0).astype(np.float32)
+
+    @property
+    def bright(self) -> np.ndarray:
+        """The brighter sources' pixels and :data:`ANCHOR_GUARD` px around them."""
+        return self.distance <= ANCHOR_GUARD
 
 
 def _prepare(restorer: Restorer, st: Stamp, star: Any, margin: int = 0) -> Prepared:
@@ -136,10 +145,7 @@ def _prepare(restorer: Restorer, st: Stamp, star: Any, margin: int = 0) -> Prepa
     if star is None:
         from scipy import ndimage
 
-        d = ndimage.distance_transform_edt(~clipped)
-        a, b = BLEND_PX
-        prep.weight = np.clip((b - d) / (b - a), 0.0, 1.0).astype(np.float32)
-        prep.bright, prep.distance = d <= ANCHOR_GUARD, d.astype(np.float32)
+        prep.distance = ndimage.distance_transform_edt(~clipped)
         prep.wide, prep.wide_hi = (lq - lo) / (hi - lo), hi
     return prep
 
@@ -253,9 +259,11 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
                                                             ).astype(np.float32))
     if anchored is not None:
         data = anchored.image
-    if star is not None:
-        data = add_star(restorer, star, net_lq, data)
+    # the star as the model's target PSF at its fitted flux: added back, and taken out again for the consistency
+    # step and the residual, which treat it apart
     as_target = None if star is None else star.flux * place(target_psf(restorer), star.x, star.y, data.shape)
+    if star is not None:
+        data = add_star(star, net_lq, data, as_target)
     if consistency and star is not None:  # the rest is fused with what the star leaves, through the model's kernel
         fused = fuse_step(restorer, st, (data - as_target).astype(np.float32), mask,
                           lq=np.asarray(st.lq - star.model, dtype=np.float32))

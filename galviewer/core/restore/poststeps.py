@@ -102,9 +102,10 @@ def target_psf(restorer: Any) -> np.ndarray:
     return gaussian_psf(float(fwhm), 2 * math.ceil(2 * float(fwhm)) + 1)
 
 
-def add_star(restorer: Any, star: Any, remainder: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """The restoration of a point-source stamp: the star as the target PSF, plus the network's restoration
-    of the remainder away from the star and the remainder itself (unrestored) on it.
+def add_star(star: Any, remainder: np.ndarray, data: np.ndarray, as_target: np.ndarray) -> np.ndarray:
+    """The restoration of a point-source stamp: the star as the target PSF (``as_target``, the model's target PSF
+    at the star's fitted flux and position), plus the network's restoration of the remainder away from the star
+    and the remainder itself (unrestored) on it.
 
     Near a bright star's core the remainder is the PSF model's mismatch, hundreds of σ bright, far outside
     the network's range: restored, it came back as a ring 80σ *below* the sky around the WFC3/IR star.  Within
@@ -114,7 +115,7 @@ def add_star(restorer: Any, star: Any, remainder: np.ndarray, data: np.ndarray) 
     w = np.clip((_star_radius(star, data.shape) - a) / (b - a), 0.0, 1.0)
     w = 0.5 - 0.5 * np.cos(np.pi * w)  # 0 on the star, 1 away from it
     rem = np.asarray(remainder, dtype=np.float64)
-    out = w * data + (1.0 - w) * rem + star.flux * place(target_psf(restorer), star.x, star.y, data.shape)
+    out = w * data + (1.0 - w) * rem + as_target
     return out.astype(np.float32)
 
 
