@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from galviewer.core.measure.background import background
 from galviewer.core.measure.compare import Measurements
+from galviewer.core.restore.calibration import sigma_title
 from galviewer.core.restore.result import Restoration, steps_text
 from galviewer.qt.image_view import ImageView, compute_limits
 
@@ -152,6 +153,7 @@ class ComparisonPanels(QWidget):
         sigma = r.stamp.err if r.stamp is not None and r.stamp.err is not None else noise
         self.views["residual"].set_data(cut(r.residual / sigma), (-5.0, 5.0))
         if r.sigma is not None:
+            self.views["uncertainty"].title_label.setText(sigma_title(r.meta))
             hi = float(np.nanpercentile(cut(r.sigma), 99.5)) or 1.0
             self.views["uncertainty"].set_data(cut(r.sigma), (0.0, hi))
         else:

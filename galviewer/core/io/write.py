@@ -185,7 +185,10 @@ def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bo
 
     hdus.append(image("LQ", np.asarray(restoration.lq, dtype=np.float32), "input stamp (padded/in-painted)"))
     if restoration.sigma is not None:
-        hdus.append(image("SIGMA", restoration.sigma, "spread of the 8 flip/rotation restorations"))
+        calibrated = restoration.meta.get("sigma_kind") == "calibrated 1σ"
+        hdus.append(image("SIGMA", restoration.sigma, "1-sigma: calibrated spread of the 8 flip/rotation "
+                          "restorations" if calibrated else "spread of the 8 flips (not calibrated, not 1-sigma)"))
+        hdus[-1].header["SIGKIND"] = ("1SIGMA" if calibrated else "SPREAD", "1SIGMA: calibrated; SPREAD: raw flips")
     hdus.append(image("RESID", restoration.residual, "LQ - PSF (x) RS"))
     if st is not None:
         mask = st.bad.astype(np.uint8) | (st.padded.astype(np.uint8) << 1)

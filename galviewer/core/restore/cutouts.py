@@ -273,6 +273,9 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         fused = fuse_step(restorer, st, data, mask) if consistency else None
     if fused is not None:
         data = fused.image
+    cal = restorer.sigma_calibration
+    if sigma is not None and cal is not None:  # the spread of the flips → a 1σ, by the checkpoint's factors
+        sigma = cal.apply(sigma, data, st.background_level, st.background_rms)
     with np.errstate(over="ignore", invalid="ignore"):  # once, on the image that is returned
         if star is None:
             residual = np.subtract(st.lq, convolve32(data, restorer.psf), dtype=np.float32)
@@ -296,6 +299,7 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         "input_min": lo,
         "input_max": hi,
         "uncertainty": spread is not None,
+        "sigma_kind": None if spread is None else ("calibrated 1σ" if cal is not None else "flip spread"),
         "device": str(restorer.device),
         "precision": "float16" if restorer.half else "float32",
         "psf_fwhm_pix": md.psf_fwhm_pix,

@@ -24,6 +24,7 @@ from galviewer.core.nn.resources import available_models, default_model_name, mo
 from galviewer.core.nn.restormer import Restormer
 from galviewer.core.nn.weights import ModelMetadata, file_sha256, load_model
 from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.restore.calibration import SigmaCalibration
 from galviewer.core.restore.cutouts import RescaleMethod, _cancelled, check_anchor, check_point_source, restore_cutouts
 from galviewer.core.restore.pipeline import DEFAULTS
 from galviewer.core.restore.result import Restoration
@@ -185,6 +186,8 @@ class Restorer:
         # Models trained with the shipped HST PSFs (issue 11): the LQ PSF core FWHM range (pixels) they saw,
         # Gaussians and real PSFs together, for the verdict's training-range check.
         self.trained_fwhm = _trained_fwhm(metadata)
+        # The checkpoint's factors from the flip spread to a 1σ (None: the spread is shown as it is, and said to be)
+        self.sigma_calibration = SigmaCalibration.from_metadata(metadata.extra)
         self._lock = threading.Lock()
         self._channels_last = self.device.type == "cpu"
         model = model.eval().to(self.device)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.io.fits import sexagesimal
+from galviewer.core.restore.calibration import sigma_title
 from galviewer.core.restore.result import steps_text
 from galviewer.errors import ExportError
 
@@ -119,7 +120,7 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
                dict(cmap="RdBu_r", vmin=-5, vmax=5), "σ")]
     if r.sigma is not None:
         top = float(np.nanpercentile(r.sigma, 99.5)) or 1.0
-        panels.append(("uncertainty (8-way spread)", shown(r.sigma), dict(cmap="viridis", vmin=0.0, vmax=top),
+        panels.append((sigma_title(r.meta), shown(r.sigma), dict(cmap="viridis", vmin=0.0, vmax=top),
                        unit))
     head, quality, ok = _lines(r, verdict)
     fig = Figure(figsize=(3.4 * len(panels), 4.1), layout="constrained")
