@@ -191,11 +191,12 @@ def test_restore_figure_is_labelled_and_never_clobbers(flt, tmp_path, tiny_ckpt,
     with open_image(flt) as im:
         r = Restorer.from_file(tiny_ckpt, "cpu").restore(cutout(im, x, y, 64))
     _, verdict = judge(r)
-    head, quality, ok = _lines(r, verdict)
+    head, quality, level = _lines(r, verdict)
     assert flt.name in head[0] and "SCI,1" in head[0] and f"x={r.stamp.center[0]:.2f}" in head[0]
     assert "RA " in head[0] and "Dec " in head[0]
     assert "tiny-random" in head[1] and r.meta["model_sha256"][:12] in head[1]
-    assert quality.startswith("QUALITY FAILS" if not verdict.ok else "quality ok") and ok == verdict.ok
+    start = {"ok": "quality ok", "caution": "QUALITY CAUTION (the data are explained)", "fail": "QUALITY FAILS"}
+    assert quality.startswith(start[verdict.level]) and level == verdict.level
     out = restoration_figure(tmp_path / "f.svg", r, verdict=verdict)
     assert b"<svg" in out.read_bytes()[:400]
     with pytest.raises(OutputExistsError):

@@ -42,7 +42,7 @@ def test_a_click_equals_the_python_call(qtbot, tmp_path, name, x, y):
         assert win.panels.info.text() and win.result.measurements is not None
         # the shipped model's σ is calibrated, and the uncertainty panel names it a 1σ (issue 23, item 7)
         assert click.meta["sigma_kind"] == "calibrated 1σ"
-        assert win.panels.views["uncertainty"].title_label.text == "1σ uncertainty (calibrated flip spread)"
+        assert win.panels.views["uncertainty"].title_label.text == "1σ uncertainty (calibrated)"
         assert win.result.measurements.residual_chi2 == python.measurements.residual_chi2
     finally:
         win.close()

@@ -137,8 +137,8 @@ def sigma_title(meta: Mapping[str, Any]) -> str:
     """How a restoration's ``sigma`` map is named wherever it is shown: a calibrated 1σ, or the plain spread of
     the flips of an uncalibrated checkpoint (which is not an error bar)."""
     if meta.get("sigma_kind") == "calibrated 1σ":
-        return "1σ uncertainty (calibrated flip spread)"
-    return "flip spread (not calibrated: not a 1σ)"
+        return "1σ uncertainty (calibrated)"
+    return "flip spread (not a 1σ)"
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:

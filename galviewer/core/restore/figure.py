@@ -26,7 +26,7 @@ __all__ = ["FIGURE_FORMATS", "restoration_figure"]
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 
-def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, bool]:
+def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, str]:
     st = restoration.stamp
     m = restoration.meta
     head = []
@@ -52,10 +52,12 @@ def _lines(restoration: Any, verdict: Any) -> tuple[list[str], str, bool]:
                 + (f" · {steps}" if steps else "")
                 + f" · residual kernel: {m.get('residual_psf') or 'the model PSF'}")
     if verdict is None:
-        return head, "quality not assessed", True
+        return head, "quality not assessed", "ok"
     if verdict.ok:
-        return head, "quality ok: " + "; ".join(c.text for c in verdict.checks.values()), True
-    return head, "QUALITY FAILS: " + "; ".join(verdict.failures), False
+        return head, "quality ok: " + "; ".join(c.text for c in verdict.checks.values()), "ok"
+    if verdict.level == "caution":  # the data are explained; only the training range is left (amber, not red)
+        return head, "QUALITY CAUTION (the data are explained): " + "; ".join(verdict.failures), "caution"
+    return head, "QUALITY FAILS: " + "; ".join(verdict.failures), "fail"
 
 
 def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdict: Any = None,
@@ -122,7 +124,7 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
         top = float(np.nanpercentile(r.sigma, 99.5)) or 1.0
         panels.append((sigma_title(r.meta), shown(r.sigma), dict(cmap="viridis", vmin=0.0, vmax=top),
                        unit))
-    head, quality, ok = _lines(r, verdict)
+    head, quality, level = _lines(r, verdict)
     fig = Figure(figsize=(3.4 * len(panels), 4.1), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels))
@@ -139,8 +141,8 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
         ox, oy = st.origin
         fig.text(0.5, 0.005, f"stamp pixel (0, 0) = image pixel ({ox}, {oy}), 0-based; LQ and RS share one asinh "
                  f"stretch ({lo:.4g} to {hi:.4g} {unit})", ha="center", va="bottom", fontsize=7, color="0.3")
-    fig.suptitle("\n".join(head) + "\n" + quality, fontsize=8, color="black" if ok else "#c0392b",
-                 ha="center")
+    colour = {"ok": "black", "caution": "#b9770e"}.get(level, "#c0392b")  # amber: only the training range
+    fig.suptitle("\n".join(head) + "\n" + quality, fontsize=8, color=colour, ha="center")
 
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format=p.suffix.lower()[1:], dpi=dpi)
