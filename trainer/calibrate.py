@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from galviewer.core.io.stamps import stamp_from_array
-from galviewer.core.psf.degrade import convolve
-from galviewer.core.psf.gaussian import gaussian_psf
+from galviewer.core.psf.degrade import add_noise, degrade
 from galviewer.core.restore.calibration import (
     COVERAGE_TARGET,
     SNR_EDGES,
@@ -75,13 +74,12 @@ class _Pixels:
 def _pairs(gts: Sequence[np.ndarray], sigma_gt: Sequence[float], seed: int, fwhm: float
            ) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
     """(GT, LQ, σ_GT, noise level) for every ground truth at every level of :data:`NOISES`."""
-    psf = gaussian_psf(fwhm, 7)
     out = []
     for j, (gt, sg) in enumerate(zip(gts, sigma_gt, strict=True)):
-        blurred = convolve(gt, psf)
+        blurred = degrade(gt, fwhm=fwhm).lq  # the noise is set by the blurred stamp's range, added below
         for noise in NOISES:
             rng = np.random.default_rng([seed, j, round(noise * 1e4)])
-            out.append((gt, blurred + rng.normal(0.0, noise * float(np.ptp(blurred)), gt.shape), sg, noise))
+            out.append((gt, add_noise(blurred, noise * float(np.ptp(blurred)), rng), sg, noise))
     return out
 
 

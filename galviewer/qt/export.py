@@ -12,6 +12,8 @@ from galviewer.core.io.write import write_stamp
 from galviewer.errors import ExportError, GalviewerError, OutputExistsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from galviewer.qt.main_window import MainWindow
 
 __all__ = ["ExportController"]
@@ -40,17 +42,22 @@ class ExportController:
         self.w.statusBar().showMessage(f"wrote {out}", 8000)
         return out
 
-    def stamp_dialog(self) -> None:
-        if self.w.result is None:
+    def _save_dialog(self, available: bool, title: str, suffix: str, filters: str,
+                     export: Callable[..., object]) -> None:
+        """Ask for a file name beside the open file and export there; nothing on show → say so."""
+        if not available:
             self.w.error_dialog("Export", "Nothing to export: click a source first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Export restored stamp", self.default_name("_rs.fits"),
-                                              "FITS (*.fits)")
+        path, _ = QFileDialog.getSaveFileName(self.w, title, self.default_name(suffix), filters)
         if path:  # the dialog has already asked before replacing an existing file
             try:
-                self.export_stamp(path, overwrite=True)
+                export(path, overwrite=True)
             except GalviewerError as exc:
                 self.w.error_dialog("Export failed", str(exc))
+
+    def stamp_dialog(self) -> None:
+        self._save_dialog(self.w.result is not None, "Export restored stamp", "_rs.fits", "FITS (*.fits)",
+                          self.export_stamp)
 
     def export_figure(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
         """Write a labelled figure of the restoration on show (PNG, PDF or SVG) in the background.
@@ -79,13 +86,5 @@ class ExportController:
         w.statusBar().showMessage(f"writing {p.name}…")
 
     def figure_dialog(self) -> None:
-        if self.w.result is None and self.w.region_result is None:
-            self.w.error_dialog("Export", "Nothing to export: click a source first.")
-            return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Export figure", self.default_name(".png"),
-                                              "PNG (*.png);;PDF (*.pdf);;SVG (*.svg)")
-        if path:  # the dialog has already asked before replacing an existing file
-            try:
-                self.export_figure(path, overwrite=True)
-            except GalviewerError as exc:
-                self.w.error_dialog("Export failed", str(exc))
+        self._save_dialog(self.w.result is not None or self.w.region_result is not None, "Export figure", ".png",
+                          "PNG (*.png);;PDF (*.pdf);;SVG (*.svg)", self.export_figure)

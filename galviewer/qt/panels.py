@@ -152,8 +152,8 @@ class ComparisonPanels(QWidget):
         self.views["RS"].set_data(cut(r.data), levels)
         sigma = r.stamp.err if r.stamp is not None and r.stamp.err is not None else noise
         self.views["residual"].set_data(cut(r.residual / sigma), (-5.0, 5.0))
+        self.views["uncertainty"].title_label.setText(sigma_title(r.meta))  # never a stale name
         if r.sigma is not None:
-            self.views["uncertainty"].title_label.setText(sigma_title(r.meta))
             hi = float(np.nanpercentile(cut(r.sigma), 99.5)) or 1.0
             self.views["uncertainty"].set_data(cut(r.sigma), (0.0, hi))
         else:

@@ -656,6 +656,35 @@ def test_exports_are_offered_beside_the_file_named_after_the_source(qtbot, windo
     assert window.export.default_name("_rs.fits") == str(tmp_path / f"j8pu0ypaq_flt_x{cx:.0f}_y{cy:.0f}_rs.fits")
 
 
+def test_export_dialogs_write_where_asked_and_say_when_nothing_is_on_show(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    asked, errors = [], []
+    monkeypatch.setattr(window, "error_dialog", lambda title, text: errors.append((title, text)))
+    answer = {"path": ""}
+
+    def fake_dialog(parent, title, start, filters):
+        asked.append((title, start, filters))
+        return answer["path"], filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
+    window.export.stamp_dialog()
+    window.export.figure_dialog()
+    assert errors == [("Export", "Nothing to export: click a source first.")] * 2 and not asked
+    _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
+    x, y, _ = SOURCES[0]
+    _click(qtbot, window, x, y)
+    window.export.stamp_dialog()  # cancelled: nothing written
+    assert asked[-1][0] == "Export restored stamp" and asked[-1][1].endswith("_rs.fits") and len(errors) == 2
+    answer["path"] = str(tmp_path / "mine.fits")
+    window.export.stamp_dialog()
+    assert fits.getheader(tmp_path / "mine.fits", "RS")["EXTNAME"] == "RS"
+    answer["path"] = str(tmp_path / "fig.gif")  # a format the figure cannot be: named, not raised
+    window.export.figure_dialog()
+    assert asked[-1][0] == "Export figure" and asked[-1][1].endswith(".png")
+    assert errors[-1][0] == "Export failed" and ".gif" in errors[-1][1]
+
+
 def test_about_closes_with_a_button_and_the_status_line_never_prints_nan(qtbot, window):
     from PySide6.QtWidgets import QDialogButtonBox
 

@@ -86,6 +86,9 @@ def test_calibrate_a_checkpoint_end_to_end(tiny_ckpt, realistic_shards, tmp_path
     np.testing.assert_allclose(b.sigma, expect, rtol=1e-6)
     assert a.meta["sigma_kind"] == "flip spread" and b.meta["sigma_kind"] == "calibrated 1σ"
     assert "not a 1σ" in sigma_title(a.meta) and sigma_title(b.meta).startswith("1σ")
+    off = calibrated.restore(img, uncertainty=False)  # no flips: no σ, and no name left over from the last one
+    assert off.sigma is None and off.meta["sigma_kind"] is None
+    assert sigma_title(off.meta) == "no uncertainty (flips off)"
     from galviewer.core.io.write import write_stamp
 
     for r, kind in ((a, "SPREAD"), (b, "1SIGMA")):

@@ -185,6 +185,7 @@ def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bo
 
     hdus.append(image("LQ", np.asarray(restoration.lq, dtype=np.float32), "input stamp (padded/in-painted)"))
     if restoration.sigma is not None:
+        # core.restore.calibration.SIGMA_CALIBRATED (the I/O layer does not import the restoration layer)
         calibrated = restoration.meta.get("sigma_kind") == "calibrated 1σ"
         hdus.append(image("SIGMA", restoration.sigma, "1-sigma: calibrated spread of the 8 flip/rotation "
                           "restorations" if calibrated else "spread of the 8 flips (not calibrated, not 1-sigma)"))

@@ -26,11 +26,13 @@ import numpy as np
 
 from galviewer.errors import ParameterError
 
-__all__ = ["COVERAGE_TARGET", "SNR_EDGES", "SigmaCalibration", "bin_labels", "coverage_by_bin", "restored_snr",
-           "sigma_title"]
+__all__ = ["COVERAGE_TARGET", "SIGMA_CALIBRATED", "SNR_EDGES", "SigmaCalibration", "bin_labels", "coverage_by_bin",
+           "restored_snr", "sigma_title"]
 
 #: the fraction of pixels a 1σ must cover
 COVERAGE_TARGET = 0.68
+#: ``meta["sigma_kind"]`` of a restoration whose σ is calibrated ("flip spread" otherwise, None without flips)
+SIGMA_CALIBRATED = "calibrated 1σ"
 #: the inner edges of the restored-S/N bins ``t`` (the outer ones are ±∞)
 SNR_EDGES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
@@ -134,11 +136,12 @@ class SigmaCalibration:
 
 
 def sigma_title(meta: Mapping[str, Any]) -> str:
-    """How a restoration's ``sigma`` map is named wherever it is shown: a calibrated 1σ, or the plain spread of
-    the flips of an uncalibrated checkpoint (which is not an error bar)."""
-    if meta.get("sigma_kind") == "calibrated 1σ":
-        return "1σ uncertainty (calibrated)"
-    return "flip spread (not a 1σ)"
+    """How a restoration's ``sigma`` map is named wherever it is shown: a calibrated 1σ, the plain spread of
+    the flips of an uncalibrated checkpoint (which is not an error bar), or none (flips off)."""
+    kind = meta.get("sigma_kind")
+    if kind is None:
+        return "no uncertainty (flips off)"
+    return "1σ uncertainty (calibrated)" if kind == SIGMA_CALIBRATED else "flip spread (not a 1σ)"
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:
@@ -148,8 +151,8 @@ def bin_labels(edges: Sequence[float]) -> list[str]:
             for lo, hi in itertools.pairwise(b)]
 
 
-def coverage_by_bin(err: np.ndarray, sigma: np.ndarray, values: np.ndarray, edges: Sequence[float],
-                    labels: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+def coverage_by_bin(err: np.ndarray, sigma: np.ndarray, values: np.ndarray, edges: Sequence[float]
+                    ) -> dict[str, dict[str, float]]:
     """The fraction of pixels with ``err ≤ sigma`` in each bin of ``values``, and overall.
 
     Parameters
@@ -159,9 +162,7 @@ def coverage_by_bin(err: np.ndarray, sigma: np.ndarray, values: np.ndarray, edge
     values : numpy.ndarray
         What the bins are over (the restored S/N, the ground truth's S/N, ...), same shape.
     edges : sequence of float
-        Inner bin edges.
-    labels : sequence of str, optional
-        One name per bin (default from the edges).
+        Inner bin edges (the bins are named by :func:`bin_labels`).
 
     Returns
     -------
@@ -170,11 +171,10 @@ def coverage_by_bin(err: np.ndarray, sigma: np.ndarray, values: np.ndarray, edge
     """
     err, sigma, values = (np.asarray(a, dtype=np.float64).ravel() for a in (err, sigma, values))
     inner = list(edges)
-    labels = bin_labels(inner) if labels is None else labels
     ok = err <= sigma
     out = {"all": {"coverage": float(ok.mean()) if ok.size else math.nan, "pixels": int(ok.size)}}
     b = np.searchsorted(np.asarray(inner, dtype=float), values, side="right")
-    for i, name in enumerate(labels):
+    for i, name in enumerate(bin_labels(inner)):
         m = b == i
         if m.any():
             out[name] = {"coverage": float(ok[m].mean()), "pixels": int(m.sum())}

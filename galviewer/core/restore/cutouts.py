@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from galviewer.core.io.stamps import Stamp, stamp_from_array
+from galviewer.core.restore.calibration import SIGMA_CALIBRATED
 from galviewer.core.restore.point_source import place
 from galviewer.core.restore.poststeps import (
     POINT_RESCALE,
@@ -299,7 +300,7 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         "input_min": lo,
         "input_max": hi,
         "uncertainty": spread is not None,
-        "sigma_kind": None if spread is None else ("calibrated 1σ" if cal is not None else "flip spread"),
+        "sigma_kind": None if spread is None else (SIGMA_CALIBRATED if cal is not None else "flip spread"),
         "device": str(restorer.device),
         "precision": "float16" if restorer.half else "float32",
         "psf_fwhm_pix": md.psf_fwhm_pix,
