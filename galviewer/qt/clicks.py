@@ -26,6 +26,7 @@ __all__ = ["CHECK_NAMES", "ClickController", "ClickResult"]
 
 # Short names of the verdict's checks for the status line.
 CHECK_NAMES = {"chi2": "χ²", "flux": "flux", "rms": "RS/LQ rms", "border": "border", "new_sources": "new sources",
+               "sources": "a source's flux", "structure": "residual structure",
                "centre": "no source at the centre", "range": "outside training"}
 
 

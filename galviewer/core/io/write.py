@@ -46,7 +46,8 @@ def _provenance_header(restoration: Any) -> fits.Header:
                                    ("Q_RMSRAT", "rms", "background rms RS/LQ, limit 1"),
                                    ("Q_BORDER", "border", "residual rms frame/interior, limit 1.5"),
                                    ("Q_NEWSRC", "new_sources", "sources in RS absent from LQ, limit 0"),
-                                   ("Q_SRCS", "sources", "worst source flux error / allowed, limit 1")):
+                                   ("Q_SRCS", "sources", "worst source flux error / allowed, limit 1"),
+                                   ("Q_STRUCT", "structure", "matched-filter residual, worst sigma, lim 5")):
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)

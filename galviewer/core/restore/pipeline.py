@@ -297,8 +297,9 @@ class Pipeline:
         return out
 
     def run_region(self, image: Any, region: Any, *, progress: Progress | None = None,
-                   cancel: Cancel = None) -> Any:
-        """Every step but the verdict for a region, restored as one piece (tiled within the memory budget).
+                   cancel: Cancel = None, judge: bool = True) -> Any:
+        """Every step for a region, restored as one piece (tiled within the memory budget), and its verdict over
+        the region's pixels when ``judge`` (:func:`~galviewer.core.restore.verdict.assess` with ``inside``).
 
         Its bounding box is cut with the context margin and cropped back; the network output is mapped to the
         input's units by least squares over the pixels *inside* the region (eq. 8–9 need a source at the centre,
@@ -310,7 +311,7 @@ class Pipeline:
         """
         from galviewer.core.restore.regions import restore_region
 
-        return restore_region(self, image, region, progress=progress, cancel=cancel)
+        return restore_region(self, image, region, progress=progress, cancel=cancel, judge=judge)
 
 
 def _is_checkpoint_path(model: str | None) -> bool:

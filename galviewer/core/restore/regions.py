@@ -29,18 +29,17 @@ class RegionRestoration:
         """Numbers over the pixels inside the region (background from the box's sigma-clipped mode).
 
         ``flux_lq`` and ``flux_rs`` are background-subtracted sums; ``conservation`` is
-        Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg); ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS
-        divided by the LQ background rms.
+        Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg), PSF⊗RS being ``LQ − residual`` (the verdict's flux check);
+        ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS divided by the LQ background rms.
         """
         from galviewer.core.measure.background import background
-        from galviewer.core.psf.degrade import convolve
 
         r = self.restoration
         st = r.stamp
         bad = st.bad | st.padded
         bkg = background(r.lq, mask=bad)
         rs_bkg = background(r.data, mask=bad)
-        conv = convolve(r.data, r.psf)
+        conv = r.lq - r.residual  # PSF⊗RS as the residual made it (on the cut with its margin), as the verdict
         conv_bkg = background(conv, mask=bad)
         use = self.inside & ~bad
         lq_sum = float(np.sum(r.lq[use] - bkg.level))
@@ -62,9 +61,14 @@ class RegionRestoration:
 
 
 def restore_region(pipeline: Any, image: Image | np.ndarray, region: AnyRegion, *, progress: Any = None,
-                   cancel: Any = None) -> RegionRestoration:
+                   cancel: Any = None, judge: bool = True) -> RegionRestoration:
     """Restore a region as one piece with ``pipeline``'s settings (see
     :meth:`Pipeline.run_region <galviewer.core.restore.pipeline.Pipeline.run_region>`).
+
+    The region is judged like a click (:func:`~galviewer.core.restore.verdict.assess` on its pixels:
+    χ², the region's flux conservation, RS/LQ rms, border, new sources, every source's flux, residual structure,
+    training range; no centre check) unless ``judge`` is False; the verdict is in
+    ``restoration.meta["verdict"]``.
 
     The bounding box is cut ``pipeline.config.context`` px larger on every side, cleaned, restored with the
     network output mapped to the input's units by least squares over the pixels *inside* the region, and cropped
@@ -93,4 +97,9 @@ def restore_region(pipeline: Any, image: Image | np.ndarray, region: AnyRegion, 
     # the stamp shown keeps its own bad-pixel mask (the fit's mask also held the pixels outside the region)
     r.stamp = dataclasses.replace(r.stamp, bad=stamp.bad[m: stamp.bad.shape[0] - m, m: stamp.bad.shape[1] - m])
     r.meta["region"] = region.ds9()
-    return RegionRestoration(region, r, inside[m: inside.shape[0] - m, m: inside.shape[1] - m])
+    rr = RegionRestoration(region, r, inside[m: inside.shape[0] - m, m: inside.shape[1] - m])
+    if judge:
+        from galviewer.core.restore.verdict import assess
+
+        r.meta["verdict"] = assess(r, inside=rr.inside)
+    return rr
