@@ -38,7 +38,8 @@ class ComparisonPanels(QWidget):
 
     LQ and RS share display limits (from LQ, so brightness is comparable); the residual
     LQ − PSF⊗RS is shown in units of the stamp's noise (ERR, else the background rms), linear from −5σ to +5σ on
-    a diverging colour map that the colour-map choice leaves alone; the uncertainty map
+    a diverging colour map that the colour-map choice leaves alone, with a circle on each residual structure the
+    verdict names (:func:`~galviewer.core.restore.verdict.residual_structure`); the uncertainty map
     from 0 to its 99.5th percentile.  "Blink" alternates the RS panel between RS and LQ.
     """
 
@@ -136,6 +137,7 @@ class ComparisonPanels(QWidget):
         self.info.setText("Click a source to restore it.")
         self.info.setStyleSheet("")
         self.info.setToolTip("")
+        self.views["residual"].set_markers(None)
 
     def show_restoration(self, r: Restoration, outside: np.ndarray | None = None) -> None:
         """Fill the panels with ``r``; pixels where ``outside`` is True (e.g. beyond an ellipse) are blanked."""
@@ -152,6 +154,7 @@ class ComparisonPanels(QWidget):
         self.views["RS"].set_data(cut(r.data), levels)
         sigma = r.stamp.err if r.stamp is not None and r.stamp.err is not None else noise
         self.views["residual"].set_data(cut(r.residual / sigma), (-5.0, 5.0))
+        self.views["residual"].set_markers(None)  # the verdict's structure circles follow with the verdict
         self.views["uncertainty"].title_label.setText(sigma_title(r.meta))  # never a stale name
         if r.sigma is not None:
             hi = float(np.nanpercentile(cut(r.sigma), 99.5)) or 1.0
@@ -171,6 +174,10 @@ class ComparisonPanels(QWidget):
         """Append the quality verdict to the header: green when every check passes, amber when only the training
         range is left (a caution), red naming what fails."""
         text = self.info.text().split(" · quality")[0]
+        found = getattr(verdict, "structure", None)
+        # circles on the residual where the structure check found RS not explaining the data
+        self.views["residual"].set_markers(np.array([(x, y) for x, y, _, _ in found.regions])
+                                           if found is not None and found.regions else None)
         if verdict is None:
             self.info.setText(text)
             self.info.setStyleSheet("")

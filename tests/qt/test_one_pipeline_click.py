@@ -44,6 +44,17 @@ def test_a_click_equals_the_python_call(qtbot, tmp_path, name, x, y):
         assert click.meta["sigma_kind"] == "calibrated 1σ"
         assert win.panels.views["uncertainty"].title_label.text == "1σ uncertainty (calibrated)"
         assert win.result.measurements.residual_chi2 == python.measurements.residual_chi2
+        # where RS does not explain the data (issue 23, item 8): named in the header, circled on the residual —
+        # in the group, its brighter neighbours' over-restored cores
+        found = a.structure
+        circles = win.panels.views["residual"].markers.data
+        assert len(circles) == len(found.regions) and (name != "wfc3ir_group.fits" or found.regions)
+        for (x0, y0, _, _), c in zip(found.regions, circles, strict=True):
+            assert (c["x"], c["y"]) == pytest.approx((x0, y0))
+        if found.regions:
+            assert "residual structure at" in win.panels.info.text()
+        if name == "wfc3ir_group.fits":
+            assert "over-restored" in win.panels.info.text()
     finally:
         win.close()
         QApplication.processEvents()

@@ -108,6 +108,7 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
     if not hi > lo:
         hi = lo + 1.0
     from astropy.visualization import AsinhStretch, ImageNormalize
+    from matplotlib.patches import Circle
 
     norm = ImageNormalize(vmin=lo, vmax=hi, stretch=AsinhStretch(0.1))
     off = st.padded if st is not None and st.padded.any() else None
@@ -137,6 +138,12 @@ def restoration_figure(path: str | os.PathLike[str], restoration: Any, *, verdic
         cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.02)
         cb.set_label(u, fontsize=8)
         cb.ax.tick_params(labelsize=7)
+    found = getattr(verdict, "structure", None)
+    if found is not None and found.regions:  # where RS does not explain the data, circled on the residual
+        ax = np.atleast_1d(axes)[2]
+        for x, y, z, _ in found.regions:
+            ax.add_patch(Circle((x, y), 3.5, fill=False, edgecolor="black", linewidth=1.0))
+            ax.annotate(f"{z:+.0f}σ", (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7)
     if st is not None:
         ox, oy = st.origin
         fig.text(0.5, 0.005, f"stamp pixel (0, 0) = image pixel ({ox}, {oy}), 0-based; LQ and RS share one asinh "

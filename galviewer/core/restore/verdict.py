@@ -355,8 +355,8 @@ def _structure_check(found: ResidualStructure) -> Check:
     if found.regions:
         x, y, peak, size = found.regions[0]
         more = f" and {len(found.regions) - 1} more" if len(found.regions) > 1 else ""
-        text = (f"residual structure at ({x:.0f}, {y:.0f}): {peak:+.1f}σ over {size} px{more} "
-                f"(RS does not explain the data there)")
+        sense = "PSF⊗RS above the data: over-restored" if peak < 0 else "PSF⊗RS below the data: light lost"
+        text = f"residual structure at ({x:.0f}, {y:.0f}): {peak:+.1f}σ over {size} px{more} ({sense})"
         structure = Check("structure", abs(peak), lim, False, text)
     else:
         worst = float(np.max(np.abs(found.z))) if found.z.size else 0.0
