@@ -36,7 +36,7 @@ from galviewer.core.measure import compare, psnr, ssim
 from galviewer.core.measure.background import background
 from galviewer.core.psf.degrade import convolve, correlated_noise
 from galviewer.core.psf.gaussian import gaussian_psf
-from galviewer.core.restore.consistency import anchor, fuse
+from galviewer.core.restore.consistency import anchor, fuse, repair
 from galviewer.core.restore.engine import Restorer
 from galviewer.core.restore.pipeline import DEFAULTS, Pipeline
 from galviewer.core.restore.rescale import rescale_to_physical
@@ -64,6 +64,7 @@ class EvalConfig:
     fwhm: float = 1.88
     consistency: bool = False  # evaluate the model followed by the data-consistency step
     anchor: float = 0.0  # σ (px) of the large-scale anchoring after the model (0: none)
+    repair: bool = False  # evaluate the model followed by the local repair (the app's default)
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -208,7 +209,8 @@ def evaluate(
     if len(test) == 0 or len(val) == 0:
         raise ParameterError("data", f"{shards.path}: too few stamps for a test and a validation split")
     t_start = time.perf_counter()
-    steps = ([f"anchoring σ {cfg.anchor:g} px"] if cfg.anchor else []) + (["consistency"] if cfg.consistency else [])
+    steps = (([f"anchoring σ {cfg.anchor:g} px"] if cfg.anchor else []) + (["consistency"] if cfg.consistency else [])
+             + (["repair"] if cfg.repair else []))
     res: dict[str, Any] = {"model": str(model), "model_name": " + ".join([restorer.name, *steps]),
                            "data": str(shards.path),
                            "data_kind": shards.kind, "config": cfg.__dict__, "test_stamps": len(test)}
@@ -228,13 +230,15 @@ def evaluate(
             x = anchor(q, x, eval_psf, background(q).rms, scale=cfg.anchor).image
         if cfg.consistency:
             x = fuse(q, x, eval_psf, background(q).rms).image
+        if cfg.repair:
+            x = repair(q, x, eval_psf, background(q).rms).image
         return x, s, c
 
     def restore_both(lq_norms: list[np.ndarray], app_too: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """RS in the network's units (post-steps mapped back by the same s, c) and, with ``app_too``, in LQ's
         units (the app's; empty otherwise)."""
         raw = [o for o, _ in restorer.restore_normalized(lq_norms, uncertainty=False)]
-        post = bool(cfg.anchor or cfg.consistency)
+        post = bool(cfg.anchor or cfg.consistency or cfg.repair)
         app = [app_units(q, o) for q, o in zip(lq_norms, raw, strict=True)] if app_too or post else []
         net = [(x - c) / s for x, s, c in app] if post else raw
         return net, [x for x, _, _ in app] if app_too else []
@@ -305,8 +309,9 @@ def evaluate(
     galaxies = [i for i, p in zip(range(len(test)), params, strict=True) if not np.isnan(p[4]) and p[3] != 0]
     # the app's pipeline, its steps from the anchoring on; a simulated stamp has no surroundings for a context
     # margin to be cut from (context 0) and one pass keeps the evaluation's time (uncertainty off)
+    # and only the post-steps asked for (the local repair is on in the app: --repair)
     pipe = Pipeline(restorer, DEFAULTS.replace(context=0, uncertainty=False, anchor=cfg.anchor,
-                                               consistency=cfg.consistency))
+                                               consistency=cfg.consistency, repair=cfg.repair))
     for j in galaxies[: cfg.morph_count]:
         gt, lq, psf = pairs[j]
         r = pipe.restore_stamps([stamp_from_array(lq)])[0]
@@ -489,7 +494,8 @@ def cli_evaluate(args: Any) -> int:
     """Handler of ``galviewer-train evaluate``."""
     cfg = EvalConfig(count=args.count, morph_count=args.morph_count, stars=args.stars, blank_seeds=args.blank_seeds,
                      blank_per_seed=args.blank_per_seed, tune_count=args.tune_count, seed=args.seed,
-                     noise_rms=args.noise_rms, fwhm=args.fwhm, consistency=args.consistency, anchor=args.anchor)
+                     noise_rms=args.noise_rms, fwhm=args.fwhm, consistency=args.consistency, anchor=args.anchor,
+                     repair=args.repair)
     res = evaluate(args.model, args.data, args.out, cfg, device=args.device, overwrite=args.overwrite,
                    echo=lambda m: print(m, flush=True))
     print(f"report: {Path(args.out) / 'report.md'} ({res['seconds']:.0f} s)")

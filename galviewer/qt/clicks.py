@@ -56,6 +56,7 @@ class ClickController:
         w = self.w
         return PipelineConfig(size=w.size_box.value(), context=w.margin_box.value(),
                               uncertainty=w.tta_box.isChecked(), consistency=w.cons_box.isChecked(),
+                              repair=w.repair_box.isChecked(),
                               anchor=ANCHOR_SCALE if w.anchor_box.isChecked() else 0.0,
                               point_source=self.point_source_mode(), clean_cosmic_rays=w.cr_box.isChecked())
 

@@ -25,7 +25,7 @@ MODES = ("click: restore stamp", "drag: rectangle", "drag: ellipse", "clicks: po
 MARGIN_KEY = "context_margin"
 _PREFS = (("stretch", "stretch_box"), ("limits", "limits_box"), ("colours", "cmap_box"))
 _FLAGS = (("uncertainty", "tta_box"), ("anchor", "anchor_box"), ("consistency", "cons_box"),
-          ("clean_crs", "cr_box"), ("masks", "dq_box"), ("grid", "grid_action"))
+          ("repair", "repair_box"), ("clean_crs", "cr_box"), ("masks", "dq_box"), ("grid", "grid_action"))
 
 
 def _check(text: str, on: bool, tip: str) -> QCheckBox:
@@ -73,6 +73,10 @@ def build_toolbars(w: MainWindow) -> None:
     w.cons_box = _check("consistency", DEFAULTS.consistency,
                         "fuse each restoration with the data so that the residual χ² is at most 1: the data decide "
                         "where the PSF passes signal, the network elsewhere")
+    w.repair_box = _check("repair", DEFAULTS.repair,
+                          "where the residual holds structure beyond the noise (an over-restored bright core, knots "
+                          "smoothed away: circled on the residual), move the restoration towards the data there and "
+                          "only there")
     w.anchor_box = _check("anchor", DEFAULTS.anchor > 0, f"give each restoration back the data's scales above "
                           f"{ANCHOR_SCALE:g} px (flux, background, halos) where they differ beyond the noise")
     w.star_box = _check("point source", False,
@@ -114,7 +118,7 @@ def build_toolbars(w: MainWindow) -> None:
     tb2.addWidget(w.size_box)
     tb2.addWidget(QLabel(" margin "))
     tb2.addWidget(w.margin_box)
-    for box in (w.tta_box, w.anchor_box, w.cons_box, w.star_box, w.cr_box):
+    for box in (w.tta_box, w.anchor_box, w.cons_box, w.repair_box, w.star_box, w.cr_box):
         tb2.addWidget(box)
     tb2.addSeparator()
     tb2.addWidget(QLabel(" model "))

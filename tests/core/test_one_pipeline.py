@@ -92,7 +92,7 @@ def test_cli_batch_and_python_are_bit_identical_on_the_demo(pipeline, demo, tmp_
 
 def test_the_steps_are_named_in_order_with_their_parameters(pipeline):
     steps = pipeline.steps()
-    assert len(STEPS) == 12 and STEPS[0] == "cutout" and STEPS[-1] == "verdict"
+    assert len(STEPS) == 13 and STEPS[0] == "cutout" and STEPS[-1] == "verdict"
     assert [s.split()[0] for s in steps] == list(STEPS)
     assert steps[0] == f"cutout size=64 context={DEFAULTS.context} refine=True"
     assert steps[4] == "network flips=8" and steps[-2] == f"crop {DEFAULTS.context} px"
@@ -101,6 +101,7 @@ def test_the_steps_are_named_in_order_with_their_parameters(pipeline):
     star = pipeline.with_config(point_source=True)
     assert star.steps()[2].startswith("point_source on") and star.steps(region=True)[2] == "point_source off"
     assert pipeline.steps()[2].startswith("point_source auto")
+    assert pipeline.steps()[9].startswith("repair on") and pipeline.with_config(repair=False).steps()[9] == "repair off"
 
 
 def test_one_default_changes_every_path(monkeypatch, tmp_path):

@@ -74,6 +74,10 @@ def _provenance_header(restoration: Any) -> fits.Header:
         h["NORM2ND"] = (bool(norm["second_pass"]), "bright margin source: second full-range pass")
     if "cosmic_rays" in m:
         h["NCRPIX"] = (int(m["cosmic_rays"]), "cosmic-ray pixels cleaned (L.A.Cosmic)")
+    fixed = m.get("repair")
+    if fixed is not None:
+        h["REPAIRED"] = (int(fixed["regions"]) if fixed["iterations"] else 0,
+                         "residual structures repaired locally")
     cons = m.get("consistency")
     h["CONSIST"] = (cons is not None, "RS fused with the data (data consistency)")
     if cons is not None:

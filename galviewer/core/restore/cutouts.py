@@ -29,6 +29,7 @@ from galviewer.core.restore.poststeps import (
     anchor_step,
     decide_point_source,
     fuse_step,
+    repair_step,
     star_psf,
     target_psf,
 )
@@ -160,6 +161,7 @@ def restore_cutouts(
     consistency: bool,
     anchor: float,
     point_source: bool | str,
+    repair: bool = False,
     margin: int = 0,
     batch_size: int | None = None,
     progress: Progress | None = None,
@@ -198,7 +200,7 @@ def restore_cutouts(
     for k, i in enumerate(wide):
         second[i] = outs[len(prepared) + k]
     results = [_to_units(restorer, st, star, prep, out, wide_out, rescale=rescale, anchor=anchor,
-                         consistency=consistency)
+                         consistency=consistency, repair=repair)
                for st, star, prep, out, wide_out in zip(stamps, stars, prepared, outs, second, strict=False)]
     elapsed = (time.perf_counter() - t0) / max(len(stamps), 1)
     for r, (_, evidence) in zip(results, decided, strict=True):
@@ -209,7 +211,7 @@ def restore_cutouts(
 
 def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out: tuple[np.ndarray, np.ndarray | None],
               wide_out: tuple[np.ndarray, np.ndarray | None] | None, *, rescale: RescaleMethod, anchor: float,
-              consistency: bool) -> Restoration:
+              consistency: bool, repair: bool = False) -> Restoration:
     """Steps ``units`` to ``residual`` on one cut-out (``wide_out``: the full-range pass, where there is one)."""
     norm_in, lo, hi, seen = prepared.norm, prepared.lo, prepared.hi, prepared.seen
     rs, spread = out
@@ -274,6 +276,17 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
         fused = fuse_step(restorer, st, data, mask) if consistency else None
     if fused is not None:
         data = fused.image
+    # where the residual still holds structure (a bright neighbour's over-restored core, knots smoothed away),
+    # RS is moved towards the data there and only there (issue 23, item 4).  Not in point-source mode: what is
+    # left around a fitted star is the PSF model's own mismatch, which a repair would turn into invented light
+    # (the STIS star's flux conservation went 0.99 → 1.06)
+    repaired = None
+    if repair and star is not None:
+        st.extra["repair_skipped"] = "point-source mode: what the star leaves is its PSF model's mismatch"
+    elif repair:
+        repaired = repair_step(restorer, st, data, mask)
+        if repaired is not None and repaired.iterations:
+            data = repaired.image
     cal = restorer.sigma_calibration
     if sigma is not None and cal is not None:  # the spread of the flips → a 1σ, by the checkpoint's factors
         sigma = cal.apply(sigma, data, st.background_level, st.background_rms)
@@ -321,8 +334,12 @@ def _to_units(restorer: Restorer, st: Stamp, star: Any, prepared: Prepared, out:
             "scale": anchored.scale, "iterations": anchored.iterations,
             "threshold": anchored.threshold, "changed_fraction": anchored.changed_fraction},
         # a step that was asked for but could not run says why (panel header, CLI, figure)
-        "skipped": {k: st.extra[f"{k}_skipped"] for k, asked in (("anchor", anchor > 0), ("consistency", consistency))
+        "skipped": {k: st.extra[f"{k}_skipped"] for k, asked in (("anchor", anchor > 0), ("consistency", consistency),
+                                                                 ("repair", repair))
                     if asked and f"{k}_skipped" in st.extra},
+        "repair": None if repaired is None else {
+            "regions": len(repaired.regions), "left": repaired.left, "iterations": repaired.iterations,
+            "window_pixels": repaired.window_pixels},
         "consistency": None if fused is None else {
             "mu": fused.mu, "chi2_network": fused.chi2_before, "chi2": fused.chi2_after,
             "changed_fraction": fused.changed_fraction},

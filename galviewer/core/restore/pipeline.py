@@ -16,9 +16,12 @@ A click in the viewer, a region, a batch row, a chip of a mosaic, ``galviewer re
 7. ``anchor`` — the data's scales above σ given back (:func:`~galviewer.core.restore.consistency.anchor`);
 8. ``star`` — in point-source mode the star added back at the model's target PSF;
 9. ``consistency`` — optional fusion with the data so that the residual χ² is at most 1;
-10. ``residual`` — LQ − PSF⊗RS, on the cut-out with its margin;
-11. ``crop`` — back to the stamp shown (the network's own edges stay in the margin);
-12. ``verdict`` — the measurements of LQ and RS and the quality checks (:mod:`~galviewer.core.restore.verdict`).
+10. ``repair`` — where the residual still holds structure beyond the noise (an over-restored bright core, knots
+    smoothed away), RS moved towards the data there and only there
+    (:func:`~galviewer.core.restore.consistency.repair`);
+11. ``residual`` — LQ − PSF⊗RS, on the cut-out with its margin;
+12. ``crop`` — back to the stamp shown (the network's own edges stay in the margin);
+13. ``verdict`` — the measurements of LQ and RS and the quality checks (:mod:`~galviewer.core.restore.verdict`).
 
 The steps that ran and their parameters are recorded in ``Restoration.meta["pipeline"]`` and in the FITS
 header (``STEPn`` cards).
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULTS", "STEPS", "Pipeline", "PipelineConfig", "check_anchor", "restore_at", "restore_cutouts"]
 
 STEPS = ("cutout", "clean", "point_source", "normalise", "network", "units", "anchor", "star", "consistency",
-         "residual", "crop", "verdict")
+         "repair", "residual", "crop", "verdict")
 @dataclass(frozen=True)
 class PipelineConfig:
     """How a source is restored: every default of every path, in one place.
@@ -83,6 +86,10 @@ class PipelineConfig:
         σ (px) of the large-scale anchoring; 0 turns it off.
     consistency : bool
         Fuse RS with the data so that the residual χ² is at most 1.
+    repair : bool
+        Where the residual holds structure beyond the noise (the verdict's ``structure`` check: an over-restored
+        bright core, knots smoothed away), move RS towards the data there and only there
+        (:func:`~galviewer.core.restore.consistency.repair`).
 
     Raises
     ------
@@ -99,6 +106,7 @@ class PipelineConfig:
     rescale: RescaleMethod = "auto"
     anchor: float = DEFAULT_ANCHOR
     consistency: bool = False
+    repair: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.size, int | np.integer) and 8 <= self.size <= 1024):
@@ -108,7 +116,7 @@ class PipelineConfig:
             raise ParameterError("rescale", f"must be auto, paper, lstsq or minmax, got {self.rescale!r}")
         object.__setattr__(self, "anchor", check_anchor(self.anchor))
         object.__setattr__(self, "point_source", check_point_source(self.point_source))
-        for name in ("refine", "clean_cosmic_rays", "uncertainty", "consistency"):
+        for name in ("refine", "clean_cosmic_rays", "uncertainty", "consistency", "repair"):
             object.__setattr__(self, name, bool(getattr(self, name)))
 
     def replace(self, **changes: Any) -> PipelineConfig:
@@ -176,6 +184,7 @@ class Pipeline:
             f"anchor sigma={c.anchor:g}" if c.anchor > 0 else "anchor off",
             "star off" if star is False else "star added at the model's target PSF where fitted",
             "consistency on" if c.consistency else "consistency off",
+            "repair on: Landweber steps where the residual holds structure" if c.repair else "repair off",
             f"residual through {self.restorer.psf_source if self.restorer is not None else 'the model kernel'}",
             f"crop {c.context} px",
             "verdict",
@@ -211,7 +220,7 @@ class Pipeline:
         # pass's arithmetic depends on how many images it holds (oneDNN picks its blocking by batch size, last
         # bits differ), and a batch row must be bit-identical to a click at the same position.
         out = [restore_cutouts(self.restorer, [st], uncertainty=c.uncertainty, rescale=rescale or c.rescale,
-                               consistency=c.consistency, anchor=c.anchor,
+                               consistency=c.consistency, anchor=c.anchor, repair=c.repair,
                                point_source=False if region else c.point_source, margin=c.context,
                                progress=progress, cancel=cancel)[0] for st in stamps]
         steps = self.steps(image=image, region=region)

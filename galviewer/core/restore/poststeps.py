@@ -18,7 +18,7 @@ from galviewer.core.restore.point_source import place
 from galviewer.errors import ParameterError
 
 __all__ = ["POINT_RESCALE", "STAR_CORE", "add_star", "anchor_step", "decide_point_source", "fit_star", "fuse_step",
-           "star_psf", "target_psf"]
+           "repair_step", "star_psf", "target_psf"]
 
 # How point-source mode brings the network's restoration of the remainder (LQ minus the fitted star, its core
 # filled with sky: _network_remainder) back to the input's units.  The remainder is no galaxy at the stamp's
@@ -153,6 +153,22 @@ def anchor_step(restorer: Any, st: Stamp, lq: np.ndarray, data: np.ndarray, mask
         return anchor(lq, data, restorer.psf, noise, scale=scale, mask=_partial(mask))
     except ParameterError as exc:
         st.extra["anchor_skipped"] = exc.reason
+        return None
+
+
+def repair_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray, lq: np.ndarray | None = None
+                ) -> Any:
+    """The local repair of one restoration (:func:`~galviewer.core.restore.consistency.repair`), or None where it
+    cannot apply (reason in the stamp).  ``lq`` as for :func:`fuse_step`."""
+    from galviewer.core.restore.consistency import repair
+
+    noise = _post_noise(restorer, st, data, "repair")
+    if noise is None:
+        return None
+    try:
+        return repair(st.lq if lq is None else lq, data, restorer.psf, noise, mask=_partial(mask))
+    except ParameterError as exc:
+        st.extra["repair_skipped"] = exc.reason
         return None
 
 

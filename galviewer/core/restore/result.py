@@ -94,6 +94,11 @@ def steps_text(meta: dict[str, Any]) -> str:
     if cons:
         parts.append(f"consistency: χ² {cons['chi2_network']:.3g} → {cons['chi2']:.3g}" if math.isfinite(cons["mu"])
                      else f"consistency: RS kept (χ² {cons['chi2_network']:.3g})")
+    fixed = meta.get("repair")
+    if fixed and fixed["iterations"]:
+        n, left = fixed["regions"], fixed["left"]
+        parts.append(f"repaired {n} residual structure{'s' if n != 1 else ''} ({fixed['iterations']} Landweber steps"
+                     + (f", {left} left" if left else "") + ")")
     for step, why in (meta.get("skipped") or {}).items():
         parts.append(f"{'anchoring' if step == 'anchor' else step} skipped: {why}")
     return " · ".join(parts)

@@ -83,6 +83,8 @@ class ResidualStructure:
     regions : list of (x, y, z, pixels)
         Each connected region beyond the limit: its centroid (0-based stamp pixels), its most significant
         signed value and its size; worst first.
+    signal : numpy.ndarray or None
+        The data (LQ less its background) through the same filter, in units of the same noise.
     noise_from : str
         Where the filter's noise was measured: ``"LQ sky (N px)"`` — what the segmentation leaves, less the pixels
         whose filtered LQ, high-passed at 4 px, lies beyond 3σ (a source's wings) — or, with fewer than 64 such
@@ -93,6 +95,7 @@ class ResidualStructure:
     z: np.ndarray
     regions: list[tuple[float, float, float, int]]
     noise_from: str
+    signal: np.ndarray | None = None
 
 
 @dataclass
@@ -262,7 +265,7 @@ def _region_conservation(restoration: Any, measured: np.ndarray, bad: np.ndarray
 
 def residual_structure(signal: np.ndarray, residual: np.ndarray, psf: np.ndarray, *,
                        bad: np.ndarray | None = None, sources: np.ndarray | None = None,
-                       sigma: np.ndarray | float | None = None) -> ResidualStructure:
+                       sigma: np.ndarray | float | None = None, limit: float | None = None) -> ResidualStructure:
     """The residual through the matched filter of ``psf``, in units of the filter's noise on the data.
 
     Parameters
@@ -280,6 +283,8 @@ def residual_structure(signal: np.ndarray, residual: np.ndarray, psf: np.ndarray
         LQ's sources (their pixels are not sky).
     sigma : numpy.ndarray or float, optional
         The per-pixel noise, used only when the stamp holds fewer than 64 sky pixels.
+    limit : float, optional
+        Threshold in σ of the filtered noise (default ``LIMITS["structure"]``, the verdict's).
 
     Returns
     -------
@@ -332,7 +337,8 @@ def residual_structure(signal: np.ndarray, residual: np.ndarray, psf: np.ndarray
     # beyond the noise *and* beyond the flux check's 5 % of the filtered data there: a bright core explained
     # to 1 % is many σ off and still right, an invented blob on the sky is not
     relative = np.abs(m_res - zero) > LIMITS["flux"] * np.abs(m_sig)
-    labels, _ = ndimage.label((np.abs(z) > LIMITS["structure"]) & relative)
+    limit = LIMITS["structure"] if limit is None else float(limit)
+    labels, _ = ndimage.label((np.abs(z) > limit) & relative)
     regions = []
     for j, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -346,7 +352,7 @@ def residual_structure(signal: np.ndarray, residual: np.ndarray, psf: np.ndarray
         peak = float(vals[np.argmax(np.abs(vals))])
         regions.append((float(xx.mean() + sl[1].start), float(yy.mean() + sl[0].start), peak, size))
     regions.sort(key=lambda r: -abs(r[2]))
-    return ResidualStructure(z, regions, where)
+    return ResidualStructure(z, regions, where, np.where(live, m_sig / noise, 0.0))
 
 
 def _structure_check(found: ResidualStructure) -> Check:
