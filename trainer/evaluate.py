@@ -25,7 +25,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -492,10 +492,7 @@ def report_markdown(res: dict[str, Any]) -> str:
 
 def cli_evaluate(args: Any) -> int:
     """Handler of ``galviewer-train evaluate``."""
-    cfg = EvalConfig(count=args.count, morph_count=args.morph_count, stars=args.stars, blank_seeds=args.blank_seeds,
-                     blank_per_seed=args.blank_per_seed, tune_count=args.tune_count, seed=args.seed,
-                     noise_rms=args.noise_rms, fwhm=args.fwhm, consistency=args.consistency, anchor=args.anchor,
-                     repair=args.repair)
+    cfg = EvalConfig(**{f.name: getattr(args, f.name) for f in fields(EvalConfig)})  # options = fields
     res = evaluate(args.model, args.data, args.out, cfg, device=args.device, overwrite=args.overwrite,
                    echo=lambda m: print(m, flush=True))
     print(f"report: {Path(args.out) / 'report.md'} ({res['seconds']:.0f} s)")
