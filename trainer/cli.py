@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--anchor", type=float, default=0.0, metavar="SIGMA",
                    help="evaluate the model followed by the large-scale anchoring of σ SIGMA px (galviewer restore "
                    "--anchor); 0 (default): none")
-    e.add_argument("--repair", action="store_true", help="evaluate the model followed by the local repair (on by "
-                   "default in the app; galviewer restore --no-repair turns it off)")
+    e.add_argument("--repair", action="store_true", help="evaluate the model followed by the local repair "
+                   "(galviewer restore --repair)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
 

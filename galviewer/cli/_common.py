@@ -66,7 +66,7 @@ def _pipeline(args: argparse.Namespace, *, context: int | None = None, restorer:
                 "context": args.context if context is None else context}
     if hasattr(args, "no_uncertainty"):
         settings.update(uncertainty=not args.no_uncertainty, consistency=args.consistency, anchor=args.anchor,
-                        point_source=args.point_source, repair=not args.no_repair)
+                        point_source=args.point_source, repair=args.repair)
     if not restorer:
         return Pipeline(None, PipelineConfig(**settings))
     return Pipeline.default(args.model, device=args.device, **settings)
@@ -101,10 +101,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistency", action="store_true",
                    help="fuse the restoration with the data (closed-form, Fourier) so that the residual chi2 "
                         "is at most 1: the data decide where the PSF passes signal, the network elsewhere")
-    p.add_argument("--no-repair", action="store_true",
-                   help="do not repair the restoration where its residual holds structure beyond the noise (an "
-                        "over-restored bright core, knots smoothed away; on by default: moved towards the data "
-                        "there and only there)")
+    p.add_argument("--repair", action="store_true",
+                   help="where the residual holds structure beyond the noise (an over-restored bright core, knots "
+                        "smoothed away: the verdict's 'structure'), move the restoration towards the data there and "
+                        "only there (off by default: it broadens stars restored as galaxies)")
     p.add_argument("--anchor", type=float, default=DEFAULT_ANCHOR, metavar="SIGMA",
                    help="give the restoration back the data's scales above SIGMA px (large-scale anchoring: "
                         "flux, background, halos; README, Real HST data); 0 turns it off "

@@ -76,7 +76,7 @@ def build_toolbars(w: MainWindow) -> None:
     w.repair_box = _check("repair", DEFAULTS.repair,
                           "where the residual holds structure beyond the noise (an over-restored bright core, knots "
                           "smoothed away: circled on the residual), move the restoration towards the data there and "
-                          "only there")
+                          "only there (off by default: it broadens stars restored as galaxies)")
     w.anchor_box = _check("anchor", DEFAULTS.anchor > 0, f"give each restoration back the data's scales above "
                           f"{ANCHOR_SCALE:g} px (flux, background, halos) where they differ beyond the noise")
     w.star_box = _check("point source", False,

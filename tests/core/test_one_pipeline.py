@@ -101,7 +101,7 @@ def test_the_steps_are_named_in_order_with_their_parameters(pipeline):
     star = pipeline.with_config(point_source=True)
     assert star.steps()[2].startswith("point_source on") and star.steps(region=True)[2] == "point_source off"
     assert pipeline.steps()[2].startswith("point_source auto")
-    assert pipeline.steps()[9].startswith("repair on") and pipeline.with_config(repair=False).steps()[9] == "repair off"
+    assert pipeline.steps()[9] == "repair off" and pipeline.with_config(repair=True).steps()[9].startswith("repair on")
 
 
 def test_one_default_changes_every_path(monkeypatch, tmp_path):

@@ -396,9 +396,9 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     first.tta_box.setChecked(False)
     first.cons_box.setChecked(True)
     first.anchor_box.setChecked(False)
-    assert first.repair_box.isChecked() and first.clicks.config().repair  # on by default, as the pipeline
-    first.repair_box.setChecked(False)
-    assert not first.clicks.config().repair
+    assert not first.repair_box.isChecked() and not first.clicks.config().repair  # off, as the pipeline's default
+    first.repair_box.setChecked(True)
+    assert first.clicks.config().repair
     chosen = first.cmap_box.currentText()
     first.close()
     second = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
@@ -406,7 +406,7 @@ def test_preferences_are_kept_between_runs(qtbot, tiny_ckpt, tmp_path):
     assert second.stretch_box.currentText() == "log" and second.cmap_box.currentText() == chosen
     assert second.mode_box.currentIndex() == 2 and second.size_box.value() == 96 and second.margin_box.value() == 16
     assert not second.tta_box.isChecked() and second.cons_box.isChecked() and not second.anchor_box.isChecked()
-    assert not second.repair_box.isChecked()
+    assert second.repair_box.isChecked()
     assert second.view.stretch_kind == "log"  # applied to the view, not only shown
     second.close()
 

@@ -16,8 +16,8 @@ A click in the viewer, a region, a batch row, a chip of a mosaic, ``galviewer re
 7. ``anchor`` — the data's scales above σ given back (:func:`~galviewer.core.restore.consistency.anchor`);
 8. ``star`` — in point-source mode the star added back at the model's target PSF;
 9. ``consistency`` — optional fusion with the data so that the residual χ² is at most 1;
-10. ``repair`` — where the residual still holds structure beyond the noise (an over-restored bright core, knots
-    smoothed away), RS moved towards the data there and only there
+10. ``repair`` — optional: where the residual still holds structure beyond the noise (an over-restored bright
+    core, knots smoothed away), RS moved towards the data there and only there
     (:func:`~galviewer.core.restore.consistency.repair`);
 11. ``residual`` — LQ − PSF⊗RS, on the cut-out with its margin;
 12. ``crop`` — back to the stamp shown (the network's own edges stay in the margin);
@@ -89,7 +89,8 @@ class PipelineConfig:
     repair : bool
         Where the residual holds structure beyond the noise (the verdict's ``structure`` check: an over-restored
         bright core, knots smoothed away), move RS towards the data there and only there
-        (:func:`~galviewer.core.restore.consistency.repair`).
+        (:func:`~galviewer.core.restore.consistency.repair`).  Off by default: it brings galaxies nearer the
+        truth but broadens stars restored as galaxies (docs, *Local repair*).
 
     Raises
     ------
@@ -106,7 +107,7 @@ class PipelineConfig:
     rescale: RescaleMethod = "auto"
     anchor: float = DEFAULT_ANCHOR
     consistency: bool = False
-    repair: bool = True
+    repair: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.size, int | np.integer) and 8 <= self.size <= 1024):
