@@ -196,6 +196,11 @@ def test_drawing_an_ellipse_restores_it_as_one_piece(qtbot, window, tmp_path):
     labels = [table.item(i, 0).text() for i in range(table.rowCount())]
     cons = table.item(labels.index("flux conservation Σ PSF⊗RS / Σ LQ"), 3).text()
     assert math.isfinite(float(cons))
+    # the region is judged on its own pixels (issue 23, item 8): its flux check is the table's number, the header
+    # and status bar say the verdict
+    verdict = rr.restoration.meta["verdict"]
+    assert "centre" not in verdict.checks and f"{verdict.checks['flux'].value:.3g}" == cons
+    assert " · quality" in window.panels.info.text() and "quality" in window.statusBar().currentMessage().lower()
     # a click inside the region selects it rather than restoring a stamp; the FITS export carries the region
     out = window.export.export_stamp(tmp_path / "region.fits")
     with fits.open(out) as hdul:
