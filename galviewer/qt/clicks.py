@@ -22,12 +22,23 @@ from galviewer.core.restore.result import Restoration
 if TYPE_CHECKING:
     from galviewer.qt.main_window import MainWindow
 
-__all__ = ["CHECK_NAMES", "ClickController", "ClickResult"]
+__all__ = ["CHECK_NAMES", "ClickController", "ClickResult", "quality_status"]
 
 # Short names of the verdict's checks for the status line.
 CHECK_NAMES = {"chi2": "χ²", "flux": "flux", "rms": "RS/LQ rms", "border": "border", "new_sources": "new sources",
                "sources": "a source's flux", "structure": "residual structure",
                "centre": "no source at the centre", "range": "outside training"}
+
+
+def quality_status(verdict: Any, details: str = "") -> str:
+    """The verdict in a few words for the status line (what fails, by short name), ``details`` appended to a
+    failure; empty without a verdict."""
+    if verdict is None:
+        return ""
+    if verdict.ok:
+        return " · quality ok"
+    head = " · quality: caution, " if verdict.level == "caution" else " · QUALITY FAILS: "
+    return head + ", ".join(CHECK_NAMES.get(k, k) for k, c in verdict.checks.items() if not c.ok) + details
 
 
 def _num(value: float, spec: str) -> str:
@@ -190,11 +201,7 @@ class ClickController:
         w.panels.show_verdict(verdict)
         # The status line names what fails in a few words (it must fit the bar); the numbers are in the panel
         # header and in the status bar's tooltip.
-        quality = "" if verdict is None else (" · quality ok" if verdict.ok else
-                                              (" · quality: caution, " if verdict.level == "caution" else
-                                               " · QUALITY FAILS: ") + ", ".join(
-                                                  CHECK_NAMES.get(k, k) for k, c in verdict.checks.items()
-                                                  if not c.ok) + " (details: panel header)")
+        quality = quality_status(verdict, " (details: panel header)")
         w.status_colour(verdict is None or verdict.ok, verdict is not None and verdict.level == "caution")
         full = (f"restored x={cx:.2f} y={cy:.2f} (RA {ra:.6f} Dec {dec:.6f}), {w.result.cosmic_rays} cosmic-ray "
                 f"pixels cleaned, flux conservation {_num(m.flux_conservation, '.3f')}, residual χ² "

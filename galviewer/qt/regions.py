@@ -14,7 +14,7 @@ from galviewer.core.io.mosaic import Mosaic
 from galviewer.core.io.regions import AnyRegion, read_regions, write_regions
 from galviewer.core.restore.regions import RegionRestoration
 from galviewer.errors import GalviewerError
-from galviewer.qt.clicks import CHECK_NAMES, ClickResult
+from galviewer.qt.clicks import ClickResult, quality_status
 
 if TYPE_CHECKING:
     from galviewer.qt.main_window import MainWindow
@@ -83,11 +83,7 @@ class RegionController:
         verdict = r.meta.get("verdict")
         w.panels.show_verdict(verdict)  # judged over the region's pixels, like a click
         w.panels.info.setText(f"{rr.region.describe()} · " + w.panels.info.text())
-        quality = "" if verdict is None else (" · quality ok" if verdict.ok else
-                                              (" · quality: caution, " if verdict.level == "caution" else
-                                               " · QUALITY FAILS: ") + ", ".join(
-                                                  CHECK_NAMES.get(k, k) for k, c in verdict.checks.items()
-                                                  if not c.ok))
+        quality = quality_status(verdict)
         w.status_colour(verdict is None or verdict.ok, verdict is not None and verdict.level == "caution")
         w.statusBar().showMessage(f"restored {rr.region.describe()} in {r.meta['seconds']:.2f} s; "
                                   f"residual rms {s['resid_rms_over_noise']:.2f}× the noise{quality}", 15000)

@@ -389,12 +389,12 @@ def repair(
     if mask is not None:
         bad |= np.asarray(mask, dtype=bool)
     bkg = background(a, mask=bad if bad.any() else None)
+    # LQ's sources do not change between rounds: segmented once
+    sources = ndimage.binary_dilation(_segments(a, bkg.rms, bad if bad.any() else None) > 0, iterations=2)
 
     def structures(img: np.ndarray) -> Any:
         resid = np.where(bad, 0.0, a - convolve(img, k))
-        seg = _segments(a, bkg.rms, bad if bad.any() else None)
-        return residual_structure(a - bkg.level, resid, k, bad=bad, sigma=sigma, limit=REPAIR_SIGMA,
-                                  sources=ndimage.binary_dilation(seg > 0, iterations=2))
+        return residual_structure(a - bkg.level, resid, k, bad=bad, sigma=sigma, limit=REPAIR_SIGMA, sources=sources)
 
     found = structures(b)
     if not found.regions:

@@ -129,7 +129,7 @@ def fit_star(restorer: Any, st: Stamp) -> Any:
 
 
 def _post_noise(restorer: Any, st: Stamp, data: np.ndarray, step: str) -> np.ndarray | float | None:
-    """The noise a post-step (anchoring, consistency) works with, or None (reason in ``st.extra``)."""
+    """The noise a post-step (anchoring, consistency, repair) works with, or None (reason in ``st.extra``)."""
     if data.size > restorer.MAX_CONSISTENCY_PIXELS:
         st.extra[f"{step}_skipped"] = f"larger than {restorer.MAX_CONSISTENCY_PIXELS} pixels"
         return None
@@ -140,36 +140,35 @@ def _post_noise(restorer: Any, st: Stamp, data: np.ndarray, step: str) -> np.nda
     return noise
 
 
+def _post_step(restorer: Any, st: Stamp, data: np.ndarray, step: str, run: Any) -> Any:
+    """``run(noise)`` for a post-step, or None where it cannot apply (the reason in ``st.extra``)."""
+    noise = _post_noise(restorer, st, data, step)
+    if noise is None:
+        return None
+    try:
+        return run(noise)
+    except ParameterError as exc:
+        st.extra[f"{step}_skipped"] = exc.reason
+        return None
+
+
 def anchor_step(restorer: Any, st: Stamp, lq: np.ndarray, data: np.ndarray, mask: np.ndarray,
                 scale: float) -> Any:
     """The large-scale anchoring of one restoration to ``lq`` (the stamp's data, or in point-source mode what
     the star leaves), or None where it cannot apply (reason in the stamp)."""
     from galviewer.core.restore.consistency import anchor
 
-    noise = _post_noise(restorer, st, data, "anchor")
-    if noise is None:
-        return None
-    try:
-        return anchor(lq, data, restorer.psf, noise, scale=scale, mask=_partial(mask))
-    except ParameterError as exc:
-        st.extra["anchor_skipped"] = exc.reason
-        return None
+    return _post_step(restorer, st, data, "anchor",
+                      lambda noise: anchor(lq, data, restorer.psf, noise, scale=scale, mask=_partial(mask)))
 
 
-def repair_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray, lq: np.ndarray | None = None
-                ) -> Any:
-    """The local repair of one restoration (:func:`~galviewer.core.restore.consistency.repair`), or None where it
-    cannot apply (reason in the stamp).  ``lq`` as for :func:`fuse_step`."""
+def repair_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray) -> Any:
+    """The local repair of one restoration against the stamp's data
+    (:func:`~galviewer.core.restore.consistency.repair`), or None where it cannot apply (reason in the stamp)."""
     from galviewer.core.restore.consistency import repair
 
-    noise = _post_noise(restorer, st, data, "repair")
-    if noise is None:
-        return None
-    try:
-        return repair(st.lq if lq is None else lq, data, restorer.psf, noise, mask=_partial(mask))
-    except ParameterError as exc:
-        st.extra["repair_skipped"] = exc.reason
-        return None
+    return _post_step(restorer, st, data, "repair",
+                      lambda noise: repair(st.lq, data, restorer.psf, noise, mask=_partial(mask)))
 
 
 def fuse_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray, lq: np.ndarray | None = None) -> Any:
@@ -179,14 +178,9 @@ def fuse_step(restorer: Any, st: Stamp, data: np.ndarray, mask: np.ndarray, lq: 
     what the fitted star leaves)."""
     from galviewer.core.restore.consistency import fuse
 
-    noise = _post_noise(restorer, st, data, "consistency")
-    if noise is None:
-        return None
-    try:
-        return fuse(st.lq if lq is None else lq, data, restorer.psf, noise, mask=_partial(mask))
-    except ParameterError as exc:
-        st.extra["consistency_skipped"] = exc.reason
-        return None
+    return _post_step(restorer, st, data, "consistency",
+                      lambda noise: fuse(st.lq if lq is None else lq, data, restorer.psf, noise,
+                                         mask=_partial(mask)))
 
 
 def decide_point_source(restorer: Any, st: Stamp, mode: bool | str) -> tuple[Any, dict[str, Any]]:

@@ -33,18 +33,16 @@ class RegionRestoration:
         ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS divided by the LQ background rms.
         """
         from galviewer.core.measure.background import background
+        from galviewer.core.restore.verdict import region_conservation
 
         r = self.restoration
         st = r.stamp
         bad = st.bad | st.padded
         bkg = background(r.lq, mask=bad)
         rs_bkg = background(r.data, mask=bad)
-        conv = r.lq - r.residual  # PSF⊗RS as the residual made it (on the cut with its margin), as the verdict
-        conv_bkg = background(conv, mask=bad)
         use = self.inside & ~bad
         lq_sum = float(np.sum(r.lq[use] - bkg.level))
         rs_sum = float(np.sum(r.data[use] - rs_bkg.level))
-        conv_sum = float(np.sum(conv[use] - conv_bkg.level))
         noise = bkg.rms if bkg.rms and math.isfinite(bkg.rms) else float("nan")
         resid = r.residual[use]
         sig = r.sigma[use] if r.sigma is not None else None
@@ -52,7 +50,7 @@ class RegionRestoration:
             "pixels": float(use.sum()),
             "flux_lq": lq_sum,
             "flux_rs": rs_sum,
-            "conservation": conv_sum / lq_sum if lq_sum > 0 else float("nan"),
+            "conservation": region_conservation(r, use, bad),
             "noise_lq": noise,
             "noise_rs": float(rs_bkg.rms),
             "resid_rms_over_noise": float(np.sqrt(np.mean((resid - np.median(resid)) ** 2)) / noise),

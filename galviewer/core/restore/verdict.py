@@ -47,7 +47,7 @@ from galviewer.core.measure.background import background
 from galviewer.errors import ParameterError
 
 __all__ = ["CAUTION_CHECKS", "LIMITS", "STRUCTURE_PIXELS", "Check", "ResidualStructure", "Verdict", "assess",
-           "compare_restoration", "judge", "residual_structure"]
+           "compare_restoration", "judge", "region_conservation", "residual_structure"]
 
 LIMITS = {"chi2": 3.0, "flux": 0.05, "rms": 1.0, "border": 1.5, "new_sources": 0, "sources": 1.0, "centre": 1,
           "structure": 5.0, "range": 0.3}
@@ -196,7 +196,7 @@ def assess(restoration: Any, measurements: Any = None, *, inside: np.ndarray | N
             measurements = compare_restoration(restoration)
         fc = float(measurements.flux_conservation)
     else:
-        fc = _region_conservation(restoration, measured, bad)
+        fc = region_conservation(restoration, measured, bad)
     checks["flux"] = Check("flux", fc, LIMITS["flux"], abs(fc - 1.0) <= LIMITS["flux"], f"flux {fc:.3g}")
 
     lq_seg = _segments(lq, lq_bkg.rms, bad if bad.any() else None)
@@ -253,8 +253,10 @@ def assess(restoration: Any, measurements: Any = None, *, inside: np.ndarray | N
     return Verdict(checks, structure=found)
 
 
-def _region_conservation(restoration: Any, measured: np.ndarray, bad: np.ndarray) -> float:
-    """Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg) over a region's pixels (the number its table shows)."""
+def region_conservation(restoration: Any, measured: np.ndarray, bad: np.ndarray) -> float:
+    """Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg) over the ``measured`` pixels of a region, PSF⊗RS being
+    ``LQ − residual`` as the pipeline made it and the backgrounds measured off the ``bad`` pixels: the region's
+    table and its verdict's flux check both."""
     lq = np.asarray(restoration.lq, dtype=np.float64)
     conv = lq - np.asarray(restoration.residual, dtype=np.float64)  # PSF⊗RS, as the residual was made
     mask = bad if bad.any() else None
