@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -268,6 +268,9 @@ class MeasurementPanel(QWidget):
                 shown = text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
                 item = QTableWidgetItem(shown)
                 if shown != text:
+                    item.setToolTip(text)
+                if text.startswith("FLAGGED"):  # a failed or bounded Sérsic fit is never shown as ok
+                    item.setForeground(QBrush(QColor("#b9770e")))
                     item.setToolTip(text)
                 self.table.setItem(i, j, item)
         lines = ["\t".join(["quantity", "unit", *names])]

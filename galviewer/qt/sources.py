@@ -24,7 +24,8 @@ from galviewer.core.restore.batch import BatchResult
 
 __all__ = ["SourcesPanel"]
 
-COLUMNS = ("id", "x", "y", "S/N", "class", "n LQ", "n RS", "R50 LQ", "R50 RS", "flux cons.", "χ²", "status")
+COLUMNS = ("id", "x", "y", "S/N", "class", "n LQ", "n RS", "R50 LQ (px)", "R50 RS (px)", "flux cons.", "χ²", "status")
+FLAG = " ⚑"  # after a value whose Sérsic fit is flagged (its tooltip says why)
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -36,7 +37,7 @@ class _Item(QTableWidgetItem):
 
     def __lt__(self, other: QTableWidgetItem) -> bool:
         try:
-            return float(self.text()) < float(other.text())
+            return float(self.text().removesuffix(FLAG)) < float(other.text().removesuffix(FLAG))
         except ValueError:
             return self.text() < other.text()
 
@@ -132,7 +133,9 @@ class SourcesPanel(QWidget):
                 m = res.measurements
                 cls = "" if m is None else ("star (point-source mode)" if row["restored_as_star"] else
                                             "point" if row["point_like"] else "extended")
-                cells += [cls, _fmt(row["n_LQ"]), _fmt(row["n_RS"]), _fmt(row["r50_LQ"]), _fmt(row["r50_RS"]),
+                fit = {k: _fmt(row[k]) + (FLAG if row[f"sersic_flag_{k[-2:]}"] and _fmt(row[k]) else "")
+                       for k in ("n_LQ", "n_RS", "r50_LQ", "r50_RS")}
+                cells += [cls, fit["n_LQ"], fit["n_RS"], fit["r50_LQ"], fit["r50_RS"],
                           _fmt(row["flux_conservation"]), _fmt(row["residual_chi2"]), row["status"]]
             failed = row is not None and not row["quality_ok"]
             for j, text in enumerate(cells):
@@ -145,6 +148,10 @@ class SourcesPanel(QWidget):
                                      if caution else "quality checks failed (docs: Quality verdict): ") + text)
                 if cells[4] == "point":
                     item.setToolTip("unresolved source: restored stars stay broader than the truth (README, Limits)")
+                if text.endswith(FLAG):  # a flagged Sérsic fit: amber, never shown as a plain number
+                    item.setForeground(QBrush(QColor("#b9770e")))
+                    which = COLUMNS[j].split()[1]
+                    item.setToolTip(f"{which} Sérsic fit flagged: {row['sersic_flags_' + which]}")
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         self._update_buttons()

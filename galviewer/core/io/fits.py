@@ -15,6 +15,7 @@ files are memory-mapped; the returned :class:`Image` keeps the file open until
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class ImageMeta:
         Inverse sensitivity and zero point (NaN when absent).
     photplam : float
         Pivot wavelength in Å (NaN when absent).
+    magzero, magzero_key : float, str
+        A magnitude zero point of the image's own units written in the header (the first of
+        ``MAGZERO_KEYS`` present; NaN and "" when none), used for AB magnitudes where PHOTFLAM/PHOTPLAM are not.
     pixel_scale : float
         Arcsec per pixel from the WCS (NaN without a celestial WCS).
     """
@@ -83,6 +87,8 @@ class ImageMeta:
     pixel_scale: float = float("nan")
     photplam: float = float("nan")
     warnings: tuple[str, ...] = ()
+    magzero: float = float("nan")
+    magzero_key: str = ""
 
 
 @dataclass
@@ -286,6 +292,18 @@ def _filter_name(h: fits.Header) -> str:
     return ";".join(names)
 
 
+MAGZERO_KEYS = ("MAGZERO", "MAGZPT", "MAGZP", "ZEROPNT", "ABMAGZP", "ZP_AB")
+"""Header keywords read, in this order, as a zero point m = ZP − 2.5 log10(pixel sum) of the image's units."""
+
+
+def _magzero(h: fits.Header) -> dict[str, Any]:
+    for key in MAGZERO_KEYS:
+        v = _float(h, key)
+        if math.isfinite(v):
+            return {"magzero": v, "magzero_key": key}
+    return {}
+
+
 def _float(h: fits.Header, key: str) -> float:
     try:
         return float(h[key])
@@ -408,6 +426,7 @@ def open_image(
                 photzpt=_float(merged, "PHOTZPT"),
                 pixel_scale=scale,
                 photplam=_float(merged, "PHOTPLAM"),
+                **_magzero(merged),
             )
         meta = dataclasses.replace(meta, warnings=tuple(dict.fromkeys(notes)))
     except ImageLoadError:

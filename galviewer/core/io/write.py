@@ -51,6 +51,7 @@ def _provenance_header(restoration: Any) -> fits.Header:
             check = verdict.checks.get(name)
             if check is not None and math.isfinite(check.value):
                 h[key] = (check.value, comment)
+    _measurement_cards(h, getattr(restoration, "measurements", None))
     decision = m.get("point_source_decision") or {}
     if decision:
         h["PTSMODE"] = (str(decision.get("mode", "")), "point-source mode: auto, on or off")
@@ -124,6 +125,39 @@ def _provenance_header(restoration: Any) -> fits.Header:
                 if np.isfinite(value):
                     h[key] = value
     return h
+
+
+def _measurement_cards(h: fits.Header, measured: Any) -> None:
+    """The Sérsic fits (with their flags), Kron fluxes and AB magnitudes of LQ and RS, when measured."""
+    if measured is None:
+        return
+    from galviewer.core.measure.sersic import FLAG_BITS
+
+    bits = ", ".join(f"{b} {k}" for k, b in FLAG_BITS.items())
+    for tag, name in (("L", "LQ"), ("R", "RS")):
+        f = measured.fits.get(name)
+        if f is None:
+            continue
+        h[f"SERFL_{tag}"] = (int(f.flag_bits), f"{name} Sersic fit flags, 0 ok")
+        if f.flags:
+            h[f"SERWHY{tag}"] = "; ".join(f.flags).encode("ascii", "replace").decode()
+        for key, value, comment in ((f"SERN_{tag}", f.n, f"{name} Sersic index"),
+                                    (f"SERR50{tag}", f.r50, f"[pix] {name} Sersic R50"),
+                                    (f"SERFX_{tag}", f.total_flux, f"{name} Sersic total flux, BUNIT")):
+            if math.isfinite(value):
+                h[key] = (float(value), comment)
+        p = measured.phot.images.get(name) if measured.phot.ok else None
+        if p is not None and math.isfinite(p.kron_flux):
+            h[f"KRONF_{tag}"] = (float(p.kron_flux), f"{name} Kron flux, BUNIT")
+            h[f"KRONE_{tag}"] = (float(p.kron_flux_err), f"{name} its 1-sigma error")
+        mag, err = measured.magnitudes(name)["kron"]
+        if math.isfinite(mag):
+            h[f"KRONM_{tag}"] = (float(mag), f"{name} Kron AB magnitude")
+            h[f"KRONME{tag}"] = (float(err) if math.isfinite(err) else -1.0, f"{name} its error")
+    h["COMMENT"] = f"SERFL_L/R bits: {bits}"
+    if math.isfinite(measured.ab_zeropoint):
+        h["ABZP"] = (float(measured.ab_zeropoint), "AB zero point of BUNIT")
+        h["ABZPFROM"] = str(measured.zeropoint_source)
 
 
 def write_stamp(path: str | os.PathLike[str], restoration: Any, *, overwrite: bool = False) -> Path:

@@ -11,11 +11,11 @@ import numpy as np
 
 from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
-from galviewer.core.measure.sersic import SersicFit, fit_sersic
+from galviewer.core.measure.sersic import POINT_R50_PIX, SersicFit, fit_sersic
 from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
-__all__ = ["POINT_R50_PIX", "Measurements", "compare"]
+__all__ = ["FIT_CENTRE_TOLERANCE", "POINT_R50_PIX", "Measurements", "compare"]
 
 _SERSIC_ROWS = [
     ("Sérsic n", "", "n"),
@@ -28,11 +28,11 @@ _SERSIC_ROWS = [
 ]
 
 
-def _mag(flux: float, err: float, zeropoint: float) -> str:
-    """AB magnitude ± its error from a flux and its 1-σ error ("—" for a non-positive flux)."""
-    if not (math.isfinite(flux) and flux > 0):
-        return "—"
-    return _pm(zeropoint - 2.5 * math.log10(flux), 1.0857 * err / flux if math.isfinite(err) else math.nan, 5)
+def _magnitude(flux: float, err: float, zeropoint: float) -> tuple[float, float]:
+    """AB magnitude and its error from a flux and its 1-σ error (NaN for a non-positive flux)."""
+    if not (math.isfinite(flux) and flux > 0 and math.isfinite(zeropoint)):
+        return math.nan, math.nan
+    return zeropoint - 2.5 * math.log10(flux), 2.5 / math.log(10) * err / flux if math.isfinite(err) else math.nan
 
 
 def _pm(v: float, e: float, digits: int = 4) -> str:
@@ -43,8 +43,9 @@ def _pm(v: float, e: float, digits: int = 4) -> str:
     return f"{v:.{digits}g} ± {e:.2g}"
 
 
-POINT_R50_PIX = 0.75
-"""LQ half-light radius (pixels, PSF-deconvolved) below which a source counts as unresolved."""
+FIT_CENTRE_TOLERANCE = 3.0
+"""A Sérsic fit's centre may lie this far (px; or a quarter of the Kron semi-major axis, if larger) from the
+source's LQ centroid; farther, the fit is flagged *off target* (it cannot move beyond twice that)."""
 
 
 @dataclass
@@ -58,7 +59,12 @@ class Measurements:
     phot : Photometry
         Kron/isophotal photometry with apertures defined on LQ.
     flux_conservation : float
-        Σ(PSF ⊗ RS) / Σ LQ inside the LQ Kron ellipse, both less LQ's background (1 = conserved).
+        Kron flux of PSF⊗RS over LQ's: LQ's Kron ellipse and background, photutils' sum (1 = conserved).
+    flux_conservation_err : float
+        Its 1-σ error (LQ's Kron flux error; PSF⊗RS is smooth).
+    psf_spill : float
+        (Kron flux of RS − of PSF⊗RS) / LQ's: the light the PSF carries across the ellipse's edge, so that
+        Kron(RS) / Kron(LQ) = ``flux_conservation`` + ``psf_spill`` exactly.
     residual_chi2 : float
         Mean of ((LQ − PSF ⊗ RS) / σ)² over usable pixels (≈ 1 when RS explains LQ to the noise).
     residual_rms : float
@@ -76,23 +82,51 @@ class Measurements:
     bunit: str = ""
     pixel_scale: float = math.nan
     ab_zeropoint: float = math.nan
+    flux_conservation_err: float = math.nan
+    psf_spill: float = math.nan
+    zeropoint_source: str = ""
 
     def with_units(self, meta: Any) -> Measurements:
         """The same numbers labelled with an image's units (:class:`~galviewer.core.io.fits.ImageMeta`): BUNIT,
-        arcsec per pixel, and the AB zero point from PHOTFLAM/PHOTPLAM (per second: counts or electrons are
-        divided by EXPTIME), so the table shows R50 in arcsec and Kron/isophotal AB magnitudes."""
+        arcsec per pixel, and the AB zero point — from PHOTFLAM/PHOTPLAM (HST's, per second: counts or electrons
+        are divided by EXPTIME) or else from the header's own zero point keyword (``meta.magzero_key``, taken as
+        AB) —, so the table shows R50 in arcsec, AB magnitudes and surface brightness, and says where the zero
+        point came from."""
         if meta is None:
             return self
         unit = str(getattr(meta, "bunit", "") or "").strip()
         flam, plam = float(getattr(meta, "photflam", math.nan)), float(getattr(meta, "photplam", math.nan))
-        zp = math.nan
+        zp, source = math.nan, ""
         if flam > 0 and plam > 0:
             zp = -2.5 * math.log10(flam) - 5.0 * math.log10(plam) - 2.408
+            source = "PHOTFLAM/PHOTPLAM"
             if "/S" not in unit.upper().replace(" ", ""):
                 exptime = float(getattr(meta, "exptime", math.nan))
-                zp = zp + 2.5 * math.log10(exptime) if exptime > 0 else math.nan
+                zp, source = (zp + 2.5 * math.log10(exptime), source + " and EXPTIME") if exptime > 0 \
+                    else (math.nan, "")
+        if not math.isfinite(zp) and math.isfinite(float(getattr(meta, "magzero", math.nan))):
+            zp, source = float(meta.magzero), f"header {meta.magzero_key}"
         return dataclasses.replace(self, bunit=unit, pixel_scale=float(getattr(meta, "pixel_scale", math.nan)),
-                                   ab_zeropoint=zp)
+                                   ab_zeropoint=zp, zeropoint_source=source)
+
+    def magnitudes(self, name: str) -> dict[str, tuple[float, float]]:
+        """AB magnitudes ± errors of one image: ``kron``, ``iso``, ``sersic`` (total) and ``mu_r50`` (Sérsic
+        surface brightness at R50, mag/arcsec²); NaN without a zero point, a positive flux or a pixel scale."""
+        zp = self.ab_zeropoint
+        nan = (math.nan, math.nan)
+        out = {"kron": nan, "iso": nan, "sersic": nan, "mu_r50": nan}
+        if not math.isfinite(zp):
+            return out
+        p = self.phot.images.get(name) if self.phot.ok else None
+        if p is not None:
+            out["kron"] = _magnitude(p.kron_flux, p.kron_flux_err, zp)
+            out["iso"] = _magnitude(p.iso_flux, p.iso_flux_err, zp)
+        f = self.fits.get(name)
+        if f is not None:
+            out["sersic"] = _magnitude(f.total_flux, f.total_flux_err, zp)
+            if math.isfinite(self.pixel_scale) and self.pixel_scale > 0:
+                out["mu_r50"] = _magnitude(f.i50 / self.pixel_scale**2, f.i50_err / self.pixel_scale**2, zp)
+        return out
 
     @property
     def names(self) -> list[str]:
@@ -116,17 +150,23 @@ class Measurements:
                 unit = f"{self.bunit} per px"
             rows.append((label, unit, [_pm(getattr(f, attr), getattr(f, f"{attr}_err")) for f in self.fits.values()]))
         rows.append(("Sérsic χ²ᵣ", "", [_pm(f.chi2_red, math.nan, 3) for f in self.fits.values()]))
-        rows.append(("Sérsic fit", "", ["ok" if f.ok else f"flagged: {f.reason}" for f in self.fits.values()]))
-        p = self.phot
+        rows.append(("Sérsic fit", "", ["ok" if f.ok else "FLAGGED: " + "; ".join(f.flags or (f.reason,))
+                                        for f in self.fits.values()]))
         unit = self.bunit or "counts (no BUNIT)"
+        rows.append(("Sérsic total flux", unit, [_pm(f.total_flux, f.total_flux_err, 5) for f in self.fits.values()]))
+        p = self.phot
         for label, attr in (("Kron flux", "kron_flux"), ("isophotal flux", "iso_flux")):
             rows.append((label, unit, [
                 _pm(getattr(p.images[k], attr), getattr(p.images[k], f"{attr}_err"), 5) if p.ok and k in p.images
                 else "—" for k in self.fits]))
-            if math.isfinite(self.ab_zeropoint):
-                rows.append((f"{label.split()[0]} magnitude", "AB mag", [
-                    _mag(getattr(p.images[k], attr), getattr(p.images[k], f"{attr}_err"), self.ab_zeropoint)
-                    if p.ok and k in p.images else "—" for k in self.fits]))
+        if math.isfinite(self.ab_zeropoint):
+            mags = {k: self.magnitudes(k) for k in self.fits}
+            for label, key, u in (("Kron magnitude", "kron", "AB mag"), ("isophotal magnitude", "iso", "AB mag"),
+                                  ("Sérsic magnitude", "sersic", "AB mag"), ("μ at R50 (Sérsic)", "mu_r50",
+                                                                             "AB mag/arcsec²")):
+                rows.append((label, u, [_pm(*mags[k][key], 5) for k in self.fits]))
+            rows.append(("AB zero point", "AB mag", [f"{self.ab_zeropoint:.4f} ({self.zeropoint_source})",
+                                                     *[""] * (len(self.fits) - 1)]))
         rows.append(("FWHM (profile)", "px", [
             _pm(p.images[k].fwhm, math.nan, 3) if p.ok and k in p.images else "—" for k in self.fits]))
         rows.append(("R50 (growth curve)", "px", [
@@ -137,7 +177,12 @@ class Measurements:
         if "RS" not in self.fits:
             return rows
         extra = [""] * (len(self.fits) - 1)
-        rows.append(("flux conservation Σ PSF⊗RS / Σ LQ", "", [_pm(self.flux_conservation, math.nan, 4), *extra]))
+        rows.append(("flux conservation Kron(PSF⊗RS) / Kron(LQ)", "",
+                     [_pm(self.flux_conservation, self.flux_conservation_err, 4), *extra]))
+        rows.append(("+ PSF spill across the Kron ellipse", "", [_pm(self.psf_spill, math.nan, 3), *extra]))
+        ratio = (p.images["RS"].kron_flux / p.images["LQ"].kron_flux if p.ok and "RS" in p.images
+                 and p.images["LQ"].kron_flux > 0 else math.nan)
+        rows.append(("= Kron(RS) / Kron(LQ)", "", [_pm(ratio, math.nan, 4), *extra]))
         rows.append(("residual χ² (LQ − PSF⊗RS)", "", [_pm(self.residual_chi2, math.nan, 3), *extra]))
         rows.append(("residual rms / noise rms", "", [_pm(self.residual_rms / self.noise_rms, math.nan, 3)
                                                      if self.noise_rms > 0 else "—", *extra]))
@@ -169,6 +214,8 @@ class Measurements:
                 d.update(kron_flux=clean(p.kron_flux), kron_flux_err=clean(p.kron_flux_err),
                          iso_flux=clean(p.iso_flux), iso_flux_err=clean(p.iso_flux_err), fwhm=clean(p.fwhm),
                          r50_cog=clean(p.r50_cog), background_level=clean(p.background))
+            d["flags"] = list(f.flags)
+            d["magnitudes_ab"] = {k: {"mag": clean(v), "err": clean(e)} for k, (v, e) in self.magnitudes(name).items()}
             out[name] = d
         out["photometry_ok"] = self.phot.ok
         out["photometry_reason"] = self.phot.reason
@@ -176,10 +223,15 @@ class Measurements:
             out["kron_ellipse"] = {"x": self.phot.x, "y": self.phot.y, "a": self.phot.kron_a, "b": self.phot.kron_b,
                                    "theta_rad": self.phot.theta}
             out["segment_area"] = self.phot.segment_area
-        out.update(flux_conservation=clean(self.flux_conservation), residual_chi2=clean(self.residual_chi2),
+        out.update(flux_conservation=clean(self.flux_conservation),
+                   flux_conservation_err=clean(self.flux_conservation_err), psf_spill=clean(self.psf_spill),
+                   residual_chi2=clean(self.residual_chi2),
                    residual_rms=clean(self.residual_rms), noise_rms=clean(self.noise_rms),
                    units={"flux": self.bunit or None, "pixel_scale_arcsec": clean(self.pixel_scale),
-                          "ab_zeropoint": clean(self.ab_zeropoint)})
+                          "ab_zeropoint": clean(self.ab_zeropoint),
+                          "ab_zeropoint_source": self.zeropoint_source or None,
+                          "r50": "pix", "x0": "pix", "y0": "pix", "i50": f"{self.bunit or 'counts'} per pix",
+                          "mu_r50": "AB mag / arcsec2", "magnitudes": "AB mag"})
         return out
 
 
@@ -247,31 +299,42 @@ def compare(
         if g.shape != a.shape:
             raise ParameterError("gt", f"shape {g.shape} differs from the LQ stamp's {a.shape}")
         others["GT"] = g
-    phot = photometry(a, others, err=err, mask=mask)
+    blurred = convolve(np.where(np.isfinite(b), b, 0.0), k) if rs is not None else None
+    phot = photometry(a, others, err=err, mask=mask, kron_only={"PSF⊗RS": blurred} if rs is not None else None)
     good = usable_pixels(a, mask) & np.isfinite(b)
+    # The target only: its neighbours' (grown) segments are masked, the way GALFIT and imfit users fit one
+    # galaxy of a group, and the centre is held near the source photometry found (else flagged off target).
+    fit_mask = ~good if not phot.ok or phot.neighbours is None else ~good | phot.neighbours
+    if phot.ok:
+        target, tol = (phot.x, phot.y), max(FIT_CENTRE_TOLERANCE, 0.25 * phot.kron_a)
+    else:
+        target, tol = ((a.shape[1] - 1) / 2.0, (a.shape[0] - 1) / 2.0), FIT_CENTRE_TOLERANCE
     fits = {"LQ": fit_sersic(a, k if lq_psf is None else np.asarray(lq_psf, dtype=np.float64), err=err,
-                             mask=~good)}
+                             mask=fit_mask, x0=target, centre_tolerance=tol)}
     for name, img in others.items():
-        fits[name] = fit_sersic(img, rs_psf, err=rs_err if name == "RS" else None, mask=~good)
+        fits[name] = fit_sersic(img, rs_psf, err=rs_err if name == "RS" else None, mask=fit_mask, x0=target,
+                                centre_tolerance=tol)
     sigma = np.broadcast_to(np.asarray(err, dtype=np.float64), a.shape) if err is not None \
         else np.full(a.shape, background(a, mask=~good).rms)
     use = good & np.isfinite(sigma) & (sigma > 0)
-    chi2 = rms = conservation = math.nan
-    if rs is not None:
-        blurred = convolve(np.where(np.isfinite(b), b, 0.0), k)
+    chi2 = rms = conservation = conservation_err = spill = math.nan
+    if blurred is not None:
         resid = a - blurred
         chi2 = float(np.mean((resid[use] / sigma[use]) ** 2)) if use.any() else math.nan
         rms = float(np.std(resid[good])) if good.any() else math.nan
-        if phot.ok and phot.kron_mask is not None and phot.kron_mask.any():
-            # one background, LQ's, for both: the restoration must reproduce the data's flux above the data's
-            # sky.  Σ(PSF⊗RS − b_LQ) = Σ(LQ − b_LQ) − Σ residual; a sky offset of RS is a residual and counts.
-            # (Each image's own σ-clipped estimate was used before: on the smooth PSF⊗RS it landed up to 0.09σ
-            # of sky below LQ's, which over a Kron ellipse moved the ratio of the real group by 5.5 % — a
-            # difference of estimators on a noisy and a smooth image, not of flux.)
-            lq_bkg = phot.images["LQ"].background
-            lq_sum = float((a - lq_bkg)[phot.kron_mask].sum())
-            rs_sum = float((blurred - lq_bkg)[phot.kron_mask].sum())
-            conservation = rs_sum / lq_sum if lq_sum > 0 else math.nan
+        if phot.ok and "RS" in phot.images:
+            # One definition: the Kron flux photutils gives, through LQ's Kron ellipse, above LQ's background,
+            # neighbours corrected by mirroring (SExtractor's MASK_TYPE CORRECT), for LQ, RS and PSF⊗RS alike.
+            # The restoration must reproduce the data's flux above the data's sky, so a sky offset of RS counts.
+            # Kron(RS)/Kron(LQ) = conservation + spill, the spill being the light the PSF carries across the
+            # ellipse's edge (RS is sharper than LQ), so the table's three numbers agree by construction.
+            lq_k = phot.images["LQ"].kron_flux
+            conv_k = phot.kron_only["PSF⊗RS"][0]
+            if lq_k > 0:
+                conservation = conv_k / lq_k
+                # PSF⊗RS is smooth: the noise of the ratio is that of LQ's Kron flux
+                conservation_err = conservation * phot.images["LQ"].kron_flux_err / lq_k
+                spill = (phot.images["RS"].kron_flux - conv_k) / lq_k
     noise = float(np.median(sigma[use])) if use.any() else math.nan
     return Measurements(fits=fits, phot=phot, flux_conservation=conservation, residual_chi2=chi2,
-                        residual_rms=rms, noise_rms=noise)
+                        residual_rms=rms, noise_rms=noise, flux_conservation_err=conservation_err, psf_spill=spill)

@@ -7,8 +7,10 @@ segment containing the stamp centre (else one within 3 px; none: not measured) i
 other segments are masked.  Its Kron ellipse (``kron_params`` = SExtractor's
 2.5, 1.4) and segment come from LQ's :class:`photutils.segmentation.SourceCatalog`,
 and every other image is measured through ``detection_catalog=`` with the same
-apertures, so LQ, RS and GT numbers are directly comparable.  Each image's own
-background (σ-clipped SExtractor mode) is subtracted first.
+apertures, so LQ, RS and GT numbers are directly comparable.  One background model for LQ and its
+restorations: LQ's σ-clipped SExtractor mode is subtracted from LQ and from RS alike (RS is in LQ's units and
+must reproduce LQ above LQ's sky, so a sky offset of RS counts as its flux, as it does in the flux conservation);
+only an independent image such as a ground truth (``own_background``) has its own estimated.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = ["ImagePhotometry", "Photometry", "photometry"]
 
 # The source is the segment under the stamp centre, or one whose nearest pixel lies this close to it.
 CENTRE_TOLERANCE = 3.0
+# Neighbours' segments (1.5σ isophotes) are grown by this much before a fit masks them: their wings lie beyond.
+NEIGHBOUR_GROW = 2
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class Photometry:
         Background-subtracted pixel values inside the Kron ellipse (the pixel-to-pixel table).
     kron_aperture : photutils.aperture.EllipticalAperture
         The Kron aperture itself, to re-measure any image with photutils.
+    neighbours : numpy.ndarray of bool
+        The other sources' segments (deblended), grown by ``NEIGHBOUR_GROW`` px and never into the source's
+        own segment: what a Sérsic fit of the source masks.
+    kron_only : dict of str to (float, float)
+        Kron flux and its error of each ``kron_only`` image, measured like the others.
     """
 
     ok: bool
@@ -104,6 +113,8 @@ class Photometry:
     images: dict[str, ImagePhotometry] = field(default_factory=dict)
     pixels: dict[str, np.ndarray] = field(default_factory=dict)
     kron_aperture: Any = field(default=None, repr=False)
+    neighbours: np.ndarray | None = None
+    kron_only: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _check(name: str, arr: Any, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -143,6 +154,8 @@ def photometry(
     npixels: int = 5,
     kron_params: tuple[float, float, float] = (2.5, 1.4, 0.0),
     center: tuple[float, float] | None = None,
+    own_background: tuple[str, ...] = ("GT",),
+    kron_only: dict[str, np.ndarray] | None = None,
 ) -> Photometry:
     """Kron and isophotal photometry of the central source, apertures defined on LQ.
 
@@ -163,6 +176,12 @@ def photometry(
         photutils Kron parameters (scale, minimum radius, minimum circular radius).
     center : (float, float), optional
         Where the source is (default: the stamp centre).
+    own_background : tuple of str
+        Names in ``others`` that are independent images with a sky of their own (a ground truth), whose
+        background is estimated on them; every other image (RS) is measured above LQ's background.
+    kron_only : dict of str to array_like, optional
+        Images whose Kron flux alone is wanted, above LQ's background (the pipeline's PSF⊗RS: the flux
+        conservation is its Kron flux over LQ's, the same sum with the same neighbour correction).
 
     Returns
     -------
@@ -194,7 +213,8 @@ def photometry(
         if not np.isfinite(err_map[~bad]).all():
             raise ParameterError("err", "contains NaN or inf where the data are usable")
     images = {"LQ": data_lq, **others}
-    levels = {"LQ": bkg.level, **{k: background(v, mask=bad).level for k, v in others.items()}}
+    levels = {"LQ": bkg.level, **{k: background(v, mask=bad).level if k in own_background else bkg.level
+                                  for k, v in others.items()}}
     sub = {k: np.where(bad, 0.0, v - levels[k]) for k, v in images.items()}
     smooth = convolve(sub["LQ"], gaussian_psf(2.0, 5))
     ny, nx = data_lq.shape
@@ -262,9 +282,26 @@ def photometry(
             profile=prof, profile_err=perr, cog_radii=cog_r, cog=cog, r50_cog=float(half),
         )
         pixels[name] = data[kmask]
+    kron_only_out: dict[str, tuple[float, float]] = {}
+    for name, img in (kron_only or {}).items():
+        data = np.where(bad, 0.0, _check(name, img, data_lq.shape) - bkg.level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cat = SourceCatalog(data, segm, convolved_data=smooth, error=err_map, mask=bad,
+                                kron_params=kron_params, detection_catalog=cat_lq)
+            s = cat.get_label(label) if hasattr(cat, "get_label") else cat.select_label(label)
+        kron_only_out[name] = (float(s.kron_flux), float(s.kron_flux_err))
     return Photometry(
         ok=True, reason="", x=xy[0], y=xy[1], kron_a=float(kron_ap.a), kron_b=float(kron_ap.b),
         theta=float(kron_ap.theta.to_value("rad") if hasattr(kron_ap.theta, "to_value") else kron_ap.theta),
         segment_area=int(seg_mask.sum()), segment=seg_mask, kron_mask=kmask, images=results, pixels=pixels,
-        kron_aperture=kron_ap,
+        kron_aperture=kron_ap, neighbours=_grown(neighbours, seg_mask), kron_only=kron_only_out,
     )
+
+
+def _grown(neighbours: np.ndarray, own: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import binary_dilation
+
+    if not neighbours.any():
+        return neighbours
+    return binary_dilation(neighbours, iterations=NEIGHBOUR_GROW) & ~own

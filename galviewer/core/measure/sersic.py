@@ -23,10 +23,24 @@ from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
-__all__ = ["SersicFit", "fit_sersic", "render_convolved", "render_sersic", "sersic_bn"]
+__all__ = ["FLAG_BITS", "POINT_R50_PIX", "SersicFit", "fit_sersic", "render_convolved", "render_sersic",
+           "sersic_bn", "sersic_total"]
 
 N_MIN, N_MAX = 0.3, 6.2
 E_MAX = 0.9
+
+POINT_R50_PIX = 0.75
+"""PSF-deconvolved half-light radius (pixels) below which a fit is *unresolved*: a star or compact source."""
+
+FLAG_BITS = {"failed": 1, "not_converged": 2, "at_bound": 4, "off_target": 8, "unresolved": 16,
+             "errors_exceed_values": 32}
+"""The fit flag's bits (``SersicFit.flag_bits``; FITS ``SERFL_LQ``/``SERFL_RS``, catalogue ``sersic_flag_*``)."""
+
+
+def sersic_total(i50: float, r50: float, n: float) -> float:
+    """Total flux of a Sérsic profile: 2π n R50² I50 e^b b^(−2n) Γ(2n) (R50 circularised, so q drops out)."""
+    b = sersic_bn(n)
+    return float(2 * math.pi * n * r50**2 * i50 * math.exp(b + math.lgamma(2 * n) - 2 * n * math.log(b)))
 
 
 def sersic_bn(n: float) -> float:
@@ -167,6 +181,10 @@ class SersicFit:
     chi2_red: float
     ok: bool
     reason: str
+    total_flux: float = math.nan
+    total_flux_err: float = math.nan
+    flags: tuple[str, ...] = ()
+    flag_bits: int = 0
 
     @property
     def e(self) -> float:
@@ -203,8 +221,9 @@ def fit_sersic(
     err: np.ndarray | float | None = None,
     mask: np.ndarray | None = None,
     x0: tuple[float, float] | None = None,
+    centre_tolerance: float | None = None,
 ) -> SersicFit:
-    """Fit a PSF-convolved elliptical Sérsic profile plus a constant background.
+    """Fit a PSF-convolved elliptical Sérsic profile plus a plane sky (level at the stamp centre and slopes).
 
     Parameters
     ----------
@@ -220,13 +239,18 @@ def fit_sersic(
     mask : array_like of bool, optional
         True for pixels to ignore.
     x0 : (float, float), optional
-        Starting centre (default: first moments).
+        Starting centre (default: first moments): the target's position.
+    centre_tolerance : float, optional
+        With ``x0``: the fitted centre may move at most twice this far from ``x0`` (so it cannot run to a
+        neighbour), and a centre more than this far away flags the fit *off target*.
 
     Returns
     -------
     SersicFit
-        ``ok`` is False (with ``reason``) for a failed or unconstrained fit; this
-        function does not raise for ordinary faint sources.
+        ``ok`` is False and ``flags`` say why (``reason`` joins them; ``flag_bits`` codes them with
+        :data:`FLAG_BITS`) for a failed fit, one that did not converge, a parameter at its bound (named), a
+        centre off the target, an unresolved source (R50 < :data:`POINT_R50_PIX`) or errors larger than the
+        values; this function does not raise for ordinary faint sources.
 
     Raises
     ------
@@ -270,9 +294,20 @@ def fit_sersic(
     b0 = sersic_bn(n0)
     i50_0 = flux / (2 * math.pi * n0 * r50**2 * math.exp(b0) * b0 ** (-2 * n0) * math.gamma(2 * n0))
     p0 = np.array([cx, cy, math.log(max(i50_0, 1e-30)), math.log(r50), n0,
-                   np.clip(e1, -0.8, 0.8), np.clip(e2, -0.8, 0.8), bkg.level])
-    lo = np.array([-0.5, -0.5, -np.inf, math.log(0.3), N_MIN, -E_MAX, -E_MAX, -np.inf])
-    hi = np.array([nx - 0.5, ny - 0.5, np.inf, math.log(2.0 * max(nx, ny)), N_MAX, E_MAX, E_MAX, np.inf])
+                   np.clip(e1, -0.8, 0.8), np.clip(e2, -0.8, 0.8), bkg.level, 0.0, 0.0])
+    lo = np.array([-0.5, -0.5, -np.inf, math.log(0.3), N_MIN, -E_MAX, -E_MAX, -np.inf, -np.inf, -np.inf])
+    hi = np.array([nx - 0.5, ny - 0.5, np.inf, math.log(2.0 * max(nx, ny)), N_MAX, E_MAX, E_MAX, np.inf, np.inf,
+                   np.inf])
+    # The sky is a plane (GALFIT's sky with its x and y gradients), so a galaxy on a neighbour's or a cluster
+    # galaxy's halo is not fitted with the halo in its wings: p[8], p[9] are the slopes per px about the centre.
+    yy, xx = np.mgrid[:ny, :nx].astype(np.float64)
+    xx -= (nx - 1) / 2.0
+    yy -= (ny - 1) / 2.0
+    if x0 is not None and centre_tolerance is not None:
+        if not centre_tolerance > 0:
+            raise ParameterError("centre_tolerance", f"must be > 0 px, got {centre_tolerance}")
+        lo[:2] = np.maximum(lo[:2], [cx - 2 * centre_tolerance, cy - 2 * centre_tolerance])
+        hi[:2] = np.minimum(hi[:2], [cx + 2 * centre_tolerance, cy + 2 * centre_tolerance])
     p0 = np.clip(p0, lo + 1e-6, hi - 1e-6)
 
     fine_psf = _upsample_kernel(np.asarray(psf, dtype=np.float64)) if psf is not None else None
@@ -280,8 +315,8 @@ def fit_sersic(
     def model(p: np.ndarray) -> np.ndarray:
         args = (p[0], p[1], math.exp(p[2]), math.exp(p[3]), p[4], p[5], p[6])
         if psf is None:
-            return render_sersic(img.shape, *args) + p[7]
-        return render_convolved(img.shape, *args, psf=psf, fine_psf=fine_psf) + p[7]
+            return render_sersic(img.shape, *args) + p[7] + p[8] * xx + p[9] * yy
+        return render_convolved(img.shape, *args, psf=psf, fine_psf=fine_psf) + p[7] + p[8] * xx + p[9] * yy
 
     def resid(p: np.ndarray) -> np.ndarray:
         return (img[ok] - model(p)[ok]) * w
@@ -314,24 +349,54 @@ def fit_sersic(
     else:
         q_err, theta_err = float("nan"), float("nan")
     i50, r50v = math.exp(p[2]), math.exp(p[3])
-    reason = ""
-    at_bound = [name for name, v, a, b in zip(("x0", "y0", "i50", "r50", "n", "e1", "e2", "background"), p, lo, hi,
-                                               strict=True) if np.isfinite(a) and (v - a < 1e-4 or b - v < 1e-4)]
+    total = sersic_total(i50, r50v, float(p[4]))
+    # d ln F / d(ln I50, ln R50, n) = (1, 2, ∂ ln F/∂n), through the fit's covariance
+    h = 1e-4
+    dn = (math.log(sersic_total(1.0, 1.0, p[4] + h)) - math.log(sersic_total(1.0, 1.0, p[4] - h))) / (2 * h)
+    grad = np.array([1.0, 2.0, dn])
+    total_err = total * math.sqrt(max(float(grad @ cov[2:5, 2:5] @ grad), 0.0)) if np.isfinite(cov[2:5, 2:5]).all() \
+        else math.nan
+    names = ("x0", "y0", "I50", "R50", "n", "e1", "e2", "background", "sky x slope", "sky y slope")
+    bounds_shown = (lo[0], lo[1], math.exp(lo[2]), math.exp(lo[3]), *lo[4:])
+    bounds_hi = (hi[0], hi[1], math.exp(hi[2]), math.exp(hi[3]), *hi[4:])
+    flags: list[str] = []
+    bits = 0
     if not sol.success:
-        reason = f"did not converge: {sol.message}"
-    elif at_bound:
-        reason = f"parameter at its bound: {', '.join(at_bound)}"
-    elif not np.isfinite(perr).all():
-        reason = "unconstrained (singular Jacobian)"
+        flags.append(f"did not converge in {sol.nfev} evaluations")
+        bits |= FLAG_BITS["not_converged"]
+    off = math.hypot(p[0] - cx, p[1] - cy)
+    if x0 is not None and centre_tolerance is not None and off > centre_tolerance:
+        flags.append(f"off target: centre {off:.1f} px from the source at ({cx:.1f}, {cy:.1f}) "
+                     f"(tolerance {centre_tolerance:.1f} px)")
+        bits |= FLAG_BITS["off_target"]
+    at_bound = [f"{name} at its {'lower' if v - a < 1e-4 else 'upper'} bound {va if v - a < 1e-4 else vb:.3g}"
+                for k, (name, v, a, b, va, vb) in enumerate(zip(names, p, lo, hi, bounds_shown, bounds_hi,
+                                                                 strict=True))
+                if k != 2 and np.isfinite(a) and (v - a < 1e-4 or b - v < 1e-4)
+                and not (k < 2 and bits & FLAG_BITS["off_target"])]
+    if at_bound:
+        flags.append("; ".join(at_bound))
+        bits |= FLAG_BITS["at_bound"]
+    if r50v < POINT_R50_PIX:
+        flags.append(f"unresolved: R50 {r50v:.2f} px < {POINT_R50_PIX} px")
+        bits |= FLAG_BITS["unresolved"]
+    errs = {"R50": (r50v, r50v * float(perr[3])), "n": (float(p[4]), float(perr[4])),
+            "I50": (i50, i50 * float(perr[2])), "total flux": (total, total_err)}
+    loose = [f"{k} {v:.3g} ± {e:.2g}" for k, (v, e) in errs.items() if not (math.isfinite(e) and e <= abs(v))]
+    if loose:
+        flags.append("errors larger than the values (or undefined): " + ", ".join(loose))
+        bits |= FLAG_BITS["errors_exceed_values"]
     return SersicFit(
         x0=float(p[0]), y0=float(p[1]), i50=i50, r50=r50v, n=float(p[4]), q=q, theta=theta,
         background=float(p[7]), x0_err=float(perr[0]), y0_err=float(perr[1]), i50_err=i50 * float(perr[2]),
         r50_err=r50v * float(perr[3]), n_err=float(perr[4]), q_err=q_err, theta_err=theta_err,
         background_err=float(perr[7]), e1=float(p[5]), e2=float(p[6]), e1_err=float(perr[5]),
-        e2_err=float(perr[6]), chi2_red=chi2_red, ok=not reason, reason=reason,
+        e2_err=float(perr[6]), chi2_red=chi2_red, ok=not flags, reason="; ".join(flags), total_flux=total,
+        total_flux_err=total_err, flags=tuple(flags), flag_bits=bits,
     )
 
 
 def _failed(values: dict[str, float], reason: str) -> SersicFit:
     errs = {f"{k}_err": float("nan") for k in values}
-    return SersicFit(**values, **errs, chi2_red=float("nan"), ok=False, reason=reason)
+    return SersicFit(**values, **errs, chi2_red=float("nan"), ok=False, reason=reason, flags=(reason,),
+                     flag_bits=FLAG_BITS["failed"])

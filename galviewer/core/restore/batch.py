@@ -23,6 +23,7 @@ from galviewer.core.io.fits import Image
 from galviewer.core.io.stamps import Stamp
 from galviewer.core.io.write import write_stamp
 from galviewer.core.measure.detect import Source
+from galviewer.core.measure.sersic import FLAG_BITS
 from galviewer.core.restore.result import Restoration
 from galviewer.errors import OutputExistsError, ParameterError
 
@@ -51,22 +52,33 @@ class BatchResult:
                                                         else "restored, not measured")}
         out["x_stamp"], out["y_stamp"] = self.stamp.center if self.stamp is not None else (math.nan, math.nan)
         m = self.measurements
+        nan = math.nan
         for name in ("LQ", "RS"):
             f = m.fits.get(name) if m is not None else None
             p = m.phot.images.get(name) if m is not None and m.phot.ok else None
-            out[f"n_{name}"] = f.n if f is not None else math.nan
-            out[f"r50_{name}"] = f.r50 if f is not None else math.nan
-            out[f"e1_{name}"] = f.e1 if f is not None else math.nan
-            out[f"e2_{name}"] = f.e2 if f is not None else math.nan
-            out[f"kron_flux_{name}"] = p.kron_flux if p is not None else math.nan
-            out[f"iso_flux_{name}"] = p.iso_flux if p is not None else math.nan
+            for attr in ("n", "r50", "e1", "e2", "total_flux"):
+                key = "sersic_flux" if attr == "total_flux" else attr
+                out[f"{key}_{name}"] = getattr(f, attr) if f is not None else nan
+                out[f"{key}_err_{name}"] = getattr(f, f"{attr}_err") if f is not None else nan
+            out[f"sersic_flag_{name}"] = f.flag_bits if f is not None else FLAG_BITS["failed"]
+            out[f"sersic_flags_{name}"] = "; ".join(f.flags) if f is not None else "not fitted"
+            for attr in ("kron_flux", "iso_flux"):
+                out[f"{attr}_{name}"] = getattr(p, attr) if p is not None else nan
+                out[f"{attr}_err_{name}"] = getattr(p, f"{attr}_err") if p is not None else nan
+            mags = m.magnitudes(name) if m is not None else {}
+            for key in ("kron", "iso", "sersic", "mu_r50"):
+                col = "mu_r50" if key == "mu_r50" else f"{key}_mag"
+                out[f"{col}_{name}"], out[f"{col}_err_{name}"] = mags.get(key, (nan, nan))
         out["point_like"] = bool(m is not None and m.point_like)
         decision = (self.restoration.meta.get("point_source_decision") or {}) if self.restoration is not None else {}
         out["restored_as_star"] = bool(decision.get("point", False))
         out["quality_ok"] = bool(self.verdict is not None and self.verdict.ok)
         out["quality_level"] = self.verdict.level if self.verdict is not None else ""
-        out["flux_conservation"] = m.flux_conservation if m is not None else math.nan
-        out["residual_chi2"] = m.residual_chi2 if m is not None else math.nan
+        out["flux_conservation"] = m.flux_conservation if m is not None else nan
+        out["flux_conservation_err"] = m.flux_conservation_err if m is not None else nan
+        out["psf_spill"] = m.psf_spill if m is not None else nan
+        out["residual_chi2"] = m.residual_chi2 if m is not None else nan
+        out["ab_zeropoint"] = m.ab_zeropoint if m is not None else nan
         return out
 
 
@@ -150,27 +162,60 @@ def export_batch(folder: str | os.PathLike[str], results: Sequence[BatchResult],
         ra, dec = wcs.all_pix2world(np.asarray(table["x"], float), np.asarray(table["y"], float), 0)
         table["ra"], table["dec"] = ra, dec
         table["ra"].unit = table["dec"].unit = "deg"
-    for name in ("x", "y", "x_stamp", "y_stamp"):
-        if name in table.colnames:
-            table[name].unit = "pix"
-            table[name].description = "0-based pixel coordinate in the parent image"
     bunits = {r.stamp.meta.bunit for r in results if r.stamp is not None and r.stamp.meta is not None}
-    bunit = bunits.pop() if len(bunits) == 1 else ""
-    for name in table.colnames:
-        if name.startswith(("kron_flux_", "iso_flux_", "det_flux")):
-            table[name].description = f"flux in the image's unit (BUNIT {bunit!r})" if bunit else \
-                "flux in the image's unit (no BUNIT)"
-            if bunit:
-                from astropy import units as u
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", u.UnitsWarning)
-                    table[name].unit = u.Unit(bunit.replace("ELECTRONS", "electron").replace("electrons", "electron"),
-                                              parse_strict="silent")
+    _describe(table, bunits.pop() if len(bunits) == 1 else "")
     table.meta["comments"] = ["galviewer batch: detection (photutils) + restoration + compare() measurements"]
     written.append(atomic_write(catalog, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True),
                                 overwrite=overwrite))
     return written
+
+
+_DESCRIPTIONS = {
+    **dict.fromkeys(("x", "y"), ("pix", "0-based pixel coordinate in the parent image")),
+    **dict.fromkeys(("x_stamp", "y_stamp"), ("pix", "0-based parent pixel of the stamp centre")),
+    "det_snr": ("", "detection segment flux / its error"),
+    "n": ("", "Sérsic index (PSF-convolved fit, neighbours masked)"),
+    "r50": ("pix", "Sérsic half-light radius, circularised"),
+    "e1": ("", "ellipticity (1 − q)/(1 + q) · cos 2θ"), "e2": ("", "ellipticity (1 − q)/(1 + q) · sin 2θ"),
+    "sersic_flag": ("", "Sérsic fit flag bits: " + ", ".join(f"{b} {k}" for k, b in FLAG_BITS.items()) + "; 0 ok"),
+    "sersic_flags": ("", "the Sérsic fit's flags in words (empty: ok)"),
+    "kron_mag": ("mag(AB)", "Kron AB magnitude"), "iso_mag": ("mag(AB)", "isophotal AB magnitude"),
+    "sersic_mag": ("mag(AB)", "Sérsic total AB magnitude"),
+    "mu_r50": ("mag(AB) / arcsec2", "Sérsic surface brightness at R50"),
+    "ab_zeropoint": ("mag(AB)", "AB zero point used (PHOTFLAM/PHOTPLAM or the header's MAGZERO-like keyword)"),
+    "flux_conservation": ("", "Kron(PSF⊗RS) / Kron(LQ), LQ's ellipse and background"),
+    "psf_spill": ("", "Kron(RS)/Kron(LQ) − flux_conservation: light the PSF carries across the ellipse"),
+    "residual_chi2": ("", "mean ((LQ − PSF⊗RS)/σ)² per pixel"),
+}
+
+
+def _describe(table: Any, bunit: str) -> None:
+    """Units and descriptions on every column of a batch catalogue (fluxes in the image's BUNIT)."""
+    from astropy import units as u
+
+    flux_unit = None
+    if bunit:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            flux_unit = u.Unit(bunit.replace("ELECTRONS", "electron").replace("electrons", "electron"),
+                               parse_strict="silent")
+    for name in table.colnames:
+        stem = name.removesuffix("_LQ").removesuffix("_RS")
+        err = "_err" in stem
+        stem = stem.replace("_err", "")
+        if stem.endswith("flux") or stem == "det_flux":
+            what = {"kron_flux": "Kron flux", "iso_flux": "isophotal flux", "sersic_flux": "Sérsic total flux",
+                    "det_flux": "detection segment flux"}.get(stem, "flux")
+            unit, text = flux_unit, f"{what} in the image's unit (BUNIT {bunit!r})" if bunit else \
+                f"{what} in the image's unit (no BUNIT)"
+        elif stem in _DESCRIPTIONS:
+            unit, text = _DESCRIPTIONS[stem]
+        else:
+            continue
+        if unit:
+            table[name].unit = unit
+        table[name].description = ("1-σ error of: " if err else "") + text + (
+            f" ({name[-2:]})" if name.endswith(("_LQ", "_RS")) else "")
 
 
 def restore_mosaic_sources(pipeline: Any, mosaic: Any, sources: Sequence[Any], **kwargs: Any) -> list[Any]:
