@@ -44,6 +44,11 @@ CASES = [
      "two faint galaxies (segment flux 0.6 e-/s each)"),
     ("stis_star", STIS, 1, 736.0, 331.1, 64, "bright star in a STIS CCD FLT (counts), with cosmic rays"),
 ]
+# Larger fields for detection and photometry tests, written gzipped (not restoration cases).
+FIELDS = [
+    ("wfc3ir_cd_field", f"{PETRO}/abell_2744_cd_galaxy_f105w.fits.gz", None, 228.0, 188.0, 256,
+     "the cD, its halo and the faint galaxies on it (detection)"),
+]
 
 
 def _keywords(h: fits.Header, into: fits.Header) -> None:
@@ -83,7 +88,7 @@ def cut(src: Path, name: str, rel: str, ver: int | None, x: float, y: float, sid
                 if ext == "SCI":
                     _keywords(sci.header, h)
                 hdus.append(fits.ImageHDU(part, h, name=ext, ver=1))
-    out = OUT / f"{name}.fits"
+    out = OUT / (f"{name}.fits.gz" if any(f[0] == name for f in FIELDS) else f"{name}.fits")
     fits.HDUList(hdus).writeto(out, overwrite=True, output_verify="silentfix")
     return out
 
@@ -92,7 +97,7 @@ def main() -> None:
     """Cut every case from the parents under ``sys.argv[1]``."""
     src = Path(sys.argv[1])
     OUT.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    for case in CASES + FIELDS:
         p = cut(src, *case)
         print(f"{p.name}: {p.stat().st_size / 1024:.0f} kB")
 

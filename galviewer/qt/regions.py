@@ -74,8 +74,11 @@ class RegionController:
 
         unit = w.image.meta.bunit if w.image is not None else ""
         rows = [("pixels inside", "px", [f"{s['pixels']:.0f}", ""]),
-                ("flux (bkg-subtracted sum)", unit, [f(s["flux_lq"]), f(s["flux_rs"])]),
-                ("flux conservation Σ PSF⊗RS / Σ LQ", "", ["", f(s["conservation"], 3)]),
+                ("flux (sum above LQ's background)", unit, [f"{f(s['flux_lq'])} ± {f(s['flux_lq_err'], 2)}",
+                                                            f(s["flux_rs"])]),
+                ("flux conservation Σ PSF⊗RS / Σ LQ", "", ["", f(s["conservation"], 4)]),
+                ("+ PSF spill across the region's edge", "", ["", f(s["psf_spill"], 3)]),
+                ("= Σ RS / Σ LQ", "", ["", f(s["flux_rs"] / s["flux_lq"], 4) if s["flux_lq"] > 0 else "—"]),
                 ("background rms", unit, [f(s["noise_lq"], 3), f(s["noise_rs"], 3)]),
                 ("residual rms / LQ noise", "", ["", f(s["resid_rms_over_noise"], 3)]),
                 ("median uncertainty", unit, ["", f(s["sigma_median"], 3)])]

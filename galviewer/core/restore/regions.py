@@ -26,11 +26,14 @@ class RegionRestoration:
     inside: np.ndarray
 
     def summary(self) -> dict[str, float]:
-        """Numbers over the pixels inside the region (background from the box's sigma-clipped mode).
+        """Numbers over the pixels inside the region, all above one background: LQ's σ-clipped mode in the box.
 
-        ``flux_lq`` and ``flux_rs`` are background-subtracted sums; ``conservation`` is
-        Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg), PSF⊗RS being ``LQ − residual`` (the verdict's flux check);
-        ``resid_rms_over_noise`` is the rms of LQ − PSF⊗RS divided by the LQ background rms.
+        ``flux_lq`` and ``flux_rs`` are the sums of LQ and RS above it, ``flux_lq_err`` the first's 1-σ error
+        (√Σσ² from the stamp's error map, else the background rms: uncorrelated noise); ``conservation`` is
+        Σ(PSF⊗RS − bkg) / Σ(LQ − bkg), PSF⊗RS being ``LQ − residual`` (the verdict's flux check); ``psf_spill``
+        is Σ(RS − PSF⊗RS) / Σ(LQ − bkg), the light the PSF carries across the region's edge, so that
+        flux_rs / flux_lq = conservation + psf_spill exactly; ``resid_rms_over_noise`` is the rms of
+        LQ − PSF⊗RS divided by the LQ background rms.
         """
         from galviewer.core.measure.background import background
         from galviewer.core.restore.verdict import region_conservation
@@ -42,15 +45,19 @@ class RegionRestoration:
         rs_bkg = background(r.data, mask=bad)
         use = self.inside & ~bad
         lq_sum = float(np.sum(r.lq[use] - bkg.level))
-        rs_sum = float(np.sum(r.data[use] - rs_bkg.level))
+        rs_sum = float(np.sum(r.data[use] - bkg.level))
+        conv_sum = float(np.sum((r.lq - r.residual)[use] - bkg.level))
         noise = bkg.rms if bkg.rms and math.isfinite(bkg.rms) else float("nan")
+        err = np.asarray(st.err, dtype=np.float64)[use] if st.err is not None else np.full(int(use.sum()), noise)
         resid = r.residual[use]
         sig = r.sigma[use] if r.sigma is not None else None
         return {
             "pixels": float(use.sum()),
             "flux_lq": lq_sum,
+            "flux_lq_err": float(np.sqrt(np.sum(err**2))),
             "flux_rs": rs_sum,
             "conservation": region_conservation(r, use, bad),
+            "psf_spill": (rs_sum - conv_sum) / lq_sum if lq_sum > 0 else float("nan"),
             "noise_lq": noise,
             "noise_rs": float(rs_bkg.rms),
             "resid_rms_over_noise": float(np.sqrt(np.mean((resid - np.median(resid)) ** 2)) / noise),

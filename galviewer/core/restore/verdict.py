@@ -254,14 +254,15 @@ def assess(restoration: Any, measurements: Any = None, *, inside: np.ndarray | N
 
 
 def region_conservation(restoration: Any, measured: np.ndarray, bad: np.ndarray) -> float:
-    """Σ(PSF⊗RS − its bkg) / Σ(LQ − its bkg) over the ``measured`` pixels of a region, PSF⊗RS being
-    ``LQ − residual`` as the pipeline made it and the backgrounds measured off the ``bad`` pixels: the region's
-    table and its verdict's flux check both."""
+    """Σ(PSF⊗RS − bkg) / Σ(LQ − bkg) over the ``measured`` pixels of a region, PSF⊗RS being ``LQ − residual``
+    as the pipeline made it and bkg LQ's background measured off the ``bad`` pixels (one background for both: a
+    sky offset of the restoration is flux it did not conserve): the region's table and its verdict's flux
+    check both."""
     lq = np.asarray(restoration.lq, dtype=np.float64)
     conv = lq - np.asarray(restoration.residual, dtype=np.float64)  # PSF⊗RS, as the residual was made
-    mask = bad if bad.any() else None
-    lq_sum = float(np.sum(lq[measured] - background(lq, mask=mask).level))
-    conv_sum = float(np.sum(conv[measured] - background(conv, mask=mask).level))
+    level = background(lq, mask=bad if bad.any() else None).level
+    lq_sum = float(np.sum(lq[measured] - level))
+    conv_sum = float(np.sum(conv[measured] - level))
     return conv_sum / lq_sum if lq_sum > 0 else math.nan
 
 
