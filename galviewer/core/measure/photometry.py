@@ -31,6 +31,10 @@ __all__ = ["ImagePhotometry", "Photometry", "photometry"]
 
 # The source is the segment under the stamp centre, or one whose nearest pixel lies this close to it.
 CENTRE_TOLERANCE = 3.0
+# The segment under the centre is the source's own only if its centroid lies within CENTRE_TOLERANCE or this
+# fraction of its rms semi-major axis of the centre (a large galaxy's centroid may sit off a clicked knot):
+# else the position is on another source's light (a hot-mode fragment of a bright galaxy's wing).
+OWNER_FRACTION = 0.5
 # Neighbours' segments (1.5σ isophotes) are grown by this much before a fit masks them: their wings lie beyond.
 NEIGHBOUR_GROW = 2
 
@@ -260,6 +264,11 @@ def photometry(
     seg_mask = segm.data == label
     kmask = kron_ap.to_mask(method="center").to_image(data_lq.shape).astype(bool) & ~bad & ~neighbours
     xy = (float(src.x_centroid), float(src.y_centroid))
+    size = float(getattr(src.semimajor_axis, "value", src.semimajor_axis))
+    off = math.hypot(xy[0] - cx, xy[1] - cy)
+    if off > max(CENTRE_TOLERANCE, OWNER_FRACTION * size):  # the light here is a larger source's, not a source's own
+        return Photometry(ok=False, reason=f"the light at ({cx:.1f}, {cy:.1f}) belongs to a larger source centred "
+                                           f"{off:.1f} px away at ({xy[0]:.1f}, {xy[1]:.1f}); click that source")
     rmax = float(min(max(2.0 * kron_ap.a, 6.0), 0.5 * min(nx, ny) - 1))
     results: dict[str, ImagePhotometry] = {}
     pixels: dict[str, np.ndarray] = {}
