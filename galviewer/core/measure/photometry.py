@@ -32,9 +32,9 @@ __all__ = ["ImagePhotometry", "Photometry", "photometry"]
 # The source is the segment under the stamp centre, or one whose nearest pixel lies this close to it.
 CENTRE_TOLERANCE = 3.0
 # The segment under the centre is the source's own only if its centroid lies within CENTRE_TOLERANCE or this
-# fraction of its rms semi-major axis of the centre (a large galaxy's centroid may sit off a clicked knot):
+# many rms semi-major axes of the centre (a large galaxy's centroid may sit off a clicked knot):
 # else the position is on another source's light (a hot-mode fragment of a bright galaxy's wing).
-OWNER_FRACTION = 0.5
+OWNER_FRACTION = 1.0
 # Neighbours' segments (1.5σ isophotes) are grown by this much before a fit masks them: their wings lie beyond.
 NEIGHBOUR_GROW = 2
 
