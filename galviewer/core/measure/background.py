@@ -9,7 +9,7 @@ from astropy.stats import sigma_clipped_stats
 
 from galviewer.errors import ParameterError
 
-__all__ = ["Background", "background", "usable_pixels"]
+__all__ = ["Background", "background", "sky_plane", "usable_pixels"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,38 @@ def background(
     if std > 0 and abs(mean - median) / std > 0.3:
         return Background(median, std, mean, median, "median", n)
     return Background(2.5 * median - 1.5 * mean, std, mean, median, "mode", n)
+
+
+def sky_plane(image: np.ndarray, sky: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """A least-squares plane through the ``sky`` pixels (True = no source, usable) and how significant its slope is.
+
+    Returns
+    -------
+    significance : float
+        The larger of |slope| / its error along x and y, the errors from the σ-clipped scatter about the plane
+        (white noise: correlated noise makes this an overestimate, so use a generous threshold); NaN with fewer
+        than 50 sky pixels.
+    plane : numpy.ndarray or None
+        The plane evaluated on the whole image (None where the significance is NaN).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    sky = np.asarray(sky, dtype=bool) & np.isfinite(img)
+    if int(sky.sum()) < 50:
+        return float("nan"), None
+    yy, xx = np.nonzero(sky)
+    xm, ym = xx.mean(), yy.mean()
+    a = np.column_stack([np.ones(xx.size), xx - xm, yy - ym])
+    coef, *_ = np.linalg.lstsq(a, img[sky], rcond=None)
+    resid = img[sky] - a @ coef
+    keep = np.abs(resid - np.median(resid)) < 3.0 * 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-300
+    if keep.sum() >= 50:  # once more without the outliers (a stray unmasked source)
+        coef, *_ = np.linalg.lstsq(a[keep], img[sky][keep], rcond=None)
+        resid = img[sky][keep] - a[keep] @ coef
+        a = a[keep]
+    sd = float(np.std(resid))
+    if not sd > 0:
+        return float("nan"), None
+    err = sd * np.sqrt(np.diag(np.linalg.inv(a.T @ a)))
+    gy, gx = np.mgrid[:img.shape[0], :img.shape[1]].astype(np.float64)
+    plane = coef[0] + coef[1] * (gx - xm) + coef[2] * (gy - ym)
+    return float(max(abs(coef[1]) / err[1], abs(coef[2]) / err[2])), plane

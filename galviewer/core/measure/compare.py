@@ -11,11 +11,11 @@ import numpy as np
 
 from galviewer.core.measure.background import background, usable_pixels
 from galviewer.core.measure.photometry import Photometry, photometry
-from galviewer.core.measure.sersic import POINT_R50_PIX, SersicFit, fit_sersic, sky_gradient_significance
+from galviewer.core.measure.sersic import POINT_R50_PIX, SersicFit, fit_sersic
 from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
-__all__ = ["FIT_CENTRE_TOLERANCE", "POINT_R50_PIX", "SKY_GRADIENT_SIGMA", "Measurements", "compare"]
+__all__ = ["FIT_CENTRE_TOLERANCE", "POINT_R50_PIX", "Measurements", "compare"]
 
 _SERSIC_ROWS = [
     ("Sérsic n", "", "n"),
@@ -42,11 +42,6 @@ def _pm(v: float, e: float, digits: int = 4) -> str:
         return f"{v:.{digits}g}"
     return f"{v:.{digits}g} ± {e:.2g}"
 
-
-SKY_GRADIENT_SIGMA = 8.0
-"""The Sérsic fits take a plane sky (level and gradients) where the sky around the source has a gradient this
-significant (:func:`~galviewer.core.measure.sersic.sky_gradient_significance`; a generous threshold because
-drizzled noise is correlated), else a constant one."""
 
 FIT_CENTRE_TOLERANCE = 3.0
 """A Sérsic fit's centre may lie this far (px; or a quarter of the Kron semi-major axis, if larger) from the
@@ -314,13 +309,7 @@ def compare(
         target, tol = (phot.x, phot.y), max(FIT_CENTRE_TOLERANCE, 0.25 * phot.kron_a)
     else:
         target, tol = ((a.shape[1] - 1) / 2.0, (a.shape[0] - 1) / 2.0), FIT_CENTRE_TOLERANCE
-    sky = "constant"
-    if phot.ok and phot.segment is not None:
-        from scipy.ndimage import binary_dilation
-
-        around = good & ~binary_dilation(phot.segment, iterations=3) & ~fit_mask
-        if sky_gradient_significance(a, around) > SKY_GRADIENT_SIGMA:
-            sky = "plane"  # the source sits on a halo: fit GALFIT's sky with gradients
+    sky = "plane" if phot.ok and phot.sky_plane else "constant"  # on a halo: GALFIT's sky with gradients
     fits = {"LQ": fit_sersic(a, k if lq_psf is None else np.asarray(lq_psf, dtype=np.float64), err=err,
                              mask=fit_mask, x0=target, centre_tolerance=tol, sky=sky)}
     for name, img in others.items():

@@ -35,6 +35,9 @@ CENTRE_TOLERANCE = 3.0
 # many rms semi-major axes of the centre (a large galaxy's centroid may sit off a clicked knot):
 # else the position is on another source's light (a hot-mode fragment of a bright galaxy's wing).
 OWNER_FRACTION = 1.0
+# A sky tilted more than this (σ of the plane's slope; generous, as drizzled noise is correlated) makes the
+# background of LQ and RS a plane through the sky around the sources instead of a constant.
+SKY_TILT_SIGMA = 8.0
 # Neighbours' segments (1.5σ isophotes) are grown by this much before a fit masks them: their wings lie beyond.
 NEIGHBOUR_GROW = 2
 
@@ -102,6 +105,12 @@ class Photometry:
         own segment: what a Sérsic fit of the source masks.
     kron_only : dict of str to (float, float)
         Kron flux and its error of each ``kron_only`` image, measured like the others.
+    sky_tilt : float
+        Significance (σ) of a linear gradient of the sky around the sources (:func:`~galviewer.core.measure.
+        background.sky_plane`).
+    sky_plane : bool
+        True when it exceeded ``SKY_TILT_SIGMA``: the background of LQ and RS is then that plane, not a constant
+        (a source on a bright galaxy's halo), and the Sérsic fits take a plane sky too.
     """
 
     ok: bool
@@ -119,6 +128,8 @@ class Photometry:
     kron_aperture: Any = field(default=None, repr=False)
     neighbours: np.ndarray | None = None
     kron_only: dict[str, tuple[float, float]] = field(default_factory=dict)
+    sky_tilt: float = math.nan
+    sky_plane: bool = False
 
 
 def _check(name: str, arr: Any, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -217,19 +228,36 @@ def photometry(
         if not np.isfinite(err_map[~bad]).all():
             raise ParameterError("err", "contains NaN or inf where the data are usable")
     images = {"LQ": data_lq, **others}
-    levels = {"LQ": bkg.level, **{k: background(v, mask=bad).level if k in own_background else bkg.level
-                                  for k, v in others.items()}}
-    sub = {k: np.where(bad, 0.0, v - levels[k]) for k, v in images.items()}
-    smooth = convolve(sub["LQ"], gaussian_psf(2.0, 5))
     ny, nx = data_lq.shape
     cx, cy = center if center is not None else ((nx - 1) / 2.0, (ny - 1) / 2.0)
     if not bkg.rms > 0:
         return Photometry(ok=False, reason="the background rms is zero; cannot set a detection threshold")
     from photutils.utils.exceptions import NoDetectionsWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)  # reported through ok/reason below
-        segm = detect_sources(smooth, nsigma * bkg.rms, n_pixels=npixels, mask=bad)
+    def segment(level: Any) -> tuple[Any, np.ndarray]:
+        smooth = convolve(np.where(bad, 0.0, data_lq - level), gaussian_psf(2.0, 5))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoDetectionsWarning)  # reported through ok/reason below
+            return detect_sources(smooth, nsigma * bkg.rms, n_pixels=npixels, mask=bad), smooth
+
+    lq_level: Any = bkg.level
+    segm, smooth = segment(lq_level)
+    tilt, plane = math.nan, None
+    if segm is not None:
+        from scipy.ndimage import binary_dilation
+
+        from galviewer.core.measure.background import sky_plane
+
+        # One background model for LQ and its restorations: on a bright galaxy's halo a constant level leaves
+        # the halo in every aperture (the issue's galaxy on the cD halo: Kron flux twice its Sérsic total), so
+        # where the sky around the sources is tilted it is a plane, as SExtractor's local background would be.
+        tilt, plane = sky_plane(data_lq, ~bad & ~binary_dilation(segm.data > 0, iterations=3))
+        if plane is not None and tilt > SKY_TILT_SIGMA:
+            lq_level = plane
+            segm, smooth = segment(lq_level)
+    levels = {"LQ": lq_level, **{k: background(v, mask=bad).level if k in own_background else lq_level
+                                 for k, v in others.items()}}
+    sub = {k: np.where(bad, 0.0, v - levels[k]) for k, v in images.items()}
     if segm is None:
         return Photometry(ok=False, reason=f"no source of {npixels} connected pixels above {nsigma}σ")
     # Blends are split (SExtractor's multi-threshold deblending) so that the apertures are those of the
@@ -287,13 +315,13 @@ def photometry(
         half = float(np.interp(0.5 * kf, np.maximum.accumulate(cog), cog_r)) if kf > 0 else math.nan
         results[name] = ImagePhotometry(
             kron_flux=kf, kron_flux_err=float(s.kron_flux_err), iso_flux=float(s.segment_flux),
-            iso_flux_err=float(s.segment_flux_err), background=float(levels[name]), fwhm=fwhm, radii=radii,
+            iso_flux_err=float(s.segment_flux_err), background=_at(levels[name], xy), fwhm=fwhm, radii=radii,
             profile=prof, profile_err=perr, cog_radii=cog_r, cog=cog, r50_cog=float(half),
         )
         pixels[name] = data[kmask]
     kron_only_out: dict[str, tuple[float, float]] = {}
     for name, img in (kron_only or {}).items():
-        data = np.where(bad, 0.0, _check(name, img, data_lq.shape) - bkg.level)
+        data = np.where(bad, 0.0, _check(name, img, data_lq.shape) - lq_level)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cat = SourceCatalog(data, segm, convolved_data=smooth, error=err_map, mask=bad,
@@ -304,8 +332,18 @@ def photometry(
         ok=True, reason="", x=xy[0], y=xy[1], kron_a=float(kron_ap.a), kron_b=float(kron_ap.b),
         theta=float(kron_ap.theta.to_value("rad") if hasattr(kron_ap.theta, "to_value") else kron_ap.theta),
         segment_area=int(seg_mask.sum()), segment=seg_mask, kron_mask=kmask, images=results, pixels=pixels,
-        kron_aperture=kron_ap, neighbours=_grown(neighbours, seg_mask), kron_only=kron_only_out,
+        kron_aperture=kron_ap, neighbours=_grown(neighbours, seg_mask), kron_only=kron_only_out, sky_tilt=tilt,
+        sky_plane=not np.isscalar(lq_level),
     )
+
+
+def _at(level: Any, xy: tuple[float, float]) -> float:
+    """A background level (a constant or a plane) at the source's centroid."""
+    if np.isscalar(level):
+        return float(level)
+    iy = min(max(round(xy[1]), 0), level.shape[0] - 1)
+    ix = min(max(round(xy[0]), 0), level.shape[1] - 1)
+    return float(level[iy, ix])
 
 
 def _grown(neighbours: np.ndarray, own: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from galviewer.core.psf.degrade import convolve
 from galviewer.errors import ParameterError
 
 __all__ = ["FLAG_BITS", "POINT_R50_PIX", "SersicFit", "fit_sersic", "render_convolved", "render_sersic",
-           "sersic_bn", "sersic_total", "sky_gradient_significance"]
+           "sersic_bn", "sersic_total"]
 
 N_MIN, N_MAX = 0.3, 6.2
 E_MAX = 0.9
@@ -33,7 +33,7 @@ POINT_R50_PIX = 0.75
 """PSF-deconvolved half-light radius (pixels) below which a fit is *unresolved*: a star or compact source."""
 
 FLAG_BITS = {"failed": 1, "not_converged": 2, "at_bound": 4, "off_target": 8, "unresolved": 16,
-             "errors_exceed_values": 32}
+             "errors_exceed_values": 32, "beyond_stamp": 64}
 """The fit flag's bits (``SersicFit.flag_bits``; FITS ``SERFL_LQ``/``SERFL_RS``, catalogue ``sersic_flag_*``)."""
 
 
@@ -46,28 +46,6 @@ def sersic_total(i50: float, r50: float, n: float) -> float:
 def sersic_bn(n: float) -> float:
     """b_n such that R50 encloses half the light: Γ(2n, b_n) = Γ(2n)/2."""
     return float(gammaincinv(2.0 * n, 0.5))
-
-
-def sky_gradient_significance(image: np.ndarray, sky: np.ndarray) -> float:
-    """How significant a linear gradient of the sky is: the larger of |slope| / its error along x and y, from a
-    least-squares plane through the ``sky`` pixels (True = sky: no source, usable), errors from the scatter
-    about the plane (white noise; correlated noise makes this an overestimate, so use a generous threshold).
-    NaN with fewer than 50 sky pixels."""
-    img = np.asarray(image, dtype=np.float64)
-    if int(sky.sum()) < 50:
-        return math.nan
-    yy, xx = np.nonzero(sky)
-    a = np.column_stack([np.ones(xx.size), xx - xx.mean(), yy - yy.mean()])
-    coef, *_ = np.linalg.lstsq(a, img[sky], rcond=None)
-    resid = img[sky] - a @ coef
-    # σ-clipped scatter, so a stray unmasked source does not inflate the errors
-    from astropy.stats import sigma_clipped_stats
-
-    _, _, sd = sigma_clipped_stats(resid, sigma=3.0)
-    if not sd > 0:
-        return math.nan
-    err = sd * np.sqrt(np.diag(np.linalg.inv(a.T @ a)))
-    return float(max(abs(coef[1]) / err[1], abs(coef[2]) / err[2]))
 
 
 def _shape(e1: float, e2: float) -> tuple[float, float]:
@@ -269,15 +247,16 @@ def fit_sersic(
     sky : {"constant", "plane"}
         The sky model: a constant, or a plane (GALFIT's sky with x and y gradients, for a galaxy on a
         neighbour's or a cluster galaxy's halo; :func:`galviewer.core.measure.compare.compare` chooses it where
-        the sky around the source has a significant gradient, see :func:`sky_gradient_significance`).
+        the photometry found the sky around the source tilted, see ``Photometry.sky_tilt``).
 
     Returns
     -------
     SersicFit
         ``ok`` is False and ``flags`` say why (``reason`` joins them; ``flag_bits`` codes them with
         :data:`FLAG_BITS`) for a failed fit, one that did not converge, a parameter at its bound (named), a
-        centre off the target, an unresolved source (R50 < :data:`POINT_R50_PIX`) or errors larger than the
-        values; this function does not raise for ordinary faint sources.
+        centre off the target, an unresolved source (R50 < :data:`POINT_R50_PIX`), errors larger than the
+        values or an R50 beyond half the stamp's side (the profile extrapolated); this function does not raise
+        for ordinary faint sources.
 
     Raises
     ------
@@ -412,6 +391,10 @@ def fit_sersic(
     if at_bound:
         flags.append("; ".join(at_bound))
         bits |= FLAG_BITS["at_bound"]
+    if r50v > 0.5 * min(nx, ny) and not bits & FLAG_BITS["at_bound"]:
+        flags.append(f"beyond the stamp: R50 {r50v:.1f} px > half the {min(nx, ny)}-px side (extrapolated; "
+                     "use a larger stamp)")
+        bits |= FLAG_BITS["beyond_stamp"]
     if r50v < POINT_R50_PIX:
         flags.append(f"unresolved: R50 {r50v:.2f} px < {POINT_R50_PIX} px")
         bits |= FLAG_BITS["unresolved"]

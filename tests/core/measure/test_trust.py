@@ -110,6 +110,24 @@ def test_an_off_target_or_bounded_fit_is_flagged_never_ok():
     assert not f.ok and f.flag_bits & (FLAG_BITS["errors_exceed_values"] | FLAG_BITS["at_bound"]), f.reason
 
 
+def test_a_galaxy_larger_than_its_stamp_and_a_halo_are_named():
+    """The real spiral in a 64² stamp: its R50 runs beyond the stamp, flagged, and fine in 128²; the galaxy on
+    the cD's halo gets a plane background (photometry and fit), its Kron flux within 40 % of its Sérsic total
+    (twice it with a constant background)."""
+    with open_image(DATA / "wfc3ir_spiral.fits") as im:
+        big = np.asarray(im.data, np.float64)
+    small = compare(big[34:98, 34:98], None, gaussian_psf(1.57, 11))
+    assert small.fits["LQ"].flag_bits & FLAG_BITS["beyond_stamp"] and "use a larger stamp" in small.fits["LQ"].reason
+    whole = compare(big, None, gaussian_psf(1.57, 11))
+    assert not whole.fits["LQ"].flag_bits & FLAG_BITS["beyond_stamp"]
+    with open_image(FIELD) as im:  # the halo galaxy at (132.9, 40.0) of the field
+        stamp = np.asarray(im.data[8:72, 101:165], np.float64)
+    m = compare(stamp, None, gaussian_psf(2.76, 21))
+    assert m.phot.ok and m.phot.sky_plane and m.phot.sky_tilt > 8
+    f, kron = m.fits["LQ"], m.phot.images["LQ"].kron_flux
+    assert f.ok and abs(kron / f.total_flux - 1) < 0.4, (kron, f.total_flux)
+
+
 def test_sersic_total_flux_and_magnitude_match_the_truth():
     """A noiseless n = 1.5 galaxy: the fitted total flux is the profile's analytic total to 1 %, its AB
     magnitude is ZP − 2.5 log10 of it; the Kron flux of RS (here the truth) sits within its error."""
