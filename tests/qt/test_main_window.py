@@ -1,5 +1,6 @@
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,10 +243,18 @@ def test_batch_detects_restores_all_and_exports(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.jobs.result, timeout=120000, check_params_cb=lambda ch, v: ch == "batch"):
         qtbot.mouseClick(panel.restore_all_button, Qt.MouseButton.LeftButton)
     cols = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
+    from galviewer.qt.sources import FLAG
+
     for i in range(panel.table.rowCount()):
-        assert math.isfinite(float(panel.table.item(i, cols.index("n RS")).text()))
         sid = panel.table.item(i, 0).data(Qt.ItemDataRole.UserRole)
         result = panel.results[sid]
+        cell = panel.table.item(i, cols.index("n RS"))
+        assert math.isfinite(float(cell.text().removesuffix(FLAG)))
+        # a flagged fit is marked, amber, its flags in the tooltip; an unflagged one is a plain number
+        flagged = result.measurements.fits["RS"].flag_bits != 0
+        assert cell.text().endswith(FLAG) == flagged
+        assert not flagged or (cell.foreground().color().name() == "#b9770e"
+                               and result.measurements.fits["RS"].flags[0] in cell.toolTip())
         status = panel.table.item(i, cols.index("status"))
         assert status.text() == result.verdict.summary() != "ok"  # the verdict, never a bare "ok"
         colour = {"fail": "#c0392b", "caution": "#b9770e"}.get(result.verdict.level)
@@ -723,3 +732,21 @@ def test_a_success_after_a_failure_is_not_shown_in_red(qtbot, window, tmp_path):
     assert "c0392b" in window.statusBar().styleSheet()
     _open(qtbot, window, write_flt(tmp_path / "j8pu0ypaq_flt.fits"))
     assert window.statusBar().styleSheet() == ""
+
+
+def test_a_flagged_fit_is_shown_as_flagged_with_magnitudes_beside_it(qtbot, window):
+    """Issue 20: the spiral in a 64-px stamp fits an R50 beyond the stamp; the table says so in amber (never
+    "ok"), and, its header holding no zero point, shows no magnitude rather than an invented one."""
+    real = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_spiral.fits"
+    _open(qtbot, window, real)
+    window.tta_box.setChecked(False)
+    _click(qtbot, window, 65.8, 66.4)
+    t = window.table.table
+    rows = {t.item(i, 0).text(): i for i in range(t.rowCount())}
+    fit = t.item(rows["Sérsic fit"], 2)
+    assert "FLAGGED" in fit.text() and "beyond the stamp" in fit.toolTip()
+    assert fit.foreground().color().name() == "#b9770e"
+    assert window.result.measurements.fits["LQ"].flag_bits & 64
+    assert "R50 (Sérsic)" in rows and "Kron flux" in rows
+    # the spiral's parent header has no PHOTFLAM: no magnitude is invented
+    assert "Kron magnitude" not in rows and "AB zero point" not in rows
