@@ -127,7 +127,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _refuse_input_as_output(Path(args.output), args.file)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
         sources = detect(image, nsigma=args.nsigma, npixels=args.npixels, deblend=args.deblend,
-                         max_sources=args.max_sources)
+                         max_sources=args.max_sources, hot=args.hot)
         if not sources:
             print(f"{args.file}: no source above {args.nsigma:g}σ", file=sys.stderr)
             return 1

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-deblend", dest="deblend", action="store_false",
                    help="do not split blends (deblending, SExtractor-style multi-threshold, is on by default)")
     d.add_argument("--deblend", dest="deblend", action="store_true", help=argparse.SUPPRESS)  # the former opt-in
+    d.add_argument("--no-hot", dest="hot", action="store_false",
+                   help="one detection pass with the 64-px background mesh only (by default a second, 'hot' pass "
+                        "with a 16-px mesh finds the galaxies on a bright galaxy's halo)")
     d.add_argument("--max-sources", type=int, default=1000, help="keep the brightest N (default 1000)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     _add_dq_arg(d)

@@ -37,6 +37,18 @@ def test_every_galaxy_seen_on_the_cd_field_is_found():
     assert not missed, missed
 
 
+def test_detect_no_hot_keeps_the_coarse_pass_only(tmp_path):
+    from astropy.table import Table
+
+    from galviewer.cli import main
+
+    assert main(["detect", str(FIELD), "-o", str(tmp_path / "a.ecsv")]) == 0
+    assert main(["detect", str(FIELD), "-o", str(tmp_path / "b.ecsv"), "--no-hot"]) == 0
+    both, cold = Table.read(tmp_path / "a.ecsv"), Table.read(tmp_path / "b.ecsv")
+    with open_image(FIELD) as im:
+        assert len(cold) == len(detect(im, hot=False)) < len(both) == len(detect(im))
+
+
 def test_the_halo_galaxy_is_found_however_the_field_is_framed():
     """The galaxy on the cD's halo, in 9 framings of the field (192² windows): the two-pass detection finds it in
     every one, and over all listed galaxies misses fewer than the coarse pass alone."""
