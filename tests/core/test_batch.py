@@ -86,7 +86,7 @@ def test_a_batch_restores_each_source_with_the_context_margin_of_a_click(flt, ti
 def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt, tmp_path):
     pipe = Pipeline(Restorer.from_file(tiny_ckpt, "cpu"), PipelineConfig(uncertainty=False))
     with open_image(flt, "SCI,1") as image:
-        res = restore_sources(pipe, image, detect(image), measure=False)
+        res = restore_sources(pipe, image, detect(image), measure=True)
         out = tmp_path / "batch"
         files = export_batch(out, res, stem="j8pu0ypaq", wcs=image.wcs)
     assert len(files) == 4 and files[-1].name == "j8pu0ypaq_catalog.ecsv"
@@ -94,6 +94,14 @@ def test_export_writes_stamps_and_a_catalogue_and_never_clobbers(flt, tiny_ckpt,
     assert len(table) == 3 and {"ra", "dec", "n_RS", "flux_conservation"} <= set(table.colnames)
     assert str(table["ra"].unit) == "deg"
     assert str(table["kron_flux_LQ"].unit) == "electron" and "ELECTRONS" in table["iso_flux_RS"].description
+    # issue 20: every measured column has its unit and a description; fits carry their flags
+    for name in table.colnames:
+        assert table[name].description, name
+    assert str(table["r50_RS"].unit) == "pix" and str(table["sersic_flux_err_LQ"].unit) == "electron"
+    assert {"sersic_flag_LQ", "sersic_flags_RS", "kron_mag_LQ", "mu_r50_RS", "psf_spill"} <= set(table.colnames)
+    for row, r in zip(table, res, strict=True):
+        assert row["sersic_flag_RS"] == r.measurements.fits["RS"].flag_bits
+        assert (row["sersic_flag_RS"] == 0) == (not str(row["sersic_flags_RS"]).strip("- "))
     with fits.open(files[0]) as hdul:
         assert hdul["RS"].data.shape == (64, 64) and hdul["LQ"].data.shape == (64, 64)
     mtimes = [os.stat(f).st_mtime_ns for f in files]

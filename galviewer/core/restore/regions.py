@@ -41,12 +41,13 @@ class RegionRestoration:
         r = self.restoration
         st = r.stamp
         bad = st.bad | st.padded
-        bkg = background(r.lq, mask=bad)
+        lq = np.asarray(r.lq, dtype=np.float64)
+        bkg = background(lq, mask=bad)
         rs_bkg = background(r.data, mask=bad)
         use = self.inside & ~bad
-        lq_sum = float(np.sum(r.lq[use] - bkg.level))
-        rs_sum = float(np.sum(r.data[use] - bkg.level))
-        conv_sum = float(np.sum((r.lq - r.residual)[use] - bkg.level))
+        lq_sum = float(np.sum(lq[use] - bkg.level))
+        rs_sum = float(np.sum(np.asarray(r.data, dtype=np.float64)[use] - bkg.level))
+        conv_sum = float(np.sum((lq - np.asarray(r.residual, dtype=np.float64))[use] - bkg.level))
         noise = bkg.rms if bkg.rms and math.isfinite(bkg.rms) else float("nan")
         err = np.asarray(st.err, dtype=np.float64)[use] if st.err is not None else np.full(int(use.sum()), noise)
         resid = r.residual[use]

@@ -243,3 +243,18 @@ def test_photometry_keeps_one_background_but_a_ground_truth_its_own():
     p = photometry(lq, {"RS": lq + 1.0, "GT": lq + 1.0})
     assert p.images["RS"].background == p.images["LQ"].background
     assert p.images["GT"].background == pytest.approx(p.images["LQ"].background + 1.0, abs=0.01)
+
+
+def test_a_regions_sums_and_conservation_add_up_on_the_cd_field(tiny_ckpt):
+    """The issue's 100×60 rectangle on the cD field: its sums read −18 % beside a conservation of 1.04 when
+    each image had its own background; with LQ's for both, Σ RS / Σ LQ = conservation + PSF spill exactly."""
+    from galviewer.core.io.regions import Region
+    from galviewer.core.restore.engine import Restorer
+    from galviewer.core.restore.pipeline import Pipeline
+    from galviewer.core.restore.regions import restore_region
+
+    with open_image(FIELD) as im:
+        rr = restore_region(Pipeline(Restorer.from_file(tiny_ckpt, "cpu")), im, Region("rectangle", 95, 137, 100, 60))
+    s = rr.summary()
+    assert s["flux_rs"] / s["flux_lq"] == pytest.approx(s["conservation"] + s["psf_spill"], rel=1e-9)
+    assert s["flux_lq"] > 10 * s["flux_lq_err"] > 0
