@@ -103,7 +103,7 @@ def sky_plane(image: np.ndarray, sky: np.ndarray) -> tuple[float, np.ndarray | N
     Returns
     -------
     significance : float
-        The larger of |slope| / its error along x and y, the errors from the σ-clipped scatter about the plane
+        The larger of abs(slope) / its error along x and y, the errors from the σ-clipped scatter about the plane
         (white noise: correlated noise makes this an overestimate, so use a generous threshold); NaN with fewer
         than 50 sky pixels.
     plane : numpy.ndarray or None

@@ -18,11 +18,13 @@ KERNEL = gaussian_psf(FWHM, 15)
 
 
 def _measure(profile, snr: float, dx: float, dy: float, seed: int):
+    # offset= from the true centre (0-based 31.5 of 64 px) means the same in every GalSim; center= on an
+    # even-sided image's .array does not (2.5.3 and 2.8.5 put it 1 px apart: the oldest-versions CI found it)
     img = galsim.Convolve(profile, galsim.Gaussian(fwhm=FWHM)).drawImage(
-        nx=64, ny=64, scale=1.0, center=galsim.PositionD(32.5 + dx, 32.5 + dy)).array
+        nx=64, ny=64, scale=1.0, offset=(dx, dy)).array
     rms = img.max() / snr
     lq = img + np.random.default_rng(seed).normal(0, rms, img.shape)
-    x, y = 31.5 + dx, 31.5 + dy  # GalSim's 1-based centre in 0-based pixels
+    x, y = 31.5 + dx, 31.5 + dy
     return spread_model(lq, place(KERNEL, x, y, lq.shape), rms, fwhm=FWHM, center=(x, y))
 
 
