@@ -4,8 +4,9 @@ A :class:`Region` is a rectangle or an ellipse (a :class:`PolygonRegion` a polyg
 the parent image (pixel centres on integers, as in ``regions.PixCoord`` and
 galviewer's display).  Reading and writing DS9 files is delegated to the
 ``regions`` package, which converts to DS9's 1-based ``image`` frame and to
-sky frames; which pixels a region holds comes from ``regions``' own
-``to_mask(mode="center")``, so galviewer and DS9 agree on the footprint.
+sky frames; which pixels a region holds is ``regions``' own ``contains`` test of the pixel centres, with one
+convention added: a centre exactly on an edge counts on the low side only (half-open, as array slices), so a
+100×60 box placed on pixel centres holds 100×60 pixels (``to_mask(mode="center")`` gave 99×59 = 5,841).
 
 Restoring a region cuts its bounding box (pixels outside the parent image are
 padded with noise, bad pixels in-painted, as for stamps), runs the network
@@ -35,6 +36,9 @@ Shape = Literal["rectangle", "ellipse"]
 _MAX_SIDE = 16384
 
 
+_EDGE_NUDGE = 1e-7  # px: pixel centres are tested here, so that one exactly on an edge counts on one side only
+
+
 class _Shape:
     """What every region shape shares, given ``to_regions()`` and ``describe()``."""
 
@@ -48,9 +52,18 @@ class _Shape:
         ParameterError
             When the region holds no pixel of the image.
         """
-        m = self.to_regions().to_mask(mode="center")
-        mask = np.asarray(m.data, dtype=bool)
-        x0, y0 = int(m.bbox.ixmin), int(m.bbox.iymin)
+        from regions import PixCoord
+
+        reg = self.to_regions()
+        box = reg.bounding_box
+        x0, y0 = int(box.ixmin) - 1, int(box.iymin) - 1  # one pixel of room for centres on the low edges
+        yy, xx = np.mgrid[y0:int(box.iymax) + 1, x0:int(box.ixmax) + 1]
+        # a centre on an edge: the nudge puts it inside on the low side, outside on the high side
+        mask = np.asarray(reg.contains(PixCoord(xx + _EDGE_NUDGE, yy + _EDGE_NUDGE)), dtype=bool)
+        if mask.any():
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            mask = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            x0, y0 = x0 + int(cols[0]), y0 + int(rows[0])
         ny, nx = image_shape
         inside = mask[max(0, -y0): max(0, ny - y0), max(0, -x0): max(0, nx - x0)]
         if not mask.any() or not inside.any():
