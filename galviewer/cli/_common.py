@@ -126,14 +126,22 @@ def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
                         f"{DEFAULT_CONTEXT}, 0 for none)")
 
 
+def _resolved(path: Path, name: str) -> Path:
+    """``path.resolve()``, a symbolic-link loop named as the parameter's error instead of a traceback."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11: RuntimeError("Symlink loop ..."); 3.13: OSError
+        raise ParameterError(name, f"{path} is a symbolic link that loops back on itself ({exc})") from None
+
+
 def _refuse_input_as_output(out: Path, *inputs: str | None) -> None:
     """No output path may be an input path (a FITS image, a catalogue, a checkpoint)."""
-    target = out.resolve()
+    target = _resolved(out, "--output")
     for given in inputs:
         if given is None:
             continue
         src = Path(given)
-        if src.resolve() == target or (src.exists() and out.exists() and src.samefile(out)):
+        if _resolved(src, "file") == target or (src.exists() and out.exists() and src.samefile(out)):
             raise ParameterError("--output", f"{out} is also an input file; choose another output path")
 
 

@@ -393,3 +393,16 @@ def test_tiled_detection_finds_what_whole_image_detection_finds(monkeypatch):
     assert len({s.id for s in tiled}) == len(tiled)
     capped = batch.detect(img, max_sources=5)
     assert len(capped) == 5 and capped.found == len(whole) and capped.capped
+
+
+def test_a_symlink_loop_as_input_is_named_not_a_traceback(tmp_path, capsys):
+    """Issue 22: a symlink loop ended in RuntimeError('Symlink loop') from the input-as-output check."""
+    from galviewer.cli import main
+
+    loop = tmp_path / "loop.fits"
+    loop.symlink_to(loop)
+    for args in (["restore", str(loop), "--xy", "5", "5", "-o", str(tmp_path / "o.fits")],
+                 ["detect", str(loop), "-o", str(tmp_path / "o.ecsv")], ["info", str(loop)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert str(loop) in err and "Traceback" not in err and ("loops back" in err or "symbolic links" in err)
