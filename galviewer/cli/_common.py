@@ -126,6 +126,12 @@ def _add_context_arg(p: argparse.ArgumentParser, when: str) -> None:
                         f"{DEFAULT_CONTEXT}, 0 for none)")
 
 
+def _reading_notes(image: Any) -> None:
+    """What the reader noticed about the file (absurd pixels marked bad, an ERR of the wrong shape…), on stderr."""
+    for note in getattr(image.meta, "warnings", ()):
+        print(f"galviewer: note: {image.path.name}: {note}", file=sys.stderr)
+
+
 def _resolved(path: Path, name: str) -> Path:
     """``path.resolve()``, a symbolic-link loop named as the parameter's error instead of a traceback."""
     try:

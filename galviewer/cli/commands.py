@@ -12,6 +12,7 @@ from galviewer.cli._common import (
     _dq_bits,
     _pipeline,
     _quality_line,
+    _reading_notes,
     _refuse_input_as_output,
     to_json,
 )
@@ -33,6 +34,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.psf_fwhm is not None and not args.psf_fwhm > 0:
         raise ParameterError("--psf-fwhm", f"must be a positive number of pixels, got {args.psf_fwhm}")
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
+        _reading_notes(image)
         x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
         inst = instrument_psf(image.meta, image.header)
         # LQ is fitted with the same PSF with and without --restore: the instrument's, or --psf-fwhm's Gaussian.
@@ -126,6 +128,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     _refuse_input_as_output(Path(args.output), args.file)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
+        _reading_notes(image)
         sources = detect(image, nsigma=args.nsigma, npixels=args.npixels, deblend=args.deblend,
                          max_sources=args.max_sources, hot=args.hot)
         if not sources:

@@ -14,6 +14,7 @@ from galviewer.cli._common import (
     _dq_bits,
     _pipeline,
     _quality_line,
+    _reading_notes,
     _refuse_input_as_output,
     safe_label,
 )
@@ -33,6 +34,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out = Path(args.output)
     _refuse_input_as_output(out, args.file, args.catalog, args.model)
     with open_image(args.file, args.ext, dq_ignore_bits=_dq_bits(args)) as image:
+        _reading_notes(image)
         if args.xy is not None:
             x, y = args.xy[0] - args.origin, args.xy[1] - args.origin
             if out.exists() and not args.overwrite:

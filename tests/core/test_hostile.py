@@ -241,13 +241,16 @@ def test_safe_label_never_leaves_the_folder(label):
 
 # ---------------------------------------------------------------- 7. infinite output
 def test_a_pixel_near_the_float32_limit_is_a_named_error_and_nothing_is_written(tmp_path, tiny_ckpt, capsys):
+    """Handed to the restorer as an array it is refused by name; in a file the reader marks it bad instead
+    (``test_absurd_pixels_are_bad_pixels_and_said_so_whatever_their_type``)."""
     data = _field((64, 64))
     data[5, 5] = 3e38
+    with pytest.raises(RestoreError, match="beyond any plausible pixel value"):
+        Restorer.from_file(tiny_ckpt, "cpu", uncertainty=False).restore(data)
     path = write_plain(tmp_path / "hot.fits", data)
     out = tmp_path / "o.fits"
-    assert main(["restore", str(path), "--xy", "32", "32", "-o", str(out), "--model", str(tiny_ckpt)]) == 2
-    assert "beyond any plausible pixel value" in capsys.readouterr().err
-    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+    assert main(["restore", str(path), "--xy", "32", "32", "-o", str(out), "--model", str(tiny_ckpt)]) == 0
+    assert "not data: marked bad" in capsys.readouterr().err and not list(tmp_path.glob(".*.part"))
 
 
 def test_an_output_that_overflows_float32_is_a_named_error(tmp_path):
@@ -406,3 +409,28 @@ def test_a_symlink_loop_as_input_is_named_not_a_traceback(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert str(loop) in err and "Traceback" not in err and ("loops back" in err or "symbolic links" in err)
+
+
+@pytest.mark.parametrize("value, dtype", [(1e30, np.float32), (3e38, np.float32), (1e300, np.float64),
+                                          (-1e35, np.float64)])
+def test_absurd_pixels_are_bad_pixels_and_said_so_whatever_their_type(tmp_path, capsys, value, dtype):
+    """Issue 22: a 1e300 pixel was silently in-painted (and pulled the click's centroid onto it) while a 1e30 pixel
+    was refused; now every |v| >= 1e30 is a bad pixel, counted in the file's notes, and the click stays put."""
+    from astropy.io import fits
+
+    from galviewer.cli import main
+    from galviewer.core.io.fits import open_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    img = (0.01 * rng.normal(size=(96, 96)) + np.exp(-((xx - 48) ** 2 + (yy - 48) ** 2) / 18)).astype(dtype)
+    img[44, 53] = value
+    path = tmp_path / "absurd.fits"
+    fits.PrimaryHDU(img).writeto(path)
+    with open_image(path) as im:
+        assert im.bad[44, 53] and im.bad.sum() == 1 and "1 pixel(s) beyond ±1e+30" in im.meta.warnings[0]
+    out = tmp_path / "o.fits"
+    assert main(["restore", str(path), "--xy", "48", "48", "-o", str(out), "--no-uncertainty"]) == 0
+    assert "beyond ±1e+30 are not data" in capsys.readouterr().err
+    h = fits.getheader(out)
+    assert abs(h["XCENTER"] - 48) < 0.5 and abs(h["YCENTER"] - 48) < 0.5 and h["NBADPIX"] >= 1

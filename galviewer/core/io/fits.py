@@ -292,6 +292,10 @@ def _filter_name(h: fits.Header) -> str:
     return ";".join(names)
 
 
+MAX_PIXEL_VALUE = 1e30
+"""Larger pixel values are not data (float32 holds up to 3.4e38; a restoration multiplies them further): an image's
+such pixels are marked bad on reading, and an array handed to the restorer with them is refused by name."""
+
 MAGZERO_KEYS = ("MAGZERO", "MAGZPT", "MAGZP", "ZEROPNT", "ABMAGZP", "ZP_AB")
 """Header keywords read, in this order, as a zero point m = ZP − 2.5 log10(pixel sum) of the image's units."""
 
@@ -370,6 +374,15 @@ def open_image(
             np.logical_not(bad, out=bad)  # in place: one image-sized mask, not two
             if bad.all():
                 raise ImageLoadError(p, "all pixels are NaN or infinite")
+            # |v| beyond MAX_PIXEL_VALUE is not data (a float32 file's 1e300 reads as inf, a float64 file's stays
+            # finite): every such pixel is bad, as NaN and inf are, and the file's notes say how many
+            nonfinite = int(bad.sum())
+            bad |= data >= MAX_PIXEL_VALUE  # >=: float32 rounds 1e30 up, and the restorer compares in float64
+            bad |= data <= -MAX_PIXEL_VALUE
+            absurd = int(bad.sum()) - nonfinite
+            if absurd:
+                notes.append(f"{absurd} pixel(s) beyond ±{MAX_PIXEL_VALUE:g} are not data: marked bad (in-painted "
+                             "in a stamp, shown in its MASK)")
             primary = hdul[0].header
             sci_h = hdu.header
             merged = primary.copy() if idx != 0 else fits.Header()

@@ -278,7 +278,9 @@ def cutout(
     got = (cut.origin_original[0] - cut.origin_cutout[0], cut.origin_original[1] - cut.origin_cutout[1])
     if got != (ox, oy):  # pragma: no cover - guards against a change in astropy's convention
         raise RuntimeError(f"Cutout2D placed the stamp at {got}, expected {(ox, oy)}")
-    lq = np.asarray(cut.data, dtype=np.float32)
+    raw = np.asarray(cut.data, dtype=np.float64)
+    # a float64 value beyond float32's range (a pixel the reader marked bad) becomes NaN here, not an overflow
+    lq = np.where(np.abs(raw) < np.finfo(np.float32).max, raw, np.nan).astype(np.float32)
     padded = np.ones((ny, nx), dtype=bool)
     padded[cut.slices_cutout] = False
     outside = float(padded[c: c + core_ny, c: c + core_nx].mean())

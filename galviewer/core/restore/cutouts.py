@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from galviewer.core.io.fits import MAX_PIXEL_VALUE
 from galviewer.core.io.stamps import Stamp, stamp_from_array
 from galviewer.core.restore.calibration import SIGMA_CALIBRATED
 from galviewer.core.restore.point_source import place
@@ -46,8 +47,6 @@ Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event | None
 RescaleMethod = Literal["auto", "paper", "lstsq", "minmax"]
 
-# Larger pixel values are not data (float32 holds up to 3.4e38; a restoration multiplies them further).
-MAX_PIXEL_VALUE = 1e30
 
 
 def check_point_source(value: Any) -> bool | str:
