@@ -434,3 +434,20 @@ def test_absurd_pixels_are_bad_pixels_and_said_so_whatever_their_type(tmp_path, 
     assert "beyond ±1e+30 are not data" in capsys.readouterr().err
     h = fits.getheader(out)
     assert abs(h["XCENTER"] - 48) < 0.5 and abs(h["YCENTER"] - 48) < 0.5 and h["NBADPIX"] >= 1
+
+
+def test_two_extensions_of_the_same_name_are_said_and_either_can_be_chosen(tmp_path):
+    """Issue 22: with two SCI,1 extensions the first was taken without a word."""
+    from astropy.io import fits
+
+    from galviewer.core.io.fits import open_image
+
+    path = tmp_path / "twins.fits"
+    a, b = np.zeros((32, 32), np.float32), np.ones((32, 32), np.float32)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(a, name="SCI", ver=1), fits.ImageHDU(b, name="SCI", ver=1)]
+                 ).writeto(path)
+    with open_image(path) as im:
+        assert float(im.data.max()) == 0.0
+        assert any("2 extensions are named SCI,1 (HDUs 1, 2): HDU 1 is read" in n for n in im.meta.warnings)
+    with open_image(path, 2) as im:
+        assert float(im.data.min()) == 1.0

@@ -232,6 +232,16 @@ def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:
     return None
 
 
+def _twins(hdul: fits.HDUList, hdu: Any) -> list[int]:
+    """The indices of the HDUs with the same EXTNAME and EXTVER as ``hdu`` (itself included; [] without a name)."""
+    name = str(hdu.header.get("EXTNAME", "")).upper()
+    if not name:
+        return []
+    ver = _extver(hdu.header)
+    return [i for i, h in enumerate(hdul) if str(h.header.get("EXTNAME", "")).upper() == name
+            and _extver(h.header) == ver]
+
+
 def _pick_science(hdul: fits.HDUList, ext: Any, path: Path) -> tuple[int, Any]:
     if ext is None:
         sci = _find(hdul, "SCI", 1)
@@ -347,6 +357,12 @@ def open_image(
     try:
         with _Quiet() as notes:
             idx, hdu = _pick_science(hdul, ext, p)
+            twins = _twins(hdul, hdu)
+            if len(twins) > 1:
+                name = str(hdu.header.get("EXTNAME", "")).upper()
+                notes.append(f"{len(twins)} extensions are named {name},{_extver(hdu.header)} (HDUs "
+                             f"{', '.join(map(str, twins))}): HDU {idx} is read; choose another by its number "
+                             "(--ext N)")
             if not _is_image_hdu(hdu):
                 raise ImageLoadError(p, f"HDU {idx} is a {type(hdu).__name__}, not an image")
             shape = _declared_shape(hdu)
