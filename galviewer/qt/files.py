@@ -51,7 +51,8 @@ class FilesController:
             if ext == MOSAIC_EXT:
                 mosaic = open_mosaic(p)
                 return p, exts, mosaic, mosaic.data
-            image = open_image(p, ext)
+            # a cube of planes (a WFPC2 waiver file's chips) opens at its first plane; the ext box offers the others
+            image = open_image(p, exts[0] if ext is None and exts and exts[0].startswith("PLANE,") else ext)
             return p, exts, image, np.asarray(image.data, dtype=np.float32)
 
         self.w.statusBar().showMessage(f"opening {p.name}…")

@@ -345,7 +345,7 @@ def test_no_output_may_be_an_input(tmp_path, tiny_ckpt, capsys):
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: fits.PrimaryHDU(np.zeros((3, 20, 20), np.float32)).writeto(p),
-     r"^[^:]*cube.fits: HDU 0 is a 3-D cube of shape \(3, 20, 20\); choose one plane$"),
+     r"^[^:]*cube.fits: HDU 0 is a 3-D cube of shape \(3, 20, 20\); choose one plane \(--ext PLANE,k, k = 1 to 3\)$"),
     (lambda p: p.write_bytes(__import__("bz2").compress(b"SIMPLE  =" + b" " * 2871)),
      "is bzip2-compressed"),
     (lambda p: p.write_bytes(b"SIMPLE  =                    T" + b" " * 50 + b"BITPIX  = \xe9" + b" " * 69
@@ -451,3 +451,35 @@ def test_two_extensions_of_the_same_name_are_said_and_either_can_be_chosen(tmp_p
         assert any("2 extensions are named SCI,1 (HDUs 1, 2): HDU 1 is read" in n for n in im.meta.warnings)
     with open_image(path, 2) as im:
         assert float(im.data.min()) == 1.0
+
+
+
+def test_a_waiver_cube_opens_plane_by_plane_with_each_chips_wcs(tmp_path):
+    """Issue 22: a WFPC2 waiver file (four chips as the planes of a cube, a group parameter table after it) was
+    refused with "choose one plane" and nothing let the user choose; now ``PLANE,k`` opens chip k with the WCS and
+    photometry of its table row (stwcs' u40x010hm_c0f.fits: PC1 0.0455″/px, WF2-4 0.0996″/px)."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from galviewer.core.io.fits import list_images, open_image
+
+    cube = np.stack([np.full((40, 40), k, np.float32) for k in (1, 2, 3)])
+    head = fits.Header({"INSTRUME": "WFPC2", "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CTYPE3": "GROUP",
+                        "CD3_3": 1.0})
+    rows = Table({"CRVAL1": [10.0, 10.01, 10.02], "CRVAL2": [-5.0, -5.0, -5.0], "CRPIX1": [20.0] * 3,
+                  "CRPIX2": [20.0] * 3, "CD1_1": [-1e-5, -2e-5, -3e-5], "CD1_2": [0.0] * 3, "CD2_1": [0.0] * 3,
+                  "CD2_2": [1e-5, 2e-5, 3e-5], "PHOTFLAM": [1e-18, 2e-18, 3e-18], "DETECTOR": [1, 2, 3]})
+    path = tmp_path / "u_c0f.fits"
+    fits.HDUList([fits.PrimaryHDU(cube, head), fits.BinTableHDU(rows)]).writeto(path)
+    assert [(n, v) for n, v, _ in list_images(path)] == [("PLANE", 1), ("PLANE", 2), ("PLANE", 3)]
+    with pytest.raises(ImageLoadError, match="--ext PLANE,k"):
+        open_image(path)
+    for k in (1, 2, 3):
+        with open_image(path, f"PLANE,{k}") as im:
+            assert im.data.shape == (40, 40) and float(im.data[0, 0]) == k
+            assert im.meta.extname == "PLANE" and im.meta.extver == k and im.meta.detector == str(k)
+            assert im.meta.photflam == pytest.approx(k * 1e-18)
+            assert im.wcs.wcs.crval[0] == pytest.approx(10.0 + 0.01 * (k - 1))
+            assert im.meta.pixel_scale == pytest.approx(k * 1e-5 * 3600, rel=1e-6)
+    with pytest.raises(ImageLoadError, match="plane 4 does not exist"):
+        open_image(path, "PLANE,4")

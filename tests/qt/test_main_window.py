@@ -750,3 +750,19 @@ def test_a_flagged_fit_is_shown_as_flagged_with_magnitudes_beside_it(qtbot, wind
     assert "R50 (Sérsic)" in rows and "Kron flux" in rows
     # the spiral's parent header has no PHOTFLAM: no magnitude is invented
     assert "Kron magnitude" not in rows and "AB zero point" not in rows
+
+
+def test_a_cube_of_chips_opens_at_its_first_plane_and_the_ext_box_chooses_another(qtbot, window, tmp_path):
+    """Issue 22: a WFPC2 waiver cube was refused with "choose one plane" and nothing let the user choose one."""
+    from astropy.io import fits
+
+    cube = np.stack([np.random.default_rng(k).normal(k * 10, 1, (48, 48)).astype(np.float32) for k in (1, 2, 3)])
+    path = tmp_path / "u_c0f.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    _open(qtbot, window, path)
+    assert [window.chip.itemText(i) for i in range(window.chip.count())] == ["PLANE,1", "PLANE,2", "PLANE,3"]
+    assert window.chip.currentText() == "PLANE,1" and abs(float(window.view.data.mean()) - 10) < 0.5
+    with qtbot.waitSignal(window.jobs.result, timeout=20000, check_params_cb=lambda ch, v: ch == "load"):
+        window.chip.setCurrentIndex(2)
+        window.chip.activated.emit(2)
+    assert window.chip.currentText() == "PLANE,3" and abs(float(window.view.data.mean()) - 30) < 0.5

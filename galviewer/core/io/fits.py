@@ -27,8 +27,21 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
+from galviewer.core.io.hdus import (
+    _as_2d,
+    _declared_shape,
+    _extver,
+    _find,
+    _images_in,
+    _is_image_hdu,
+    _pick_science,
+    _twins,
+    list_images,
+    parse_ext,
+    plane_header,
+)
 from galviewer.core.io.safeopen import _open_fits, _Quiet
-from galviewer.errors import ImageLoadError, ParameterError
+from galviewer.errors import ImageLoadError
 
 __all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "sexagesimal"]
 
@@ -156,144 +169,6 @@ class Image:
         return float(ra), float(dec)
 
 
-def parse_ext(ext: str | int | tuple[str, int] | None) -> str | int | tuple[str, int] | None:
-    """Normalise an extension spec: ``"SCI,1"`` → ``("SCI", 1)``, ``"3"`` → ``3``.
-
-    Raises
-    ------
-    ParameterError
-        For a malformed spec.
-    """
-    if ext is None or isinstance(ext, int):
-        return ext
-    if isinstance(ext, tuple):
-        if len(ext) != 2:
-            raise ParameterError("ext", f"expected (EXTNAME, EXTVER), got {ext!r}")
-        return (str(ext[0]).upper(), int(ext[1]))
-    text = str(ext).strip()
-    if text.isdigit():
-        return int(text)
-    if "," in text:
-        name, _, ver = text.partition(",")
-        if not ver.strip().isdigit() or not name.strip():
-            raise ParameterError("ext", f"expected NAME,VER such as SCI,1, got {ext!r}")
-        return (name.strip().upper(), int(ver))
-    if not text:
-        raise ParameterError("ext", "empty extension name")
-    return (text.upper(), 1)
-
-
-def _is_image_hdu(hdu: Any) -> bool:
-    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
-
-
-def _declared_shape(hdu: Any) -> tuple[int, ...]:
-    """Shape the header declares, (…, NAXIS2, NAXIS1), read without touching the data.
-
-    For a tile-compressed image this is the decompressed shape: astropy ≥ 6 gives the image header
-    (NAXISn), older versions the table's (ZNAXISn).
-    """
-    h = hdu.header
-    key = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) and "ZNAXIS" in h else "NAXIS"
-    try:
-        naxis = int(h.get(key, 0))
-        if not 0 <= naxis <= 999:
-            return ()
-        return tuple(int(h.get(f"{key}{i}", 0)) for i in range(naxis, 0, -1))
-    except (TypeError, ValueError):
-        return ()
-
-
-def list_images(path: str | os.PathLike[str]) -> list[tuple[str, int, tuple[int, ...]]]:
-    """The 2-D image extensions of a file as ``(EXTNAME, EXTVER, shape)``; science (SCI) first.
-
-    Raises
-    ------
-    ImageLoadError
-        When the file cannot be read as FITS.
-    """
-    with _open_fits(Path(path)) as hdul:
-        return _images_in(hdul)
-
-
-def _extver(header: fits.Header) -> int:
-    """EXTVER as an integer; a value that is not one (a damaged or hand-made header) counts as absent (1)."""
-    value = header.get("EXTVER", 1)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
-            or value != int(value):
-        return 1
-    return int(value)
-
-
-def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:
-    for hdu in hdul:
-        if str(hdu.header.get("EXTNAME", "")).upper() == name and _extver(hdu.header) == ver:
-            return hdu
-    return None
-
-
-def _twins(hdul: fits.HDUList, hdu: Any) -> list[int]:
-    """The indices of the HDUs with the same EXTNAME and EXTVER as ``hdu`` (itself included; [] without a name)."""
-    name = str(hdu.header.get("EXTNAME", "")).upper()
-    if not name:
-        return []
-    ver = _extver(hdu.header)
-    return [i for i, h in enumerate(hdul) if str(h.header.get("EXTNAME", "")).upper() == name
-            and _extver(h.header) == ver]
-
-
-def _pick_science(hdul: fits.HDUList, ext: Any, path: Path) -> tuple[int, Any]:
-    if ext is None:
-        sci = _find(hdul, "SCI", 1)
-        if sci is not None:
-            return hdul.index(sci), sci
-        for i, hdu in enumerate(hdul):
-            if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) >= 2:
-                return i, hdu
-        for i, hdu in enumerate(hdul):
-            if _is_image_hdu(hdu) and _declared_shape(hdu):
-                return i, hdu
-        raise ImageLoadError(path, "no image data: the file holds no 2-D image HDU")
-    if isinstance(ext, int):
-        if not 0 <= ext < len(hdul):
-            raise ImageLoadError(path, f"extension {ext} does not exist (the file has {len(hdul)} HDUs)")
-        return ext, hdul[ext]
-    hdu = _find(hdul, ext[0], ext[1])
-    if hdu is None:
-        available = [f"{n},{v}" for n, v, _ in _images_in(hdul)]
-        raise ImageLoadError(path, f"extension {ext[0]},{ext[1]} not found; images here: {available}")
-    return hdul.index(hdu), hdu
-
-
-def _images_in(hdul: fits.HDUList) -> list[tuple[str, int, tuple[int, ...]]]:
-    """The 2-D image HDUs of an open file as ``(EXTNAME, EXTVER, shape)``, science (SCI) first."""
-    out = []
-    for i, hdu in enumerate(hdul):
-        if _is_image_hdu(hdu) and len([s for s in _declared_shape(hdu) if s > 1]) == 2:
-            ver = _extver(hdu.header)
-            out.append((str(hdu.header.get("EXTNAME", "PRIMARY" if i == 0 else i)).upper(), ver,
-                        _declared_shape(hdu)))
-    out.sort(key=lambda t: (t[0] != "SCI", t[0], t[1]))
-    return out
-
-
-def _as_2d(arr: np.ndarray | None, path: Path, what: str) -> np.ndarray:
-    if arr is None:
-        raise ImageLoadError(path, f"{what} has no data")
-    if arr.ndim < 2:
-        raise ImageLoadError(path, f"{what} is {arr.ndim}-D, not a 2-D image")
-    if arr.ndim > 2:
-        squeezed = arr.reshape([s for s in arr.shape if s != 1]) if sum(s > 1 for s in arr.shape) >= 2 else arr
-        if squeezed.ndim != 2:
-            raise ImageLoadError(path, f"{what} is a {arr.ndim}-D cube of shape {arr.shape}; choose one plane")
-        arr = squeezed
-    if 0 in arr.shape:
-        raise ImageLoadError(path, f"{what} has zero size {arr.shape}")
-    if arr.dtype.kind not in "iuf":
-        raise ImageLoadError(path, f"{what} has non-numeric pixels ({arr.dtype})")
-    return arr
-
-
 def _filter_name(h: fits.Header) -> str:
     if "FILTER" in h:
         return str(h["FILTER"]).strip()
@@ -379,7 +254,8 @@ def open_image(
                     hdul = _open_fits(p, memmap=False)
                     idx, hdu = _pick_science(hdul, ext, p)
                     raw = hdu.data
-                data = _as_2d(raw, p, f"HDU {idx}")
+                plane = ext[1] if isinstance(ext, tuple) and ext[0] == "PLANE" else None
+                data = _as_2d(raw, p, f"HDU {idx}", plane)
             except ImageLoadError:
                 raise
             except (OSError, ValueError, TypeError, IndexError) as exc:
@@ -400,7 +276,7 @@ def open_image(
                 notes.append(f"{absurd} pixel(s) beyond ±{MAX_PIXEL_VALUE:g} are not data: marked bad (in-painted "
                              "in a stamp, shown in its MASK)")
             primary = hdul[0].header
-            sci_h = hdu.header
+            sci_h = hdu.header if plane is None else plane_header(hdul, idx, plane)
             merged = primary.copy() if idx != 0 else fits.Header()
             for card in sci_h.cards:
                 if card.keyword in ("", "COMMENT", "HISTORY"):
@@ -409,8 +285,8 @@ def open_image(
                     merged[card.keyword] = (card.value, card.comment)
                 except (ValueError, KeyError):
                     continue
-            extname = str(sci_h.get("EXTNAME", "PRIMARY" if idx == 0 else str(idx))).upper()
-            extver = _extver(sci_h)
+            extname = "PLANE" if plane else str(sci_h.get("EXTNAME", "PRIMARY" if idx == 0 else str(idx))).upper()
+            extver = plane or _extver(sci_h)
             filetype = str(primary.get("FILETYPE", "")).upper()
             name = p.name.lower()
             wht = _find(hdul, "WHT", extver)
