@@ -203,6 +203,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.rois: list[pg.ROI] = []
         self.selected_roi: pg.ROI | None = None
         self.vb.clicked.connect(self.clicked)
+        self.vb.sigRangeChanged.connect(self.place_grid_labels)
         self.vb.menu_requested.connect(self.menu_requested)
         self.vb.drawn.connect(self._drawn)
         self.vb.polygon_drawn.connect(self._polygon_drawn)
@@ -319,20 +320,43 @@ class ImageView(pg.GraphicsLayoutWidget):
         for item in getattr(self, "grid_items", []):
             self.vb.removeItem(item)
         self.grid_items: list = []
+        self.grid_labels: list = []  # (line, its label)
         for line in lines or []:
             colour = (120, 230, 120, 170) if line.axis == "ra" else (120, 200, 255, 170)
             curve = pg.PlotCurveItem(line.x, line.y, pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
                                      connect="finite")
             curve.setZValue(8)
             self.vb.addItem(curve, ignoreBounds=True)
-            self.grid_items.append(curve)
-            at = line.label_position
-            if at is not None:
-                text = pg.TextItem(line.label, color=colour[:3], anchor=(0, 1) if line.axis == "ra" else (1, 0))
-                text.setPos(*at)
-                text.setZValue(8)
-                self.vb.addItem(text, ignoreBounds=True)
-                self.grid_items.append(text)
+            text = pg.TextItem(line.label, color=colour[:3], anchor=(0, 1) if line.axis == "ra" else (0, 0))
+            text.setZValue(8)
+            self.vb.addItem(text, ignoreBounds=True)
+            self.grid_items += [curve, text]
+            self.grid_labels.append((line, text))
+        self.place_grid_labels()
+
+    def place_grid_labels(self, *_: object) -> None:
+        """Each label where its line enters the *view* (RA at its lowest point, Dec at its leftmost), written
+        inwards so the view's edge never clips it; a label that would overlap one already placed is hidden."""
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        px, py = self.vb.viewPixelSize()
+        placed: list[tuple[float, float, float, float]] = []
+        for line, text in getattr(self, "grid_labels", []):
+            with np.errstate(invalid="ignore"):
+                ok = np.flatnonzero((line.x >= x0) & (line.x <= x1) & (line.y >= y0) & (line.y <= y1))
+            if not ok.size:
+                text.hide()
+                continue
+            k = ok[np.argmin(line.y[ok])] if line.axis == "ra" else ok[np.argmin(line.x[ok])]
+            x, y = float(line.x[k]), float(line.y[k])
+            w, h = text.boundingRect().width() * px, text.boundingRect().height() * py
+            x, y = max(min(x, x1 - w), x0), (min(y, y1 - h) if line.axis == "ra" else max(y, y0 + h))  # in view
+            box = (x, y, x + w, y + h) if line.axis == "ra" else (x, y - h, x + w, y)
+            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                text.hide()
+                continue
+            placed.append(box)
+            text.setPos(x, y)
+            text.show()
 
     # ------------------------------------------------------------------ detections
     def set_sources(self, xy: np.ndarray | None) -> None:

@@ -766,3 +766,40 @@ def test_a_cube_of_chips_opens_at_its_first_plane_and_the_ext_box_chooses_anothe
         window.chip.setCurrentIndex(2)
         window.chip.activated.emit(2)
     assert window.chip.currentText() == "PLANE,3" and abs(float(window.view.data.mean()) - 30) < 0.5
+
+
+def test_grid_labels_stay_in_view_never_overlap_and_follow_zoom(qtbot, window):
+    """Issue 22: RA/Dec labels ran together on a small image, were clipped at the left edge and vanished from some
+    lines after zoom or pan. Each label is now placed where its line enters the view, inside it, and one that would
+    overlap another is hidden."""
+    window.resize(1400, 900)
+    real = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_faint.fits"
+    _open(qtbot, window, real)
+    window.grid_action.setChecked(True)
+    window.files.toggle_grid(True)
+
+    def check() -> int:
+        QApplication.processEvents()
+        view = window.view
+        (x0, x1), (y0, y1) = view.vb.viewRange()
+        px, py = view.vb.viewPixelSize()
+        boxes = []
+        for line, text in view.grid_labels:
+            if not text.isVisible():
+                continue
+            x, y = text.pos().x(), text.pos().y()
+            w, h = text.boundingRect().width() * px, text.boundingRect().height() * py
+            box = (x, y, x + w, y + h) if line.axis == "ra" else (x, y - h, x + w, y)
+            assert x0 - 1e-6 <= box[0] and box[2] <= x1 + 1e-6 and y0 - 1e-6 <= box[1] and box[3] <= y1 + 1e-6
+            assert not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes)
+            boxes.append(box)
+        return len(boxes)
+
+    assert check() >= 4  # RA and Dec labels on the whole image
+    # zoomed onto the lower-right quarter: every line that crosses the view is labelled in it
+    window.view.vb.setRange(xRange=(32, 63), yRange=(0, 31), padding=0)
+    shown = check()
+    (x0, x1), (y0, y1) = window.view.vb.viewRange()
+    crossing = [t for line, t in window.view.grid_labels
+                if np.any((line.x >= x0) & (line.x <= x1) & (line.y >= y0) & (line.y <= y1))]
+    assert crossing and shown >= 1 and all(t.isVisible() for t in crossing[:1])
