@@ -19,7 +19,9 @@ def test_ci_runs_readme_commands():
     setup, tests = _blocks_after(readme, "Install"), _blocks_after(readme, "Tests")
     assert len(setup) == 1 and len(setup[0]) == 1 and len(tests) == 2 and all(len(b) == 1 for b in tests)
     commands = [c for c in ci if not c.startswith(("set ", "cd ", "export "))]
-    assert commands == setup[0] + tests[0] + tests[1]
+    # every command must stop the run when it fails (set -e ignores failures inside an && list)
+    assert all(c.endswith(" || exit 1") for c in commands)
+    assert [c.removesuffix(" || exit 1") for c in commands] == setup[0] + tests[0] + tests[1]
     # each environment is new: CI builds it, then installs into it
     assert setup[0][0].startswith("python -m venv .venv && . .venv/bin/activate && pip install")
     assert tests[1][0].startswith("python -m venv .venv-oldest && . .venv-oldest/bin/activate")
