@@ -100,11 +100,15 @@ class MainWindow(QMainWindow):
         self.view.menu_requested.connect(lambda x, y, pos: self.files.context_menu(x, y).popup(pos))
         self.view.region_drawn.connect(self.regions.restore_region)
         self.view.region_edited.connect(self.regions.restore_region)
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(self.panels, 3)
-        rl.addWidget(self.table, 2)
+        # the panels over the measurement table, the boundary draggable: the table holds ~30 rows (fits, flags,
+        # fluxes, magnitudes), more than a fixed share of the height shows
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.panels)
+        right.addWidget(self.table)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        right.setChildrenCollapsible(False)
+        self.right_split = right
         # The pixel read-out lives under the image (as DS9's info panel), not in the status bar, where it
         # clipped the messages.
         left = QWidget()

@@ -231,6 +231,8 @@ class MeasurementPanel(QWidget):
         self.table.setHorizontalHeaderLabels(["quantity", "unit", "LQ", "RS"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
+        # compact rows (the text's height and a little): ~30 rows of fits, flags, fluxes and magnitudes
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.profile = pg.PlotWidget(title="radial profile (background-subtracted)")
         self.profile.setLogMode(False, True)
         self.profile.addLegend(offset=(-10, 10))  # top right, clear of the profiles that fall from the top left

@@ -803,3 +803,14 @@ def test_grid_labels_stay_in_view_never_overlap_and_follow_zoom(qtbot, window):
     crossing = [t for line, t in window.view.grid_labels
                 if np.any((line.x >= x0) & (line.x <= x1) & (line.y >= y0) & (line.y <= y1))]
     assert crossing and shown >= 1 and all(t.isVisible() for t in crossing[:1])
+
+
+def test_the_table_can_be_given_more_height_by_dragging_the_boundary(qtbot, window):
+    """The measurement table (~30 rows with flags and magnitudes) sits under the panels in a splitter."""
+    window.resize(1400, 900)
+    QApplication.processEvents()
+    split = window.right_split
+    panels, table = split.sizes()
+    split.setSizes([panels - 200, table + 200])
+    QApplication.processEvents()
+    assert split.sizes()[1] > table + 150 and window.table.table.height() > 0
