@@ -233,10 +233,12 @@ class MeasurementPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         # compact rows (the text's height and a little): ~30 rows of fits, flags, fluxes and magnitudes
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.profile = pg.PlotWidget(title="radial profile (background-subtracted)")
+        # a short title (the long one was cut at the panel's width); what is plotted is said on the axis
+        self.profile = pg.PlotWidget(title="radial profile")
         self.profile.setLogMode(False, True)
         self.profile.addLegend(offset=(-10, 10))  # top right, clear of the profiles that fall from the top left
         self.profile.setLabel("bottom", "radius", units="px")
+        self.profile.setLabel("left", "mean − background")
         self.profile.setMinimumHeight(160)
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy)
