@@ -85,11 +85,13 @@ def _extver(header: fits.Header) -> int:
     return int(value)
 
 
+def _named(hdu: Any, name: str, ver: int) -> bool:
+    """True when ``hdu`` is extension ``name,ver`` (EXTNAME case-insensitive)."""
+    return str(hdu.header.get("EXTNAME", "")).upper() == name and _extver(hdu.header) == ver
+
+
 def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:
-    for hdu in hdul:
-        if str(hdu.header.get("EXTNAME", "")).upper() == name and _extver(hdu.header) == ver:
-            return hdu
-    return None
+    return next((hdu for hdu in hdul if _named(hdu, name, ver)), None)
 
 
 def _twins(hdul: fits.HDUList, hdu: Any) -> list[int]:
@@ -98,8 +100,7 @@ def _twins(hdul: fits.HDUList, hdu: Any) -> list[int]:
     if not name:
         return []
     ver = _extver(hdu.header)
-    return [i for i, h in enumerate(hdul) if str(h.header.get("EXTNAME", "")).upper() == name
-            and _extver(h.header) == ver]
+    return [i for i, h in enumerate(hdul) if _named(h, name, ver)]
 
 
 MAX_PLANES = 64  # a cube with more planes than this is not offered plane by plane

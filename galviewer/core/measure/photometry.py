@@ -285,8 +285,16 @@ def photometry(
         warnings.simplefilter("ignore")
         cat_lq = SourceCatalog(sub["LQ"], segm, convolved_data=smooth, error=err_map, mask=bad,
                                kron_params=kron_params)
-        src = cat_lq.get_label(label) if hasattr(cat_lq, "get_label") else cat_lq.select_label(label)
+        src = _row(cat_lq, label)
         kron_ap = src.kron_aperture
+
+    def through_lq(data: np.ndarray) -> Any:
+        """The source's row of a catalogue of ``data`` measured through LQ's apertures (``detection_catalog``)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _row(SourceCatalog(data, segm, convolved_data=smooth, error=err_map, mask=bad,
+                                      kron_params=kron_params, detection_catalog=cat_lq), label)
+
     if kron_ap is None or not np.isfinite(src.kron_flux):
         return Photometry(ok=False, reason="photutils could not define a Kron aperture for the source")
     seg_mask = segm.data == label
@@ -301,14 +309,7 @@ def photometry(
     results: dict[str, ImagePhotometry] = {}
     pixels: dict[str, np.ndarray] = {}
     for name, data in sub.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if name == "LQ":
-                s = src
-            else:
-                cat = SourceCatalog(data, segm, convolved_data=smooth, error=err_map, mask=bad,
-                                    kron_params=kron_params, detection_catalog=cat_lq)
-                s = cat.get_label(label) if hasattr(cat, "get_label") else cat.select_label(label)
+        s = src if name == "LQ" else through_lq(data)
         radii, prof, perr, cog_r, cog, fwhm = _profiles(data, xy, bad | neighbours, err_map, rmax)
         kf = float(s.kron_flux)
         # np.interp needs increasing abscissae: noise can make the growth curve dip, so take its running maximum.
@@ -321,12 +322,7 @@ def photometry(
         pixels[name] = data[kmask]
     kron_only_out: dict[str, tuple[float, float]] = {}
     for name, img in (kron_only or {}).items():
-        data = np.where(bad, 0.0, _check(name, img, data_lq.shape) - lq_level)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cat = SourceCatalog(data, segm, convolved_data=smooth, error=err_map, mask=bad,
-                                kron_params=kron_params, detection_catalog=cat_lq)
-            s = cat.get_label(label) if hasattr(cat, "get_label") else cat.select_label(label)
+        s = through_lq(np.where(bad, 0.0, _check(name, img, data_lq.shape) - lq_level))
         kron_only_out[name] = (float(s.kron_flux), float(s.kron_flux_err))
     return Photometry(
         ok=True, reason="", x=xy[0], y=xy[1], kron_a=float(kron_ap.a), kron_b=float(kron_ap.b),
@@ -335,6 +331,11 @@ def photometry(
         kron_aperture=kron_ap, neighbours=_grown(neighbours, seg_mask), kron_only=kron_only_out, sky_tilt=tilt,
         sky_plane=not np.isscalar(lq_level),
     )
+
+
+def _row(cat: Any, label: int) -> Any:
+    """One label's row of a photutils ``SourceCatalog`` (``get_label``; ``select_label`` before photutils 3)."""
+    return cat.get_label(label) if hasattr(cat, "get_label") else cat.select_label(label)
 
 
 def _at(level: Any, xy: tuple[float, float]) -> float:

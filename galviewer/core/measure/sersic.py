@@ -371,7 +371,7 @@ def fit_sersic(
     total_err = total * math.sqrt(max(float(grad @ cov[2:5, 2:5] @ grad), 0.0)) if np.isfinite(cov[2:5, 2:5]).all() \
         else math.nan
     names = ("x0", "y0", "I50", "R50", "n", "e1", "e2", "background", "sky x slope", "sky y slope")[:p.size]
-    bounds_shown = (lo[0], lo[1], math.exp(lo[2]), math.exp(lo[3]), *lo[4:])
+    bounds_lo = (lo[0], lo[1], math.exp(lo[2]), math.exp(lo[3]), *lo[4:])
     bounds_hi = (hi[0], hi[1], math.exp(hi[2]), math.exp(hi[3]), *hi[4:])
     flags: list[str] = []
     bits = 0
@@ -384,7 +384,7 @@ def fit_sersic(
                      f"(tolerance {centre_tolerance:.1f} px)")
         bits |= FLAG_BITS["off_target"]
     at_bound = [f"{name} at its {'lower' if v - a < 1e-4 else 'upper'} bound {va if v - a < 1e-4 else vb:.3g}"
-                for k, (name, v, a, b, va, vb) in enumerate(zip(names, p, lo, hi, bounds_shown, bounds_hi,
+                for k, (name, v, a, b, va, vb) in enumerate(zip(names, p, lo, hi, bounds_lo, bounds_hi,
                                                                  strict=True))
                 if k != 2 and np.isfinite(a) and (v - a < 1e-4 or b - v < 1e-4)
                 and not (k < 2 and bits & FLAG_BITS["off_target"])]

@@ -47,7 +47,7 @@ class RegionRestoration:
         use = self.inside & ~bad
         lq_sum = float(np.sum(lq[use] - bkg.level))
         rs_sum = float(np.sum(np.asarray(r.data, dtype=np.float64)[use] - bkg.level))
-        conv_sum = float(np.sum((lq - np.asarray(r.residual, dtype=np.float64))[use] - bkg.level))
+        conservation = region_conservation(r, use, bad)  # Σ(PSF⊗RS − bkg) / Σ(LQ − bkg), the verdict's
         noise = bkg.rms if bkg.rms and math.isfinite(bkg.rms) else float("nan")
         err = np.asarray(st.err, dtype=np.float64)[use] if st.err is not None else np.full(int(use.sum()), noise)
         resid = r.residual[use]
@@ -57,8 +57,9 @@ class RegionRestoration:
             "flux_lq": lq_sum,
             "flux_lq_err": float(np.sqrt(np.sum(err**2))),
             "flux_rs": rs_sum,
-            "conservation": region_conservation(r, use, bad),
-            "psf_spill": (rs_sum - conv_sum) / lq_sum if lq_sum > 0 else float("nan"),
+            "conservation": conservation,
+            # Σ(RS − PSF⊗RS) / Σ(LQ − bkg): what the region's sums differ by beyond the conservation
+            "psf_spill": rs_sum / lq_sum - conservation if lq_sum > 0 else float("nan"),
             "noise_lq": noise,
             "noise_rs": float(rs_bkg.rms),
             "resid_rms_over_noise": float(np.sqrt(np.mean((resid - np.median(resid)) ** 2)) / noise),
