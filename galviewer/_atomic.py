@@ -11,7 +11,7 @@ from pathlib import Path
 
 from galviewer.errors import ExportError, OutputExistsError
 
-__all__ = ["atomic_write", "sweep_stale_parts"]
+__all__ = ["atomic_write", "safe_label", "sweep_stale_parts"]
 
 
 def _file_mode() -> int:
@@ -106,3 +106,12 @@ def atomic_write(
     except OSError as exc:
         raise error(dest, f"could not write: {exc.strerror or exc}") from exc
     return dest
+
+
+def safe_label(label: str, max_len: int = 64) -> str:
+    """Reduce a catalogue label to a safe file-name part: letters, digits, ``-``, ``_``, ``.`` and ``+``;
+    no path separator, no leading dot, at most ``max_len`` characters (``_`` when nothing is left)."""
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(label)).strip("._")
+    return text[:max_len] or "_"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from galviewer.cli._common import _astropy_log_to_stderr, safe_label, to_json
+from galviewer._atomic import safe_label
+from galviewer.cli._common import _astropy_log_to_stderr, to_json
 from galviewer.cli.parser import build_parser
 from galviewer.errors import GalviewerError
 
@@ -23,15 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``galviewer`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    commands = {"view", "restore", "measure", "detect", "info", "models"}
+    commands = {"view", "restore", "measure", "detect", "info", "models", "survey"}
     if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
         argv = ["view", *argv]
     args = parser.parse_args(argv)
     from galviewer.cli.commands import cmd_detect, cmd_info, cmd_measure, cmd_models, cmd_view
     from galviewer.cli.restore import cmd_restore
+    from galviewer.cli.survey import cmd_survey
 
     handlers = {"view": cmd_view, "restore": cmd_restore, "measure": cmd_measure, "detect": cmd_detect,
-                "info": cmd_info, "models": cmd_models}
+                "info": cmd_info, "models": cmd_models, "survey": cmd_survey}
     try:
         if args.command == "view":
             return handlers[args.command](args)

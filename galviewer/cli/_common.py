@@ -41,15 +41,6 @@ def to_json(value: Any) -> str:
     return json.dumps(_jsonable(value), indent=1, allow_nan=False)
 
 
-def safe_label(label: str, max_len: int = 64) -> str:
-    """Reduce a catalogue label to a safe file-name part: letters, digits, ``-``, ``_``, ``.`` and ``+``;
-    no path separator, no leading dot, at most ``max_len`` characters (``_`` when nothing is left)."""
-    import re
-
-    text = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(label)).strip("._")
-    return text[:max_len] or "_"
-
-
 def _add_clean_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-clean-crs", dest="clean_crs", action="store_false",
                    help="do not clean cosmic rays (L.A.Cosmic, on by default for stamps of FLT/FLC images as in the "

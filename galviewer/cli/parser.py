@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     _add_dq_arg(d)
 
+    from galviewer.cli.survey import add_survey_parser
+
+    add_survey_parser(sub)
+
     i = sub.add_parser("info", help="print what galviewer reads from a FITS file")
     i.add_argument("file")
     i.add_argument("--ext", default=None)

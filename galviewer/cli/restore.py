@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from galviewer._atomic import safe_label
 from galviewer.cli._common import (
     _check_size,
     _cr_note,
@@ -16,8 +17,8 @@ from galviewer.cli._common import (
     _quality_line,
     _reading_notes,
     _refuse_input_as_output,
-    safe_label,
 )
+from galviewer.core.io.catalogs import read_positions
 from galviewer.core.io.stamps import check_context
 from galviewer.errors import GalviewerError, ParameterError
 
@@ -69,7 +70,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             return 0
         if args.figure:
             raise ParameterError("--figure", "is for one source (--xy); a catalogue run writes FITS stamps only")
-        positions = _catalog_positions(args.catalog, image, args.origin)
+        positions = read_positions(args.catalog, image, args.origin)
         outdir = out
         if outdir.exists() and not outdir.is_dir():
             raise ParameterError("--output", f"{outdir} is a file; --catalog writes into a folder")
@@ -106,69 +107,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         _write_summary(summary, rows, args)
         print(f"{len(targets) - failures} of {len(targets)} sources restored into {outdir}; catalogue {summary}")
         return 0 if failures == 0 else 1
-
-
-def _catalog_positions(path: str, image: Any, origin: int) -> list[tuple[str, float, float]]:
-    from galviewer.errors import ImageLoadError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageLoadError(p, "catalogue file not found")
-    if p.suffix.lower() == ".reg":
-        from regions import PixCoord, Regions
-
-        try:
-            regs = Regions.read(str(p), format="ds9")
-        except Exception as exc:
-            raise ImageLoadError(p, f"not a readable DS9 region file: {exc}") from exc
-        out = []
-        for k, reg in enumerate(regs, start=1):
-            if not hasattr(reg, "to_pixel") and not hasattr(reg, "center"):
-                continue
-            if not hasattr(reg, "center") or not isinstance(reg.center, PixCoord):
-                if image.wcs is None:
-                    raise ImageLoadError(p, "sky regions need an image with a celestial WCS")
-                reg = reg.to_pixel(image.wcs)
-            if not hasattr(reg, "center"):
-                continue
-            label = str(reg.meta.get("text", k)) if hasattr(reg, "meta") else str(k)
-            out.append((label, float(reg.center.x), float(reg.center.y)))
-        if not out:
-            raise ImageLoadError(p, "no region with a centre in the file")
-        return out
-    from astropy.table import Table
-
-    try:
-        table = Table.read(str(p))
-    except Exception as exc:
-        raise ImageLoadError(p, f"not a readable ECSV/FITS table: {exc}") from exc
-    import numpy as np
-
-    cols = {c.lower(): c for c in table.colnames}
-    ids = [str(i) for i in table[cols["id"]]] if "id" in cols else [str(k) for k in range(1, len(table) + 1)]
-
-    def numeric(name: str) -> np.ndarray:
-        try:
-            return np.asarray(np.ma.filled(table[cols[name]], np.nan), dtype=float).reshape(len(table))
-        except (TypeError, ValueError):
-            raise ImageLoadError(p, f"column {cols[name]!r} is not numeric (dtype {table[cols[name]].dtype}, first "
-                                 f"value {table[cols[name]][0]!r})") from None
-
-    for xname, yname in (("x", "y"), ("xcentroid", "ycentroid"), ("x_image", "y_image")):
-        if xname in cols and yname in cols:
-            off = 1.0 if xname == "x_image" else float(origin)  # SExtractor's X_IMAGE/Y_IMAGE are 1-based
-            return [(i, float(x) - off, float(y) - off)
-                    for i, x, y in zip(ids, numeric(xname), numeric(yname), strict=True)]
-    if "ra" in cols and "dec" in cols:
-        if image.wcs is None:
-            raise ImageLoadError(p, "ra/dec columns need an image with a celestial WCS")
-        with np.errstate(invalid="ignore"):
-            try:
-                xs, ys = image.wcs.all_world2pix(numeric("ra"), numeric("dec"), 0, quiet=True)
-            except Exception as exc:
-                raise ImageLoadError(p, f"the image's WCS cannot place these RA/Dec: {exc}") from None
-        return [(i, float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)]
-    raise ImageLoadError(p, f"no position columns: need x,y or xcentroid,ycentroid or ra,dec; have {table.colnames}")
 
 
 def _unique_targets(positions: list[tuple[str, float, float]], outdir: Path, stem: str

@@ -86,8 +86,10 @@ def _extver(header: fits.Header) -> int:
 
 
 def _named(hdu: Any, name: str, ver: int) -> bool:
-    """True when ``hdu`` is extension ``name,ver`` (EXTNAME case-insensitive)."""
-    return str(hdu.header.get("EXTNAME", "")).upper() == name and _extver(hdu.header) == ver
+    """True when ``hdu`` is extension ``name,ver`` (EXTNAME case-insensitive; a primary HDU without EXTNAME is
+    PRIMARY,1, as :func:`_images_in` lists it)."""
+    own = str(hdu.header.get("EXTNAME", "")).upper() or ("PRIMARY" if isinstance(hdu, fits.PrimaryHDU) else "")
+    return own == name and _extver(hdu.header) == ver
 
 
 def _find(hdul: fits.HDUList, name: str, ver: int) -> Any | None:

@@ -27,7 +27,7 @@ from galviewer.core.measure.sersic import FLAG_BITS
 from galviewer.core.restore.result import Restoration
 from galviewer.errors import OutputExistsError, ParameterError
 
-__all__ = ["BatchResult", "export_batch", "restore_mosaic_sources", "restore_sources"]
+__all__ = ["BatchResult", "describe_columns", "export_batch", "fits_unit", "restore_mosaic_sources", "restore_sources"]
 
 Progress = Callable[[int, int], None]
 
@@ -163,7 +163,7 @@ def export_batch(folder: str | os.PathLike[str], results: Sequence[BatchResult],
         table["ra"], table["dec"] = ra, dec
         table["ra"].unit = table["dec"].unit = "deg"
     bunits = {r.stamp.meta.bunit for r in results if r.stamp is not None and r.stamp.meta is not None}
-    _describe(table, bunits.pop() if len(bunits) == 1 else "")
+    describe_columns(table, bunits.pop() if len(bunits) == 1 else "")
     table.meta["comments"] = ["galviewer batch: detection (photutils) + restoration + compare() measurements"]
     written.append(atomic_write(catalog, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True),
                                 overwrite=overwrite))
@@ -192,19 +192,46 @@ _DESCRIPTIONS = {
     "flux_conservation": ("", "Kron(PSF⊗RS) / Kron(LQ), LQ's ellipse and background"),
     "psf_spill": ("", "Kron(RS)/Kron(LQ) − flux_conservation: light the PSF carries across the ellipse"),
     "residual_chi2": ("", "mean ((LQ − PSF⊗RS)/σ)² per pixel"),
+    # the survey's columns (galviewer.survey)
+    "file": ("", "input file name"), "ext": ("", "the input's extension (chip) the source lies on"),
+    "bunit": ("", "the unit of the row's image (BUNIT): its fluxes' unit"),
+    "label": ("", "the source's label (the catalogue's id, or the detection label)"),
+    "quality_failures": ("", "the verdict's failed checks (empty: none)"),
+    "model": ("", "the model that restored the stamp"), "model_sha256": ("", "sha256 of the model file"),
+    "chunk": ("", "chunk file holding the stamp"), "plane": ("", "plane of the chunk's cubes (-1: not restored)"),
+    **dict.fromkeys(("origin_x", "origin_y"), ("pix", "parent pixel of the stamp's pixel (0, 0)")),
+    **dict.fromkeys(("crpix1", "crpix2"), ("pix", "CRPIX of the stamp's own WCS (the chunk's WCS otherwise)")),
 }
 
 
-def _describe(table: Any, bunit: str) -> None:
-    """Units and descriptions on every column of a batch catalogue (fluxes in the image's BUNIT)."""
+def fits_unit(bunit: str) -> Any:
+    """An astropy unit for an HST BUNIT (``ELECTRONS/S`` → electron / s, ``COUNTS`` → ct, ``e-/s``), None when it
+    cannot be read (never a wrong one: ``S`` in ``ELECTRONS/S`` is seconds, not siemens)."""
+    import re
+
     from astropy import units as u
+
+    text = bunit.strip()
+    words = {"ELECTRONS": "electron", "ELECTRON": "electron", "E-": "electron", "COUNTS": "ct", "COUNT": "ct",
+             "DN": "adu", "S": "s", "SEC": "s", "SECOND": "s", "SECONDS": "s", "ERGS": "erg"}
+    if "ERG" in text.upper():  # a flux density: A is the ångström (STIS, FOS), not the ampere
+        words["A"] = "Angstrom"
+    text = re.sub(r"[A-Za-z]+-?", lambda m: words.get(m.group(0).upper(), m.group(0)), text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        unit = u.Unit(text, format="fits", parse_strict="silent") if text else None
+        if isinstance(unit, u.UnrecognizedUnit):
+            unit = u.Unit(text, parse_strict="silent")
+    return None if unit is None or isinstance(unit, u.UnrecognizedUnit) else unit
+
+
+def describe_columns(table: Any, bunit: str | None) -> None:
+    """Units and descriptions on every column of a batch catalogue (fluxes in the image's BUNIT; None: the
+    images differ, each row's unit is in its ``bunit`` column)."""
 
     flux_unit = None
     if bunit:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", u.UnitsWarning)
-            flux_unit = u.Unit(bunit.replace("ELECTRONS", "electron").replace("electrons", "electron"),
-                               parse_strict="silent")
+        flux_unit = fits_unit(bunit)
     for name in table.colnames:
         stem = name.removesuffix("_LQ").removesuffix("_RS")
         err = "_err" in stem
@@ -213,6 +240,7 @@ def _describe(table: Any, bunit: str) -> None:
             what = {"kron_flux": "Kron flux", "iso_flux": "isophotal flux", "sersic_flux": "Sérsic total flux",
                     "det_flux": "detection segment flux"}.get(stem, "flux")
             unit, text = flux_unit, f"{what} in the image's unit (BUNIT {bunit!r})" if bunit else \
+                f"{what} in the unit of the row's image (column bunit)" if bunit is None else \
                 f"{what} in the image's unit (no BUNIT)"
         elif stem in _DESCRIPTIONS:
             unit, text = _DESCRIPTIONS[stem]

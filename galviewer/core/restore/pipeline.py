@@ -161,6 +161,13 @@ class Pipeline:
         config = DEFAULTS.replace(**settings)
         return cls(_load_restorer(model, device), config)
 
+    @classmethod
+    def shared(cls, model: str | None = None, *, device: str = "auto", **settings: Any) -> Pipeline:
+        """As :meth:`default`, but the restorer is loaded once per process, model, device and checkpoint version
+        (the one :func:`restore_at` uses): a survey worker loads its model once for all its chunks."""
+        config = DEFAULTS.replace(**settings)
+        return cls(_shared_restorer(model, device, _checkpoint_stamp(model)), config)
+
     def with_config(self, **changes: Any) -> Pipeline:
         """The same restorer with some settings changed."""
         return Pipeline(self.restorer, self.config.replace(**changes))
