@@ -41,7 +41,8 @@ def plan_input(path: str, catalog: str | None, settings: dict[str, Any]) -> dict
     Parameters
     ----------
     path : str
-        A FITS image: FLT/FLC (every SCI extension is a chip), DRZ/DRC or plain (one image).
+        A FITS image: FLT/FLC (every SCI extension is a chip), a WFPC2 waiver file (every plane of its cube is a
+        chip), DRZ/DRC or plain (its first image).
     catalog : str or None
         ECSV/FITS/CSV table or DS9 region file (:func:`~galviewer.core.io.catalogs.read_positions`); RA/Dec rows
         go to the chip whose footprint holds them; x/y rows refer to the first chip.  None: detection
@@ -68,12 +69,14 @@ def plan_input(path: str, catalog: str | None, settings: dict[str, Any]) -> dict
 def _plan(path: str, catalog: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     from galviewer.core.io.catalogs import read_positions
     from galviewer.core.io.fits import open_image
+    from galviewer.core.io.hdus import list_images
     from galviewer.core.measure.detect import detect
 
-    with open_image(path, None, dq_ignore_bits=settings.get("dq_ignore", 0)) as first:
-        listed = first.images()
-        sci = [f"{n},{v}" for n, v, _ in listed if n == "SCI"]
-        exts = sci or [f"{first.meta.extname or 'PRIMARY'},{first.meta.extver or 1}"]
+    listed = list_images(path)
+    # FLT/FLC chips, or a WFPC2 waiver file's chips (planes of a cube), or the one image of a DRZ/plain file
+    exts = [f"{n},{v}" for n, v, _ in listed if n == "SCI"] or [f"{n},{v}" for n, v, _ in listed if n == "PLANE"]
+    with open_image(path, exts[0] if exts else None, dq_ignore_bits=settings.get("dq_ignore", 0)) as first:
+        exts = exts or [f"{first.meta.extname or 'PRIMARY'},{first.meta.extver or 1}"]
         rows = read_positions(catalog, first, settings.get("origin", 0)) if catalog else None
         sky = rows is not None and _is_sky_catalog(catalog)
     chips = []

@@ -46,3 +46,24 @@ def test_the_cli_cleans_flt_stamps_like_the_viewer(tmp_path, tiny_ckpt, capsys):
     assert main(["measure", str(drz), "--xy", "47.5", "47.5", "--clean-crs"]) == 0
     assert "DRZ image: no cosmic-ray cleaning" in capsys.readouterr().err
     assert np.isfinite(fits.getdata(out)).all()
+
+
+def test_detection_on_a_single_exposure_leaves_cosmic_ray_tracks_out(tmp_path):
+    """A 20-px cosmic-ray track in an FLT is a 'source' to a plain detection; with the whole-image L.A.Cosmic mask
+    (the default) it is not, and the galaxies are all still found."""
+    from galviewer.core.measure.detect import detect
+    from tests.helpers import SOURCES, write_flt
+
+    path = write_flt(tmp_path / "j8pu0ycrq_flt.fits")
+    with fits.open(path, mode="update") as h:
+        sci = h["SCI", 1].data
+        for k in range(20):  # a grazing hit: a sharp diagonal streak, 3000 e- a pixel
+            sci[150 + k // 2, 200 + k] += 3000.0
+    with open_image(path, "SCI,1") as im:
+        plain = detect(im, cosmic_rays=False)
+        masked = detect(im)
+    def near(found, x, y):
+        return any(abs(s.x - x) < 3 and abs(s.y - y) < 3 for s in found)
+
+    assert near(plain, 209.5, 154.75) and not near(masked, 209.5, 154.75)
+    assert all(near(masked, x, y) for x, y, _ in SOURCES) and len(masked) == len(SOURCES)

@@ -27,7 +27,7 @@ import numpy as np
 
 from galviewer.core.io.stamps import Stamp
 
-__all__ = ["CR_OBJLIM", "CR_SIGCLIP", "clean_cosmic_rays", "cleanable"]
+__all__ = ["CR_OBJLIM", "CR_SIGCLIP", "clean_cosmic_rays", "cleanable", "cosmic_ray_mask"]
 
 CR_SIGCLIP = 6.0
 CR_OBJLIM = 20.0
@@ -67,3 +67,38 @@ def clean_cosmic_rays(stamp: Stamp, readnoise: float | None = None) -> tuple[Sta
     if n == 0:
         return stamp, 0
     return dataclasses.replace(stamp, lq=np.asarray(clean, dtype=stamp.lq.dtype), bad=stamp.bad | mask), n
+
+
+def cosmic_ray_mask(image: Any, readnoise: float | None = None) -> np.ndarray:
+    """The cosmic-ray pixels of a whole single-exposure image (L.A.Cosmic with the stamps' star-safe settings),
+    for detection (:func:`~galviewer.core.measure.detect.detect` leaves them out of the segments).
+
+    Parameters
+    ----------
+    image : Image
+        An image for which :func:`cleanable` holds (FLT/FLC); others get an empty mask.
+    readnoise : float, optional
+        As :func:`clean_cosmic_rays` (default: the header's READNSE, else 4.5).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The image's shape; True on cosmic-ray pixels (the image's own bad pixels are not included).
+    """
+    import astroscrappy
+
+    data = np.asarray(image.data)
+    if not cleanable(image):
+        return np.zeros(data.shape, bool)
+    if readnoise is None:
+        from galviewer.core.io.fits import header_readnoise
+
+        readnoise = header_readnoise(image.header)
+        if not (math.isfinite(readnoise) and readnoise > 0):
+            readnoise = 4.5
+    bad = np.asarray(image.bad, dtype=bool) | ~np.isfinite(data)
+    work = np.where(bad, np.float32(np.nanmedian(data[~bad])) if (~bad).any() else np.float32(0), data)
+    mask, _ = astroscrappy.detect_cosmics(np.ascontiguousarray(work, dtype=np.float32), inmask=bad,
+                                          sigclip=CR_SIGCLIP, objlim=CR_OBJLIM, gain=1.0, readnoise=readnoise,
+                                          satlevel=np.inf)
+    return np.asarray(mask, bool) & ~bad

@@ -43,7 +43,7 @@ from galviewer.core.io.hdus import (
 from galviewer.core.io.safeopen import _open_fits, _Quiet
 from galviewer.errors import ImageLoadError
 
-__all__ = ["Image", "ImageMeta", "list_images", "open_image", "parse_ext", "sexagesimal"]
+__all__ = ["Image", "ImageMeta", "header_readnoise", "list_images", "open_image", "parse_ext", "sexagesimal"]
 
 
 def sexagesimal(ra: float, dec: float) -> str:
@@ -183,6 +183,13 @@ such pixels are marked bad on reading, and an array handed to the restorer with 
 
 MAGZERO_KEYS = ("MAGZERO", "MAGZPT", "MAGZP", "ZEROPNT", "ABMAGZP", "ZP_AB")
 """Header keywords read, in this order, as a zero point m = ZP − 2.5 log10(pixel sum) of the image's units."""
+
+
+def header_readnoise(h: fits.Header) -> float:
+    """The read noise a header gives (the median of READNSE, READNSEA…D, the amplifiers'), NaN when none."""
+    noise = [h.get(k) for k in ("READNSE", "READNSEA", "READNSEB", "READNSEC", "READNSED")]
+    noise = [float(v) for v in noise if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+    return float(np.median(noise)) if noise else math.nan
 
 
 def _magzero(h: fits.Header) -> dict[str, Any]:

@@ -8,6 +8,7 @@ METHOD §3.3) and bad pixels (DQ-flagged or non-finite) that were in-painted.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from astropy.nddata import Cutout2D
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
-from galviewer.core.io.fits import Image, ImageMeta
+from galviewer.core.io.fits import Image, ImageMeta, header_readnoise
 from galviewer.core.measure.background import background
 from galviewer.errors import ParameterError
 
@@ -246,9 +247,8 @@ def cutout(
     if isinstance(image, Image):
         data, err_arr, bad_arr, w = image.data, image.err, image.bad, image.wcs
         source, ext, meta = str(image.path), f"{image.meta.extname},{image.meta.extver}", image.meta
-        noise = [image.header.get(k) for k in ("READNSE", "READNSEA", "READNSEB", "READNSEC", "READNSED")]
-        noise = [float(v) for v in noise if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
-        extra = {"readnoise": float(np.median(noise))} if noise else {}
+        noise = header_readnoise(image.header)
+        extra = {"readnoise": noise} if math.isfinite(noise) else {}
     else:
         try:
             data = np.asarray(np.ma.getdata(image))

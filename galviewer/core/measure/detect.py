@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from galviewer.core.io.cosmics import cleanable, cosmic_ray_mask
 from galviewer.core.io.fits import Image
 from galviewer.errors import ParameterError
 
@@ -70,6 +71,7 @@ def detect(
     max_sources: int = 1000,
     deblend: bool = True,
     hot: bool = True,
+    cosmic_rays: bool = True,
 ) -> Detections:
     """Detect sources with photutils, brightest first.
 
@@ -94,6 +96,12 @@ def detect(
         Add a second ("hot") pass with a mesh of ``box_size // 4`` (at least 8) px, whose background follows
         the halo of bright galaxies, and merge its new sources (module docstring).  On by default: without it
         galaxies on a cluster galaxy's halo are not found.
+    cosmic_rays : bool
+        On a single exposure (FLT/FLC, :func:`~galviewer.core.io.cosmics.cleanable`) leave the cosmic-ray pixels
+        L.A.Cosmic finds out of the segments (:func:`~galviewer.core.io.cosmics.cosmic_ray_mask`, the stamps'
+        star-safe settings), so that a long cosmic-ray track is not listed as a source.  On by default; on the STIS
+        CCD FLT of the real-data set (a crowded star field) it drops 7 of 1,062 segments of SCI,1 for 0.9 s (the
+        2-px smoothing and the 10-px minimum already drop single-pixel hits).
 
     Returns
     -------
@@ -122,6 +130,8 @@ def detect(
     if box < 8:
         raise ParameterError("image", f"{data.shape[1]}×{data.shape[0]} is too small to detect sources in")
     bad = image.bad if isinstance(image, Image) else None
+    if cosmic_rays and isinstance(image, Image) and cleanable(image):
+        bad = np.asarray(bad, dtype=bool) | cosmic_ray_mask(image)
     err = image.err if isinstance(image, Image) else None
     ny, nx = data.shape
     # Large images are detected tile by tile (each tile with a margin, a source kept by the tile whose core
