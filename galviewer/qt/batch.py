@@ -1,5 +1,6 @@
-"""Batch and sources: detect the sources of the image, restore and measure them through the pipeline (batched
-forward passes, progress and Cancel), show a row's restoration, export stamps and a catalogue."""
+"""Batch and sources: detect the sources of the image, restore and measure them through the pipeline (in the
+window's worker threads, or on Dask: :mod:`galviewer.qt.engine`; progress and Cancel), show a row's restoration,
+export stamps and a catalogue."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class BatchController:
         panel.restore_requested.connect(self.restore_sources)
         panel.export_requested.connect(self.export_dialog)
         panel.source_activated.connect(self.show_source)
+        from galviewer.qt.engine import ClusterEngine
+
+        self.engine = ClusterEngine(window)
 
     def detect_sources(self, nsigma: float = 3.0) -> None:
         """Detect sources (photutils) on the open image in the background and list them."""
@@ -70,6 +74,12 @@ class BatchController:
             return
         sources = [w.sources_panel.sources[i] for i in ids if i in w.sources_panel.sources]
         image = w.image
+        if self.engine.name != "in-process":  # on Dask (Batch ▸ Engine…), through qasync
+            try:
+                self.engine.restore(image, sources, pipe)
+            except GalviewerError as exc:
+                w.error_dialog("Batch on the cluster", str(exc))
+            return
 
         def job(progress, cancelled):
             run = restore_mosaic_sources if isinstance(image, Mosaic) else restore_sources

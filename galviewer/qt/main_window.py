@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         """Cancel the running restoration(s): click, region or batch."""
         for ch in ("restore", "batch", "detect"):
             self.jobs.cancel(ch)
+        self.batch.engine.cancel()
 
     def status_colour(self, ok: bool, caution: bool = False) -> None:
         """The status bar's text red while it reports a restoration that fails its quality checks, amber for a
@@ -233,6 +234,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev) -> None:
         save_preferences(self)
         self.jobs.shutdown()
+        self.batch.engine.shutdown()
         if self.image is not None:
             self.image.close()
         super().closeEvent(ev)

@@ -175,6 +175,8 @@ def build_menus(w: MainWindow) -> None:
             lambda: w.batch.detect_sources(w.sources_panel.nsigma.value()))
     _action(w, batch, "Restore &all sources", None, lambda: w.batch.restore_sources(list(w.sources_panel.sources)))
     _action(w, batch, "&Export batch…", None, w.batch.export_dialog)
+    batch.addSeparator()
+    _action(w, batch, "E&ngine (in-process, local cluster, scheduler)…", None, w.batch.engine.choose)
     help_menu = w.menuBar().addMenu("&Help")
     _action(w, help_menu, "&About galviewer and the model…", None, w.models.show_about)
 
