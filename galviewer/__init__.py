@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = ["Image", "Pipeline", "PipelineConfig", "Restoration", "Restorer", "Stamp", "__version__", "cutout",
            "open_image", "restore_at"]

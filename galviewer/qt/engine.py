@@ -171,7 +171,10 @@ class ClusterEngine:
         return specs
 
     async def _connect(self) -> Any:
-        from distributed import Client, LocalCluster
+        import dask
+        from distributed import Client
+
+        from galviewer.survey.engine import NANNY_ENVIRON, local_cluster
 
         name = self.name
         if self._client is not None and self._address == name:
@@ -179,8 +182,8 @@ class ClusterEngine:
         await self.close()
         if name == LOCAL:
             n = os.cpu_count() or 1
-            self._cluster = await LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               asynchronous=True, dashboard_address=":0")
+            with dask.config.set(NANNY_ENVIRON):
+                self._cluster = await local_cluster(n, asynchronous=True)
             self._client = await Client(self._cluster, asynchronous=True)
             await self._client.wait_for_workers(n)
         else:

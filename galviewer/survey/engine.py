@@ -32,8 +32,8 @@ from typing import Any
 
 from galviewer.errors import ExportError, ImageLoadError, OutputExistsError, ParameterError
 
-__all__ = ["MANIFEST", "SurveyConfig", "SurveyReport", "expand_inputs", "run_survey", "survey_async",
-           "worker_layout"]
+__all__ = ["MANIFEST", "NANNY_ENVIRON", "SurveyConfig", "SurveyReport", "expand_inputs", "local_cluster",
+           "run_survey", "survey_async", "worker_layout"]
 
 MANIFEST, LOG, CATALOG = "survey.json", "survey.log", "catalog"
 FORMAT_VERSION = 1
@@ -331,6 +331,10 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
         run.save()
         raise
     run.report.seconds = time.perf_counter() - t0
+    from galviewer._atomic import sweep_folder
+
+    for part in sweep_folder(run.out):  # a killed worker's unfinished chunk (its rerun wrote the chunk)
+        run.log(f"removed {part.name}: the temporary file of a writer that was killed")
     loop = asyncio.get_running_loop()
     run.report.catalog = await loop.run_in_executor(None, _write_catalog, run)
     run.progress({"kind": "catalog", "paths": [str(p) for p in run.report.catalog]})
@@ -433,16 +437,35 @@ def _memory_limit(text: str) -> str | int:
     return value
 
 
+NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+"""Dask configuration of the LocalClusters galviewer starts.  distributed's nanny gives workers
+``MALLOC_TRIM_THRESHOLD_=65536`` (to return freed memory to the system sooner); any explicit value turns off
+glibc's dynamic mmap threshold, and the pipeline's many short-lived arrays then cost a page-fault storm: a source
+took 1.6× as long in a worker as in-process (benchmarks/survey.py).  glibc's default is kept instead."""
+
+
+def local_cluster(workers: int, memory_limit: Any = "auto", *, asynchronous: bool = False) -> Any:
+    """A LocalCluster of ``workers`` single-threaded worker processes (:data:`NANNY_ENVIRON`), dashboard on a
+    free port.  Asynchronous: ``await`` it inside ``with dask.config.set(NANNY_ENVIRON)`` (its workers start
+    then)."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(NANNY_ENVIRON):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                            asynchronous=asynchronous, dashboard_address=":0")
+
+
 async def _main(inputs: Sequence[tuple[str, str | None]], out: Any, config: SurveyConfig, scheduler: str | None,
                 n: int, threads: int, limit: Any, resume: bool, progress: Progress | None) -> SurveyReport:
-    from distributed import Client, LocalCluster
+    import dask
+    from distributed import Client
 
     progress = progress or (lambda event: None)
     async with contextlib.AsyncExitStack() as stack:
         if scheduler is None:
-            cluster = await stack.enter_async_context(LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, memory_limit=limit, asynchronous=True,
-                dashboard_address=":0"))
+            with dask.config.set(NANNY_ENVIRON):
+                cluster = await stack.enter_async_context(local_cluster(n, limit, asynchronous=True))
             address: Any = cluster
         else:
             address = scheduler

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["chip_label", "plan_input", "restore_chunk", "run_chunk", "survey_row"]
+__all__ = ["chip_label", "load_model", "plan_input", "restore_chunk", "run_chunk", "survey_row"]
 
 SOURCE_FIELDS = ("id", "x", "y", "flux", "flux_err", "area", "a", "b", "theta_deg")
 """A source in a plan: these :class:`~galviewer.core.measure.detect.Source` fields, then its label."""
@@ -33,6 +33,14 @@ def _set_threads(threads: int) -> None:
 
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def load_model(model: str | None = None, device: str = "cpu") -> str:
+    """Load a model into this worker's cache (what a chunk's first task would do); returns its sha256.
+    ``client.run(load_model)`` takes the loading out of a timed run."""
+    from galviewer.core.restore.pipeline import Pipeline
+
+    return str(Pipeline.shared(model, device=device).restorer.model_sha256)
 
 
 def plan_input(path: str, catalog: str | None, settings: dict[str, Any]) -> dict[str, Any]:

@@ -332,6 +332,25 @@ def test_a_killed_writer_leaves_no_part_file_behind_the_next_write(tmp_path):
     assert dest.read_text() == "whole" and not list(tmp_path.glob(".*.part"))  # ... the next write removes
 
 
+
+def test_a_folder_sweep_removes_dead_writers_parts_only(tmp_path):
+    """What a survey does when all its writers are done: every killed writer's temporary file goes, a live
+    writer's (this process) and files that are not galviewer's temporaries stay."""
+    from galviewer._atomic import sweep_folder
+
+    code = ("import os, signal, sys; from galviewer._atomic import atomic_write; "
+            "atomic_write(sys.argv[1], lambda t: os.kill(os.getpid(), signal.SIGKILL))")
+    for name in ("a_SCI1_c0000.fits", "catalog.parquet"):
+        assert subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], timeout=120).returncode == -9
+    live = tmp_path / f".b.fits.{os.getpid()}.k2j4_x.part"
+    other = tmp_path / ".notes.part"
+    live.write_text("")
+    other.write_text("")
+    removed = sweep_folder(tmp_path)
+    assert sorted(p.name.split(".")[1] for p in removed) == ["a_SCI1_c0000", "catalog"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
 def test_no_output_may_be_an_input(tmp_path, tiny_ckpt, capsys):
     path = write_plain(tmp_path / "img.fits", _field())
     before = path.read_bytes()

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes, as `galviewer survey` starts on this 2-core machine."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  memory_limit="3GiB") as c:
+    from galviewer.survey.engine import local_cluster
+
+    with local_cluster(2, "3GiB") as c:
         yield c
 
 
