@@ -385,6 +385,7 @@ def _write_catalog(run: _Run) -> list[Path]:
         return []
     table = vstack(tables, join_type="exact", metadata_conflicts="silent") if len(tables) > 1 else tables[0]
     table.meta.clear()
+    _mark_duplicates(table)
     for c in ("ra", "dec"):
         table[c].unit = "deg"
     units = set(table["bunit"])
@@ -399,6 +400,27 @@ def _write_catalog(run: _Run) -> list[Path]:
         paths.append(atomic_write(target, lambda tmp, fmt=fmt: table.write(tmp, format=fmt, overwrite=True),
                                   overwrite=True))
     return paths
+
+
+def _mark_duplicates(table: Any) -> None:
+    """Sources of one chip that are one once centred, across chunks too (each chunk marked its own), as the
+    in-process batch marks them over the whole chip (:func:`~galviewer.core.restore.batch.duplicates`)."""
+    import numpy as np
+
+    from galviewer.core.restore.batch import duplicate_status, duplicates
+
+    keys = np.char.add(np.asarray(table["file"], str), np.char.add("\n", np.asarray(table["ext"], str)))
+    status = [str(v) for v in table["status"]]  # a new column: the FITS one has a fixed width
+    for key in dict.fromkeys(keys):
+        rows = np.flatnonzero(keys == key)
+        found = duplicates(list(table["id"][rows]),
+                           list(zip(table["x_stamp"][rows], table["y_stamp"][rows], strict=True)))
+        for i, first in found.items():
+            r = rows[i]
+            if table["duplicate_of"][r] == 0:
+                table["duplicate_of"][r] = first
+                status[r] = duplicate_status(first, status[r])
+    table["status"] = status
 
 
 def run_survey(inputs: Sequence[tuple[str, str | None]], out: str | os.PathLike[str], config: SurveyConfig, *,

@@ -256,3 +256,25 @@ def test_survey_runs_in_a_thread_without_touching_the_callers_loop(cluster, file
     t.start()
     t.join(120)
     assert result["r"].sources == 3
+
+
+def test_two_positions_on_one_galaxy_are_marked_once_centred_across_chunks(cluster, files, tiny_ckpt, tmp_path):
+    """Two catalogue rows on the same galaxy refine to one centroid: the second says whose duplicate it is, in the
+    survey's catalogue (the rows are in different chunks) as in the in-process batch."""
+    cat = tmp_path / "pairs.ecsv"
+    Table({"id": [1, 2, 3], "x": [120.3, 121.4, 40.0], "y": [80.7, 81.6, 150.0]}).write(cat)
+    out = tmp_path / "d"
+    run_survey(expand_inputs([str(files[1])], {str(files[1]): str(cat)}), out, _config(tiny_ckpt, chunk_size=1),
+               scheduler=cluster.scheduler_address)
+    rows = _rows(out)
+    assert list(rows["duplicate_of"]) == [0, 1, 0]
+    assert rows["status"][1].startswith("the same source as 1 once centred; ")
+    assert abs(rows["x_stamp"][0] - rows["x_stamp"][1]) < 0.5
+    pipe = Pipeline.default(str(tiny_ckpt), device="cpu", uncertainty=True)
+    nan = np.nan
+    with open_image(files[1]) as image:
+        batch = restore_sources(pipe, image, [Source(i, x, y, nan, nan, nan, nan, nan, nan)
+                                              for i, x, y in zip(rows["id"], [120.3, 121.4, 40.0],
+                                                                 [80.7, 81.6, 150.0], strict=True)])
+    assert [b.row()["duplicate_of"] for b in batch] == [0, 1, 0]
+    assert [ascii_text(b.row()["status"]) for b in batch] == list(rows["status"])

@@ -27,7 +27,8 @@ from galviewer.core.measure.sersic import FLAG_BITS
 from galviewer.core.restore.result import Restoration
 from galviewer.errors import OutputExistsError, ParameterError
 
-__all__ = ["BatchResult", "describe_columns", "export_batch", "fits_unit", "restore_mosaic_sources", "restore_sources"]
+__all__ = ["BatchResult", "describe_columns", "duplicates", "export_batch", "fits_unit", "restore_mosaic_sources",
+           "restore_sources"]
 
 Progress = Callable[[int, int], None]
 
@@ -43,13 +44,16 @@ class BatchResult:
     verdict: Any = None
     cosmic_rays: int = 0
     error: str = ""
+    duplicate_of: int = 0
 
     def row(self) -> dict[str, Any]:
         """Catalogue row: position, detection and the headline measurements (NaN where missing)."""
         s = self.source
+        status = self.error or (self.verdict.summary() if self.verdict is not None else "restored, not measured")
+        if self.duplicate_of:
+            status = duplicate_status(self.duplicate_of, status)
         out: dict[str, Any] = {"id": s.id, "x": s.x, "y": s.y, "det_flux": s.flux, "det_snr": s.snr,
-                               "status": self.error or (self.verdict.summary() if self.verdict is not None
-                                                        else "restored, not measured")}
+                               "status": status, "duplicate_of": self.duplicate_of}
         out["x_stamp"], out["y_stamp"] = self.stamp.center if self.stamp is not None else (math.nan, math.nan)
         m = self.measurements
         nan = math.nan
@@ -122,7 +126,37 @@ def restore_sources(
         else:
             res.error = str(r)
         results.append(res)
+    centres = [r.stamp.center if r.stamp is not None else (math.nan, math.nan) for r in results]
+    for i, k in duplicates([r.source.id for r in results], centres).items():
+        results[i].duplicate_of = k
     return results
+
+
+DUPLICATE_PIX = 0.5
+"""Two sources whose stamps are centred within this many pixels (the windowed centroid of both detections landed
+on the same light: a fragment of a galaxy, a detection split by noise) are one source."""
+
+
+def duplicate_status(first: int, status: str) -> str:
+    """A duplicate row's status: whose duplicate it is, then its own verdict."""
+    return f"the same source as {first} once centred; {status}"
+
+
+def duplicates(ids: Sequence[int], centres: Sequence[tuple[float, float]]) -> dict[int, int]:
+    """Which sources are the same as an earlier one once centred: {index: id of the first one}.
+
+    The first of each group (the list's order: brightest first for a detection) keeps its row as it is; the
+    others say whose duplicate they are (batch rows, survey catalogues).
+    """
+    xy = np.asarray(centres, dtype=float).reshape(-1, 2)
+    out: dict[int, int] = {}
+    for i in range(len(xy)):
+        if i in out or not np.isfinite(xy[i]).all():
+            continue
+        close = np.flatnonzero(np.hypot(*(xy[i + 1:] - xy[i]).T) < DUPLICATE_PIX) + i + 1
+        for j in close:
+            out.setdefault(int(j), int(ids[i]))
+    return out
 
 
 def export_batch(folder: str | os.PathLike[str], results: Sequence[BatchResult], *, stem: str = "source",
@@ -178,6 +212,7 @@ _DESCRIPTIONS = {
     "dec": ("deg", "declination of (x, y) through the image's WCS"),
     "det_snr": ("", "detection segment flux / its error"),
     "point_like": ("", "LQ Sérsic fit unresolved (R50 < 0.75 px)"),
+    "duplicate_of": ("", "id of the source this one is the same as once centred (0: none)"),
     "restored_as_star": ("", "restored in point-source mode"),
     "quality_ok": ("", "every verdict check passed"), "quality_level": ("", "verdict: ok, caution or fail"),
     "n": ("", "Sérsic index (PSF-convolved fit, neighbours masked)"),
