@@ -35,7 +35,7 @@ from galviewer.errors import ExportError, ImageLoadError, OutputExistsError, Par
 __all__ = ["MANIFEST", "NANNY_ENVIRON", "SurveyConfig", "SurveyReport", "expand_inputs", "local_cluster",
            "run_survey", "survey_async", "worker_layout"]
 
-MANIFEST, LOG, CATALOG = "survey.json", "survey.log", "catalog"
+MANIFEST, LOG = "survey.json", "survey.log"
 FORMAT_VERSION = 1
 
 Progress = Callable[[dict[str, Any]], None]
@@ -279,6 +279,7 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
     """
     from distributed import as_completed
 
+    from galviewer.survey.catalog import write_catalog
     from galviewer.survey.tasks import plan_input, run_chunk
 
     run = _Run(inputs, Path(out), config, resume, progress)
@@ -336,7 +337,7 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
     for part in sweep_folder(run.out):  # a killed worker's unfinished chunk (its rerun wrote the chunk)
         run.log(f"removed {part.name}: the temporary file of a writer that was killed")
     loop = asyncio.get_running_loop()
-    run.report.catalog = await loop.run_in_executor(None, _write_catalog, run)
+    run.report.catalog = await loop.run_in_executor(None, write_catalog, run)
     run.progress({"kind": "catalog", "paths": [str(p) for p in run.report.catalog]})
     r = run.report
     run.log(f"done: {r.sources} sources ({r.restored} restored) in {len(r.catalog) and r.catalog[0].name}; "
@@ -361,66 +362,6 @@ def _submit_chunks(run: _Run, client: Any, ac: Any, pending: dict[Any, Any], pat
         fut = client.submit(task, spec, pure=False)
         pending[fut] = ("chunk", path, spec)
         ac.add(fut)
-
-
-def _write_catalog(run: _Run) -> list[Path]:
-    """The catalogue of every complete chunk, in plan order, as Parquet and ECSV (atomic; replaces the previous
-    run's, which holds a subset of these rows)."""
-    from astropy.table import vstack
-
-    from galviewer._atomic import atomic_write
-    from galviewer.core.restore.batch import describe_columns
-    from galviewer.survey.chunks import read_rows
-
-    tables = []
-    for path, _ in run.inputs:
-        plan = run.manifest["inputs"][path].get("plan")
-        if plan is None:
-            continue
-        for spec in run.chunk_specs(path, plan, 1):
-            if Path(spec["out"]).is_file():
-                tables.append(read_rows(spec["out"]))
-    if not tables:
-        run.log("no chunk complete: no catalogue written")
-        return []
-    table = vstack(tables, join_type="exact", metadata_conflicts="silent") if len(tables) > 1 else tables[0]
-    table.meta.clear()
-    _mark_duplicates(table)
-    for c in ("ra", "dec"):
-        table[c].unit = "deg"
-    units = set(table["bunit"])
-    describe_columns(table, units.pop() if len(units) == 1 else None)
-    table.meta["comments"] = [f"galviewer survey of {len(run.inputs)} files; settings: "
-                              f"{json.dumps(run.config.settings())}"]
-    run.report.sources = len(table)
-    run.report.restored = int((table["plane"] >= 0).sum())
-    paths = []
-    for suffix, fmt in ((".parquet", "parquet"), (".ecsv", "ascii.ecsv")):
-        target = run.out / f"{CATALOG}{suffix}"
-        paths.append(atomic_write(target, lambda tmp, fmt=fmt: table.write(tmp, format=fmt, overwrite=True),
-                                  overwrite=True))
-    return paths
-
-
-def _mark_duplicates(table: Any) -> None:
-    """Sources of one chip that are one once centred, across chunks too (each chunk marked its own), as the
-    in-process batch marks them over the whole chip (:func:`~galviewer.core.restore.batch.duplicates`)."""
-    import numpy as np
-
-    from galviewer.core.restore.batch import duplicate_status, duplicates
-
-    keys = np.char.add(np.asarray(table["file"], str), np.char.add("\n", np.asarray(table["ext"], str)))
-    status = [str(v) for v in table["status"]]  # a new column: the FITS one has a fixed width
-    for key in dict.fromkeys(keys):
-        rows = np.flatnonzero(keys == key)
-        found = duplicates(list(table["id"][rows]),
-                           list(zip(table["x_stamp"][rows], table["y_stamp"][rows], strict=True)))
-        for i, first in found.items():
-            r = rows[i]
-            if table["duplicate_of"][r] == 0:
-                table["duplicate_of"][r] = first
-                status[r] = duplicate_status(first, status[r])
-    table["status"] = status
 
 
 def run_survey(inputs: Sequence[tuple[str, str | None]], out: str | os.PathLike[str], config: SurveyConfig, *,
