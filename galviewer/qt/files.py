@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu
 
@@ -33,12 +34,26 @@ def science_exts(path: Path) -> list[str]:
     return [f"{n},{v}" for n, v in (sci or exts)] + ([MOSAIC_EXT] if len(sci) >= 2 and mosaic_possible(path) else [])
 
 
+GRID_SETTLE_MS = 150  # the grid is traced again this long after the last zoom or pan step
+
+
 class FilesController:
     """Owns the ``load`` channel: what is open and how it is displayed."""
 
     def __init__(self, window: MainWindow) -> None:
         self.w = window
         self.header_dialog: HeaderDialog | None = None
+        # the RA/Dec grid follows zoom and pan: traced again for the part on show once the view settles
+        self.regrid_timer = QTimer(window)
+        self.regrid_timer.setSingleShot(True)
+        self.regrid_timer.setInterval(GRID_SETTLE_MS)
+        self.regrid_timer.timeout.connect(self.toggle_grid)
+        window.view.vb.sigRangeChanged.connect(self._view_moved)
+
+    def _view_moved(self, *_: object) -> None:
+        action = getattr(self.w, "grid_action", None)  # the menus are built after the controllers
+        if action is not None and action.isChecked() and self.w.image is not None:
+            self.regrid_timer.start()
 
     def open_file(self, path: str | os.PathLike[str] | None, ext: str | None = None) -> None:
         """Open a FITS image in the background (errors show a dialog; the window stays usable)."""
@@ -148,7 +163,8 @@ class FilesController:
         return menu
 
     def toggle_grid(self, on: bool | None = None) -> None:
-        """Show or hide the RA/Dec grid of the image on show (traced through its full WCS)."""
+        """Show or hide the RA/Dec grid of the part of the image on show (traced through its full WCS; the spacing
+        follows the zoom: traced again when the view settles after a zoom or pan)."""
         from galviewer.core.io.wcsgrid import wcs_grid
 
         w = self.w
@@ -156,15 +172,17 @@ class FilesController:
         if not on or w.image is None:
             w.view.set_grid(None)
             return
+        (vx0, vx1), (vy0, vy1) = w.view.vb.viewRange()
         try:
             if isinstance(w.image, Mosaic):  # each chip's own grid, placed on the canvas
                 lines = []
                 for chip, (ox, oy) in zip(w.image.chips, w.image.offsets, strict=True):
                     lines += [dataclasses.replace(g, x=g.x + ox, y=g.y + oy)
-                              for g in wcs_grid(chip.wcs, chip.data.shape)]
+                              for g in wcs_grid(chip.wcs, chip.data.shape, box=(vx0 - ox, vx1 - ox, vy0 - oy,
+                                                                                vy1 - oy))]
                 w.view.set_grid(lines)
                 return
-            w.view.set_grid(wcs_grid(w.image.wcs, w.image.data.shape))
+            w.view.set_grid(wcs_grid(w.image.wcs, w.image.data.shape, box=(vx0, vx1, vy0, vy1)))
         except GalviewerError as exc:
             w.view.set_grid(None)
             w.statusBar().showMessage(f"coordinate grid: {exc}", 8000)

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 from astropy.wcs import WCS
@@ -54,3 +56,27 @@ def test_sexagesimal_labels_round_with_the_spacing():
     assert format_ra(359.99999, 1) == "00:00:00"
     assert format_dec(-30.388685, 1) == "-30:23:19"
     assert format_dec(0.5, 0.1) == "+00:30:00.0"
+
+
+@pytest.mark.parametrize("cx, cy", [(30.0, 170.0), (100.0, 100.0), (185.0, 12.0)])
+def test_a_zoomed_box_gets_finer_lines_inside_it(cx, cy):
+    """The viewer's zoom: a 20-px box anywhere (corners included) gets a spacing of its own, at least two lines of
+    each kind, every traced point inside the box and on its RA/Dec."""
+    w = _tan(359.9995, -30.0)
+    whole = wcs_grid(w, (200, 200))
+    box = (cx - 10, cx + 10, cy - 10, cy + 10)
+    lines = wcs_grid(w, (200, 200), box=box)
+    _on_lines(w, lines)
+    for axis in ("ra", "dec"):
+        assert sum(line.axis == axis for line in lines) >= 2
+    def dec_spacing(grid):
+        return min(abs(a.value - b.value) for a, b in itertools.pairwise(grid) if a.axis == b.axis == "dec")
+
+    assert dec_spacing(lines) < dec_spacing(whole) / 3
+    for line in lines:
+        ok = np.isfinite(line.x)
+        assert (line.x[ok] >= box[0]).all() and (line.x[ok] <= box[1]).all()
+        assert (line.y[ok] >= box[2]).all() and (line.y[ok] <= box[3]).all()
+    # a view beside the image shows no grid; a box larger than the image is the image
+    assert wcs_grid(w, (200, 200), box=(300, 400, 300, 400)) == []
+    assert [g.label for g in wcs_grid(w, (200, 200), box=(-50, 260, -50, 260))] == [g.label for g in whole]

@@ -814,3 +814,36 @@ def test_the_table_can_be_given_more_height_by_dragging_the_boundary(qtbot, wind
     split.setSizes([panels - 200, table + 200])
     QApplication.processEvents()
     assert split.sizes()[1] > table + 150 and window.table.table.height() > 0
+
+
+def test_the_coordinate_grid_follows_zoom_and_pan(qtbot, window):
+    """Issue 22: the RA/Dec grid's spacing adapts to the zoom and its lines stay in the part on show."""
+    real = Path(__file__).resolve().parents[1] / "data" / "realdata" / "wfc3ir_cd_field.fits.gz"
+    _open(qtbot, window, real)
+    window.grid_action.setChecked(True)
+    window.files.toggle_grid(True)
+
+    def state():
+        lines = [i for i in window.view.grid_items if hasattr(i, "xData")]
+        labels = [i.toPlainText() for i in window.view.grid_items if hasattr(i, "toPlainText")]
+        return lines, labels
+
+    lines, labels = state()
+    whole = sorted(labels)
+    assert len(lines) >= 4
+    window.view.vb.setRange(xRange=(100, 130), yRange=(100, 130), padding=0)  # zoom in 8×
+    qtbot.waitUntil(lambda: sorted(state()[1]) != whole, timeout=3000)
+    lines, labels = state()
+    assert len(lines) >= 4  # finer spacing: lines still cross the small view
+    (x0, x1), (y0, y1) = window.view.vb.viewRange()  # the aspect lock widens one of the requested ranges
+    assert x1 - x0 < 60 and y1 - y0 < 80
+    for item in lines:
+        x, y = item.xData, item.yData
+        ok = np.isfinite(x)
+        assert ok.sum() >= 2 and (x[ok] >= x0 - 1e-6).all() and (x[ok] <= x1 + 1e-6).all()
+        assert (y[ok] >= y0 - 1e-6).all() and (y[ok] <= y1 + 1e-6).all()
+    # the labels carry the precision the finer spacing needs (decimals of a second, or seconds where it was
+    # minutes)
+    assert max(len(t) for t in labels) > max(len(t) for t in whole) or set(labels).isdisjoint(whole)
+    window.view.zoom_to_fit()
+    qtbot.waitUntil(lambda: sorted(state()[1]) == whole, timeout=3000)

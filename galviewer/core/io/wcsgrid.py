@@ -73,7 +73,8 @@ def _step(span: float, candidates: tuple[float, ...], unit_deg: float, target: i
     return candidates[-1]
 
 
-def wcs_grid(wcs, shape: tuple[int, int], *, lines: int = 5, samples: int = 160) -> list[GridLine]:
+def wcs_grid(wcs, shape: tuple[int, int], *, lines: int = 5, samples: int = 160,
+             box: tuple[float, float, float, float] | None = None) -> list[GridLine]:
     """Lines of constant RA and Dec crossing an image.
 
     Parameters
@@ -86,6 +87,10 @@ def wcs_grid(wcs, shape: tuple[int, int], *, lines: int = 5, samples: int = 160)
         About how many lines of each kind across the image (at most this many + 1).
     samples : int
         Points along each line.
+    box : (x0, x1, y0, y1), optional
+        The part of the image on show (pixel coordinates; clipped to the image): the spacing is chosen for it and
+        the lines are traced across it only, so that a zoomed view gets finer, labelled lines (the viewer passes
+        its view).  Default: the whole image.
 
     Returns
     -------
@@ -103,7 +108,14 @@ def wcs_grid(wcs, shape: tuple[int, int], *, lines: int = 5, samples: int = 160)
     if ny < 2 or nx < 2:
         raise ParameterError("shape", f"must be at least 2×2, got {shape}")
     w = wcs.celestial
-    gy, gx = np.meshgrid(np.linspace(-0.5, ny - 0.5, 33), np.linspace(-0.5, nx - 0.5, 33), indexing="ij")
+    x0, x1, y0, y1 = -0.5, nx - 0.5, -0.5, ny - 0.5
+    if box is not None:
+        bx0, bx1 = sorted((float(box[0]), float(box[1])))
+        by0, by1 = sorted((float(box[2]), float(box[3])))
+        x0, x1, y0, y1 = max(x0, bx0), min(x1, bx1), max(y0, by0), min(y1, by1)
+        if not (x1 - x0 >= 1 and y1 - y0 >= 1):
+            return []  # the view shows (almost) none of the image
+    gy, gx = np.meshgrid(np.linspace(y0, y1, 33), np.linspace(x0, x1, 33), indexing="ij")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ra, dec = w.all_pix2world(gx.ravel(), gy.ravel(), 0)
@@ -128,7 +140,7 @@ def wcs_grid(wcs, shape: tuple[int, int], *, lines: int = 5, samples: int = 160)
                 x, y = w.all_world2pix(r, d, 0, quiet=True)
             except Exception:
                 x, y = w.wcs_world2pix(r, d, 0)
-        inside = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
+        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
         return np.where(inside, x, np.nan), np.where(inside, y, np.nan)
 
     step = ra_step_s * 15.0 / 3600.0
