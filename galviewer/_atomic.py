@@ -6,9 +6,8 @@ import contextlib
 import glob
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from galviewer.errors import ExportError, OutputExistsError
 
@@ -41,25 +40,20 @@ def sweep_stale_parts(path: Path) -> list[Path]:
     Temporary names are ``.{name}.{pid}.{random}.part``; a file whose writing process no longer exists
     is a remnant of a write that never finished (SIGKILL, power cut) and is deleted.  Returns what was removed.
     """
-    return _sweep(path.parent.glob(f".{glob.escape(path.name)}.*.part"), len(path.name) + 2)
+    return _sweep(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
 
 
 def sweep_folder(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove every temporary file of a killed writer in ``folder`` (any target name), as
     :func:`sweep_stale_parts` does for one target: a survey sweeps its folder when all its writers are done."""
-    removed = []
-    for part in Path(folder).glob(".*.part"):
-        # .{name}.{pid}.{random}.part: the pid is the second field from the end after the random one
-        fields = part.name[1:].rsplit(".", 3)
-        if len(fields) == 4:
-            removed += _sweep([part], len(part.name) - len(".".join(fields[1:])))
-    return removed
+    return _sweep(Path(folder).glob(".*.part"))
 
 
-def _sweep(parts: Any, start: int) -> list[Path]:
+def _sweep(parts: Iterable[Path]) -> list[Path]:
     removed = []
     for part in parts:
-        pid_text = part.name[start:].split(".", 1)[0]
+        fields = part.name.rsplit(".", 3)  # "" + name, pid, random (mkstemp's: no dot), "part"
+        pid_text = fields[1] if len(fields) == 4 else ""
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()

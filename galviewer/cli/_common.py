@@ -48,16 +48,25 @@ def _add_clean_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean-crs", dest="clean_crs", action="store_true", help=argparse.SUPPRESS)  # the former opt-in
 
 
+def pipeline_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~galviewer.core.restore.pipeline.PipelineConfig` settings the options ask for (every default
+    is the pipeline's own): the restoration options where the command has them."""
+    settings = {"size": args.size, "refine": not args.no_refine, "clean_cosmic_rays": args.clean_crs,
+                "context": args.context}
+    if hasattr(args, "no_uncertainty"):
+        settings.update(uncertainty=not args.no_uncertainty, consistency=args.consistency, anchor=args.anchor,
+                        point_source=args.point_source, repair=args.repair)
+    return settings
+
+
 def _pipeline(args: argparse.Namespace, *, context: int | None = None, restorer: bool = True) -> Any:
     """The restoration pipeline the options ask for (every default is the pipeline's own); without ``restorer``
     no model is loaded (a pipeline that only cuts stamps, for measuring LQ alone)."""
     from galviewer.core.restore.pipeline import Pipeline, PipelineConfig
 
-    settings = {"size": args.size, "refine": not args.no_refine, "clean_cosmic_rays": args.clean_crs,
-                "context": args.context if context is None else context}
-    if hasattr(args, "no_uncertainty"):
-        settings.update(uncertainty=not args.no_uncertainty, consistency=args.consistency, anchor=args.anchor,
-                        point_source=args.point_source, repair=args.repair)
+    settings = pipeline_settings(args)
+    if context is not None:
+        settings["context"] = context
     if not restorer:
         return Pipeline(None, PipelineConfig(**settings))
     return Pipeline.default(args.model, device=args.device, **settings)

@@ -87,7 +87,7 @@ class _Bars:
             self.write(f"galviewer: {event['workers']} Dask workers ({event['threads']} torch thread(s) each); "
                        f"dashboard {event['dashboard']}")
         elif kind == "planned":
-            self.todo[event["file"]] = event["todo_sources"]
+            self.todo[event["path"]] = event["todo_sources"]
             self.total.total += event["todo_sources"]
             self.total.refresh()
             done = event["sources"] - event["todo_sources"]
@@ -95,16 +95,16 @@ class _Bars:
                        + (f" ({done} done before)" if done else ""))
             if not event["todo_sources"]:
                 self.write(f"galviewer: {event['file']}: complete")
-        elif kind == "chunk":
-            name = event["file"]
+        elif kind == "chunk":  # keyed by the input's path: two inputs may share a name
+            key, name = event["path"], event["file"]
             self.total.update(event["sources"])
-            bar = self.files.get(name)
+            bar = self.files.get(key)
             if bar is None:
-                bar = self.files[name] = self.tqdm(total=self.todo.get(name, 0), unit="src", desc=name[:30],
-                                                   leave=False, disable=not self.enabled, dynamic_ncols=True)
+                bar = self.files[key] = self.tqdm(total=self.todo.get(key, 0), unit="src", desc=name[:30],
+                                                  leave=False, disable=not self.enabled, dynamic_ncols=True)
             bar.update(event["sources"])
-            self.todo[name] = self.todo.get(name, 0) - event["sources"]
-            if self.todo[name] <= 0:
+            self.todo[key] = self.todo.get(key, 0) - event["sources"]
+            if self.todo[key] <= 0:
                 bar.close()
                 self.write(f"galviewer: {name}: complete")
         elif kind == "failed":
@@ -120,20 +120,16 @@ class _Bars:
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
-    from galviewer.cli._common import _refuse_input_as_output
+    from galviewer.cli._common import _refuse_input_as_output, pipeline_settings
     from galviewer.survey.engine import SurveyConfig, expand_inputs, run_survey
 
     _check_size(args.size)
     inputs = expand_inputs(args.files, _catalogs(args.catalog))
     out = Path(args.output)
     _refuse_input_as_output(out, *(p for p, _ in inputs), *(c for _, c in inputs if c), args.model)
-    settings = {"size": args.size, "context": args.context, "refine": not args.no_refine,
-                "clean_cosmic_rays": args.clean_crs, "uncertainty": not args.no_uncertainty,
-                "consistency": args.consistency, "anchor": args.anchor, "point_source": args.point_source,
-                "repair": args.repair}
-    config = SurveyConfig(model=args.model, pipeline=settings, chunk_size=args.chunk_size, dq_ignore=args.dq_ignore,
-                          origin=args.origin, nsigma=args.nsigma, npixels=args.npixels, deblend=args.deblend,
-                          hot=args.hot)
+    config = SurveyConfig(model=args.model, pipeline=pipeline_settings(args), chunk_size=args.chunk_size,
+                          dq_ignore=args.dq_ignore, origin=args.origin, nsigma=args.nsigma, npixels=args.npixels,
+                          deblend=args.deblend, hot=args.hot)
     bars = _Bars(enabled=not args.no_progress and sys.stderr.isatty())
     try:
         report = run_survey(inputs, out, config, scheduler=args.scheduler, workers=args.workers,

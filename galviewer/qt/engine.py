@@ -144,20 +144,16 @@ class ClusterEngine:
 
     def _specs(self, image: Any, sources: Sequence[Any], pipe: Any) -> list[dict[str, Any]]:
         from galviewer.core.io.mosaic import Mosaic
+        from galviewer.core.restore.batch import by_chip
+        from galviewer.survey.tasks import source_row
 
         restorer = pipe.restorer
         if restorer is None or getattr(restorer, "model_path", None) is None:
             raise ParameterError("batch engine", "the model has no file the workers could load")
-        chips = image.chips if isinstance(image, Mosaic) else [image]
-        groups: dict[int, list[tuple[int, Any]]] = {}
-        for i, s in enumerate(sources):
-            if isinstance(image, Mosaic):
-                hit = image.locate(s.x, s.y)
-                if hit is None:
-                    continue  # between the chips: the in-process batch says so; here it is left out
-                groups.setdefault(hit[0], []).append((i, dataclasses.replace(s, x=hit[2], y=hit[3])))
-            else:
-                groups.setdefault(0, []).append((i, s))
+        if isinstance(image, Mosaic):  # sources between the chips: left out here, reported by _run
+            chips, (groups, _) = image.chips, by_chip(image, sources)
+        else:
+            chips, groups = [image], {0: list(enumerate(sources))}
         specs = []
         for k, items in sorted(groups.items()):
             chip = chips[k]
@@ -166,15 +162,13 @@ class ClusterEngine:
                 specs.append({"path": str(chip.path), "ext": f"{chip.meta.extname},{chip.meta.extver}",
                               "model": str(restorer.model_path), "pipeline": dataclasses.asdict(pipe.config),
                               "threads": 1, "device": "cpu", "index": [i for i, _ in part],
-                              "sources": [[s.id, s.x, s.y, s.flux, s.flux_err, s.area, s.a, s.b, s.theta_deg,
-                                           str(s.id)] for _, s in part]})
+                              "sources": [source_row(s) for _, s in part]})
         return specs
 
     async def _connect(self) -> Any:
-        import dask
         from distributed import Client
 
-        from galviewer.survey.engine import NANNY_ENVIRON, local_cluster
+        from galviewer.survey.engine import start_local_cluster
 
         name = self.name
         if self._client is not None and self._address == name:
@@ -182,8 +176,7 @@ class ClusterEngine:
         await self.close()
         if name == LOCAL:
             n = os.cpu_count() or 1
-            with dask.config.set(NANNY_ENVIRON):
-                self._cluster = await local_cluster(n, asynchronous=True)
+            self._cluster = await start_local_cluster(n)
             self._client = await Client(self._cluster, asynchronous=True)
             await self._client.wait_for_workers(n)
         else:
@@ -197,7 +190,7 @@ class ClusterEngine:
     async def _run(self, specs: list[dict[str, Any]], sources: list[Any]) -> list[Any]:
         from distributed import as_completed
 
-        from galviewer.core.restore.batch import BatchResult
+        from galviewer.core.restore.batch import BETWEEN_CHIPS, BatchResult
         from galviewer.survey.tasks import restore_chunk
 
         n = len(sources)
@@ -217,7 +210,7 @@ class ClusterEngine:
             raise
         for i, res in enumerate(out):
             if res is None:  # as the in-process batch says it
-                out[i] = BatchResult(sources[i], error="between the chips: no data to restore")
+                out[i] = BatchResult(sources[i], error=BETWEEN_CHIPS)
             else:
                 res.source = sources[i]  # the canvas position of a mosaic's source
         return out

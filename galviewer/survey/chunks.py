@@ -43,16 +43,6 @@ def ascii_text(text: str) -> str:
     return "".join(c if " " <= c <= "~" else " " for c in text)
 
 
-def _column(values: list[Any]) -> np.ndarray:
-    if all(isinstance(v, bool | np.bool_) for v in values):
-        return np.asarray(values, dtype=bool)
-    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=np.int64)
-    if all(isinstance(v, int | float | np.number) for v in values):
-        return np.asarray(values, dtype=np.float64)
-    return np.asarray([ascii_text(str(v)) for v in values])
-
-
 def write_chunk(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], restorations: Sequence[Any],
                 header: Any, *, bunit: str = "", overwrite: bool = True) -> Path:
     """Write one chunk file (module docstring) atomically.
@@ -76,33 +66,26 @@ def write_chunk(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], re
     pathlib.Path
     """
     from astropy.io import fits
+    from astropy.table import Table
 
     from galviewer._atomic import atomic_write
 
     planes = [r for r in restorations if r is not None]
-    cols: dict[str, list[Any]] = {k: [row[k] for row in rows] for k in rows[0]}
-    plane, k = [], 0
-    origin_x, origin_y, crpix1, crpix2 = [], [], [], []
+    placement, k = [], 0  # plane, origin_x, origin_y, crpix1, crpix2 of each row
     for r in restorations:
         if r is None:
-            plane.append(-1)
-            origin_x.append(-1)
-            origin_y.append(-1)
-            crpix1.append(math.nan)
-            crpix2.append(math.nan)
+            placement.append((-1, -1, -1, math.nan, math.nan))
             continue
-        plane.append(k)
-        k += 1
-        ox, oy = r.stamp.origin
-        origin_x.append(int(ox))
-        origin_y.append(int(oy))
         w = r.stamp.wcs
-        crpix1.append(float(w.wcs.crpix[0]) if w is not None else math.nan)
-        crpix2.append(float(w.wcs.crpix[1]) if w is not None else math.nan)
-    cols.update(plane=plane, origin_x=origin_x, origin_y=origin_y, crpix1=crpix1, crpix2=crpix2)
-    table = fits.BinTableHDU.from_columns(
-        [fits.Column(name=name, array=_column(v), format=_format(_column(v))) for name, v in cols.items()],
-        name="STAMPS")
+        crpix = (float(w.wcs.crpix[0]), float(w.wcs.crpix[1])) if w is not None else (math.nan, math.nan)
+        placement.append((k, int(r.stamp.origin[0]), int(r.stamp.origin[1]), *crpix))
+        k += 1
+    cols = {name: [ascii_text(v) if isinstance(v, str) else v for v in (row[name] for row in rows)]
+            for name in rows[0]}
+    cols.update(zip(("plane", "origin_x", "origin_y", "crpix1", "crpix2"), map(list, zip(*placement, strict=True)),
+                    strict=True))
+    table = fits.table_to_hdu(Table(cols))
+    table.name = "STAMPS"
     table.header["NSOURCES"] = (len(rows), "rows: every source of the chunk")
     table.header["NPLANES"] = (len(planes), "restored sources: planes of the cubes")
     hdus: list[Any] = [fits.PrimaryHDU(header=header)]
@@ -129,16 +112,6 @@ def write_chunk(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], re
             hdul.writeto(tmp, output_verify="exception", overwrite=True)
 
     return atomic_write(path, write, overwrite=overwrite)
-
-
-def _format(arr: np.ndarray) -> str:
-    if arr.dtype == bool:
-        return "L"
-    if arr.dtype.kind == "i":
-        return "K"
-    if arr.dtype.kind == "f":
-        return "D"
-    return f"{max(1, max((len(s) for s in arr), default=1))}A"
 
 
 def read_rows(path: str | os.PathLike[str]) -> Any:

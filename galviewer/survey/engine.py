@@ -33,7 +33,7 @@ from typing import Any
 from galviewer.errors import ExportError, ImageLoadError, OutputExistsError, ParameterError
 
 __all__ = ["MANIFEST", "NANNY_ENVIRON", "SurveyConfig", "SurveyReport", "expand_inputs", "local_cluster",
-           "run_survey", "survey_async", "worker_layout"]
+           "run_survey", "start_local_cluster", "survey_async", "worker_layout"]
 
 MANIFEST, LOG = "survey.json", "survey.log"
 FORMAT_VERSION = 1
@@ -193,9 +193,8 @@ class _Run:
                 manifest = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise ImageLoadError(path, f"the survey manifest cannot be read: {exc}") from exc
-            old = manifest.get("settings", {})
-            changed = sorted(k for k in set(old) | set(self.config.settings())
-                             if old.get(k) != self.config.settings().get(k))
+            old, new = manifest.get("settings", {}), self.config.settings()
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if changed:
                 raise ParameterError(changed[0], f"differs from the run being resumed in {out} "
                                      f"({old.get(changed[0])!r} there); resume with the same settings or use "
@@ -263,8 +262,9 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
     resume : bool
         Complete the survey in ``out``: plan and restore only what has no complete file.
     progress : callable(event), optional
-        Called with ``{"kind": "planned", "file", "sources", "chunks", "todo"}``, ``{"kind": "chunk", "file",
-        "sources", "seconds"}``, ``{"kind": "failed", "file", "error"}`` and ``{"kind": "catalog", "paths"}``.
+        Called with ``{"kind": "planned", "file", "path", "sources", "chunks", "todo"}``, ``{"kind": "chunk",
+        "file", "path", "sources", "seconds"}``, ``{"kind": "failed", "file", "path", "error"}`` and
+        ``{"kind": "catalog", "paths"}`` (``file`` the input's name, ``path`` the input: two may share a name).
 
     Returns
     -------
@@ -314,7 +314,7 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
                 else:
                     run.report.failed_chunks[spec["out"]] = reason
                 run.log(f"FAILED {kind} {path if kind == 'plan' else spec['out']}: {reason}")
-                run.progress({"kind": "failed", "file": name, "error": reason, "task": kind,
+                run.progress({"kind": "failed", "file": name, "path": path, "error": reason, "task": kind,
                               "sources": len(spec["sources"]) if spec else 0})
                 continue
             if kind == "plan":
@@ -324,7 +324,7 @@ async def survey_async(client: Any, inputs: Sequence[tuple[str, str | None]], ou
             else:
                 run.report.chunks_run += 1
                 run.report.sources_run += value["sources"]
-                run.progress({"kind": "chunk", "file": name, "sources": value["sources"],
+                run.progress({"kind": "chunk", "file": name, "path": path, "sources": value["sources"],
                               "seconds": value["seconds"]})
     except asyncio.CancelledError:
         await client.cancel(list(pending))
@@ -355,7 +355,7 @@ def _submit_chunks(run: _Run, client: Any, ac: Any, pending: dict[Any, Any], pat
     specs = run.chunk_specs(path, plan, threads)
     todo = [s for s in specs if not Path(s["out"]).is_file()]
     run.report.chunks_skipped += len(specs) - len(todo)
-    run.progress({"kind": "planned", "file": Path(path).name, "chunks": len(specs), "todo": len(todo),
+    run.progress({"kind": "planned", "file": Path(path).name, "path": path, "chunks": len(specs), "todo": len(todo),
                   "sources": sum(len(s["sources"]) for s in specs),
                   "todo_sources": sum(len(s["sources"]) for s in todo)})
     for spec in todo:
@@ -409,8 +409,7 @@ took 1.6× as long in a worker as in-process (benchmarks/survey.py).  glibc's de
 
 def local_cluster(workers: int, memory_limit: Any = "auto", *, asynchronous: bool = False) -> Any:
     """A LocalCluster of ``workers`` single-threaded worker processes (:data:`NANNY_ENVIRON`), dashboard on a
-    free port.  Asynchronous: ``await`` it inside ``with dask.config.set(NANNY_ENVIRON)`` (its workers start
-    then)."""
+    free port (started; asynchronous: use :func:`start_local_cluster`)."""
     import dask
     from distributed import LocalCluster
 
@@ -419,16 +418,24 @@ def local_cluster(workers: int, memory_limit: Any = "auto", *, asynchronous: boo
                             asynchronous=asynchronous, dashboard_address=":0")
 
 
+async def start_local_cluster(workers: int, memory_limit: Any = "auto") -> Any:
+    """:func:`local_cluster` on the running asyncio loop, started: its workers start while it is awaited, so the
+    configuration must hold then too."""
+    import dask
+
+    with dask.config.set(NANNY_ENVIRON):
+        return await local_cluster(workers, memory_limit, asynchronous=True)
+
+
 async def _main(inputs: Sequence[tuple[str, str | None]], out: Any, config: SurveyConfig, scheduler: str | None,
                 n: int, threads: int, limit: Any, resume: bool, progress: Progress | None) -> SurveyReport:
-    import dask
     from distributed import Client
 
     progress = progress or (lambda event: None)
     async with contextlib.AsyncExitStack() as stack:
         if scheduler is None:
-            with dask.config.set(NANNY_ENVIRON):
-                cluster = await stack.enter_async_context(local_cluster(n, limit, asynchronous=True))
+            cluster = await start_local_cluster(n, limit)
+            stack.push_async_callback(cluster.close)
             address: Any = cluster
         else:
             address = scheduler

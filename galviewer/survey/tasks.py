@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["chip_label", "load_model", "plan_input", "restore_chunk", "run_chunk", "survey_row"]
+__all__ = ["chip_label", "load_model", "plan_input", "restore_chunk", "run_chunk", "source_row", "survey_row"]
 
 SOURCE_FIELDS = ("id", "x", "y", "flux", "flux_err", "area", "a", "b", "theta_deg")
 """A source in a plan: these :class:`~galviewer.core.measure.detect.Source` fields, then its label."""
@@ -83,48 +83,30 @@ def _plan(path: str, catalog: str | None, settings: dict[str, Any]) -> dict[str,
     listed = list_images(path)
     # FLT/FLC chips, or a WFPC2 waiver file's chips (planes of a cube), or the one image of a DRZ/plain file
     exts = [f"{n},{v}" for n, v, _ in listed if n == "SCI"] or [f"{n},{v}" for n, v, _ in listed if n == "PLANE"]
-    with open_image(path, exts[0] if exts else None, dq_ignore_bits=settings.get("dq_ignore", 0)) as first:
-        exts = exts or [f"{first.meta.extname or 'PRIMARY'},{first.meta.extver or 1}"]
-        rows = read_positions(catalog, first, settings.get("origin", 0)) if catalog else None
-        sky = rows is not None and _is_sky_catalog(catalog)
-    chips = []
-    for k, ext in enumerate(exts):
+    chips, sky = [], False
+    for k, ext in enumerate(exts or [None]):
         with open_image(path, ext, dq_ignore_bits=settings.get("dq_ignore", 0)) as image:
+            ext = ext or f"{image.meta.extname or 'PRIMARY'},{image.meta.extver or 1}"
             ny, nx = image.shape
-            if rows is None:
+            if catalog is None:
                 found = detect(image, nsigma=settings.get("nsigma", 3.0), npixels=settings.get("npixels", 10),
                                deblend=settings.get("deblend", True), hot=settings.get("hot", True),
                                max_sources=10**9)
-                sources = [[getattr(s, f) for f in SOURCE_FIELDS] + [str(s.id)] for s in found]
+                sources = [source_row(s) for s in found]
             else:
-                if sky and k > 0:  # the same RA/Dec through this chip's WCS
-                    rows_k = read_positions(catalog, image, settings.get("origin", 0))
-                elif k == 0:
-                    rows_k = rows
-                else:
-                    rows_k = []
+                # RA/Dec rows go through each chip's WCS and are kept on its footprint; x/y rows are the first chip's
+                rows = read_positions(catalog, image, settings.get("origin", 0)) if k == 0 or sky else []
+                sky = sky or getattr(rows, "sky", False)
                 nan = math.nan
-                sources = [[i + 1, x, y, nan, nan, nan, nan, nan, nan, label] for i, (label, x, y) in enumerate(rows_k)
+                sources = [[i + 1, x, y, nan, nan, nan, nan, nan, nan, label] for i, (label, x, y) in enumerate(rows)
                            if not sky or (-0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5)]
         chips.append({"ext": ext, "shape": [ny, nx], "sources": sources})
     return {"chips": chips}
 
 
-def _is_sky_catalog(catalog: str) -> bool:
-    """True when the catalogue gives RA/Dec (or is a region file, whose regions may be sky regions)."""
-    p = Path(catalog)
-    if p.suffix.lower() == ".reg":
-        return "fk5" in p.read_text(errors="replace").lower() or "icrs" in p.read_text(errors="replace").lower()
-    from astropy.table import Table
-
-    try:
-        names = {c.lower() for c in Table.read(str(p), format="ascii.csv" if p.suffix.lower() == ".csv"
-                                                else None).colnames}
-    except Exception:  # read_positions has named the problem already
-        return False
-    has_xy = any(a in names and b in names for a, b in (("x", "y"), ("xcentroid", "ycentroid"),
-                                                          ("x_image", "y_image")))
-    return not has_xy and "ra" in names and "dec" in names
+def source_row(source: Any, label: str | None = None) -> list[Any]:
+    """A source as a plan row: its :data:`SOURCE_FIELDS`, then its label (its id when none is given)."""
+    return [getattr(source, f) for f in SOURCE_FIELDS] + [str(source.id) if label is None else label]
 
 
 def _sources(spec: dict[str, Any]) -> tuple[list[Any], list[str]]:

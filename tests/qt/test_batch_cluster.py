@@ -6,15 +6,14 @@ import math
 import numpy as np
 import pytest
 import shiboken6
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from galviewer.core.restore.batch import restore_sources
-from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ParameterError
 from galviewer.qt.engine import ENGINE_KEY, check_engine, event_loop
-from galviewer.qt.main_window import MainWindow
 from tests.helpers import SOURCES, write_flt
+from tests.qt.windows import new_window
 
 pytest.importorskip("qasync")
 pytestmark = pytest.mark.slow
@@ -22,10 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def window(qtbot, tiny_ckpt, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
-    qtbot.addWidget(win)
-    win.show()
+    win = new_window(qtbot, tiny_ckpt, tmp_path)
     engine = win.batch.engine  # a Python object: pytest-qt may have deleted the window by teardown
     yield win
     event_loop().run_until_complete(engine.close())

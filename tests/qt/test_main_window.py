@@ -13,14 +13,12 @@ from galviewer.core.restore.engine import Restorer
 from galviewer.errors import ExportError, OutputExistsError
 from galviewer.qt.main_window import MainWindow
 from tests.helpers import SOURCES, framing_forward, write_flt
+from tests.qt.windows import new_window
 
 
 @pytest.fixture
 def window(qtbot, tiny_ckpt, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(restorer=Restorer.from_file(tiny_ckpt, "cpu"), settings=settings)
-    qtbot.addWidget(win)
-    win.show()
+    win = new_window(qtbot, tiny_ckpt, tmp_path)
     yield win
     win.close()
     QApplication.processEvents()

@@ -13,14 +13,23 @@ import numpy as np
 
 from galviewer.errors import ImageLoadError
 
-__all__ = ["read_positions"]
+__all__ = ["Positions", "read_positions"]
 
 # Table formats by suffix (astropy's guessing reads a CSV as whitespace-separated when it has one column).
 _FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
             ".gz": None}
 
 
-def read_positions(path: str | os.PathLike[str], image: Any, origin: int = 0) -> list[tuple[str, float, float]]:
+class Positions(list):  # type: ignore[type-arg]
+    """(label, x, y) rows; ``sky`` is True when they came from sky coordinates (RA/Dec columns or sky regions)
+    through the image's WCS, so that another chip's WCS places the same rows elsewhere."""
+
+    def __init__(self, rows: Any = (), sky: bool = False) -> None:
+        super().__init__(rows)
+        self.sky = sky
+
+
+def read_positions(path: str | os.PathLike[str], image: Any, origin: int = 0) -> Positions:
     """The sources a catalogue lists, as (label, x, y) in 0-based pixels of ``image``.
 
     Parameters
@@ -36,7 +45,8 @@ def read_positions(path: str | os.PathLike[str], image: Any, origin: int = 0) ->
 
     Returns
     -------
-    list of (str, float, float)
+    Positions
+        A list of (str, float, float), with ``sky`` saying whether they came through the WCS.
 
     Raises
     ------
@@ -74,8 +84,8 @@ def read_positions(path: str | os.PathLike[str], image: Any, origin: int = 0) ->
     for xname, yname in (("x", "y"), ("xcentroid", "ycentroid"), ("x_image", "y_image")):
         if xname in cols and yname in cols:
             off = 1.0 if xname == "x_image" else float(origin)  # SExtractor's X_IMAGE/Y_IMAGE are 1-based
-            return [(i, float(x) - off, float(y) - off)
-                    for i, x, y in zip(ids, numeric(xname), numeric(yname), strict=True)]
+            return Positions([(i, float(x) - off, float(y) - off)
+                              for i, x, y in zip(ids, numeric(xname), numeric(yname), strict=True)])
     if "ra" in cols and "dec" in cols:
         if image.wcs is None:
             raise ImageLoadError(p, "ra/dec columns need an image with a celestial WCS")
@@ -84,11 +94,11 @@ def read_positions(path: str | os.PathLike[str], image: Any, origin: int = 0) ->
                 xs, ys = image.wcs.all_world2pix(numeric("ra"), numeric("dec"), 0, quiet=True)
             except Exception as exc:
                 raise ImageLoadError(p, f"the image's WCS cannot place these RA/Dec: {exc}") from None
-        return [(i, float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)]
+        return Positions([(i, float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)], sky=True)
     raise ImageLoadError(p, f"no position columns: need x,y or xcentroid,ycentroid or ra,dec; have {table.colnames}")
 
 
-def _region_positions(p: Path, image: Any) -> list[tuple[str, float, float]]:
+def _region_positions(p: Path, image: Any) -> Positions:
     """The centres of the regions of a DS9 file (sky regions through the image's WCS)."""
     from regions import PixCoord, Regions
 
@@ -96,7 +106,7 @@ def _region_positions(p: Path, image: Any) -> list[tuple[str, float, float]]:
         regs = Regions.read(str(p), format="ds9")
     except Exception as exc:
         raise ImageLoadError(p, f"not a readable DS9 region file: {exc}") from exc
-    out = []
+    out = Positions()
     for k, reg in enumerate(regs, start=1):
         if not hasattr(reg, "to_pixel") and not hasattr(reg, "center"):
             continue
@@ -104,6 +114,7 @@ def _region_positions(p: Path, image: Any) -> list[tuple[str, float, float]]:
             if image.wcs is None:
                 raise ImageLoadError(p, "sky regions need an image with a celestial WCS")
             reg = reg.to_pixel(image.wcs)
+            out.sky = True
         if not hasattr(reg, "center"):
             continue
         label = str(reg.meta.get("text", k)) if hasattr(reg, "meta") else str(k)

@@ -54,15 +54,9 @@ def clean_cosmic_rays(stamp: Stamp, readnoise: float | None = None) -> tuple[Sta
         The cleaned stamp (cosmic-ray pixels replaced by astroscrappy and added to ``bad``, so they show with
         *masks* and count as in-painted) and the number of pixels cleaned.
     """
-    import astroscrappy
-
     if readnoise is None:
         readnoise = float(stamp.extra.get("readnoise", math.nan))
-        if not (math.isfinite(readnoise) and readnoise > 0):
-            readnoise = 4.5
-    mask, clean = astroscrappy.detect_cosmics(np.ascontiguousarray(stamp.lq, dtype=np.float32),
-                                              inmask=stamp.bad, sigclip=CR_SIGCLIP, objlim=CR_OBJLIM, gain=1.0,
-                                              readnoise=readnoise, satlevel=np.inf)
+    mask, clean = _lacosmic(stamp.lq, stamp.bad, readnoise)
     n = int(mask.sum())
     if n == 0:
         return stamp, 0
@@ -85,8 +79,6 @@ def cosmic_ray_mask(image: Any, readnoise: float | None = None) -> np.ndarray:
     numpy.ndarray of bool
         The image's shape; True on cosmic-ray pixels (the image's own bad pixels are not included).
     """
-    import astroscrappy
-
     data = np.asarray(image.data)
     if not cleanable(image):
         return np.zeros(data.shape, bool)
@@ -94,11 +86,19 @@ def cosmic_ray_mask(image: Any, readnoise: float | None = None) -> np.ndarray:
         from galviewer.core.io.fits import header_readnoise
 
         readnoise = header_readnoise(image.header)
-        if not (math.isfinite(readnoise) and readnoise > 0):
-            readnoise = 4.5
     bad = np.asarray(image.bad, dtype=bool) | ~np.isfinite(data)
     work = np.where(bad, np.float32(np.nanmedian(data[~bad])) if (~bad).any() else np.float32(0), data)
-    mask, _ = astroscrappy.detect_cosmics(np.ascontiguousarray(work, dtype=np.float32), inmask=bad,
-                                          sigclip=CR_SIGCLIP, objlim=CR_OBJLIM, gain=1.0, readnoise=readnoise,
-                                          satlevel=np.inf)
+    mask, _ = _lacosmic(work, bad, readnoise)
     return np.asarray(mask, bool) & ~bad
+
+
+def _lacosmic(data: np.ndarray, bad: np.ndarray, readnoise: float) -> tuple[np.ndarray, np.ndarray]:
+    """astroscrappy with the star-safe settings (module docstring); a read noise that is not a positive number
+    is taken as 4.5.  Returns (cosmic-ray mask, cleaned data)."""
+    import astroscrappy
+
+    if not (math.isfinite(readnoise) and readnoise > 0):
+        readnoise = 4.5
+    return astroscrappy.detect_cosmics(np.ascontiguousarray(data, dtype=np.float32), inmask=bad,
+                                       sigclip=CR_SIGCLIP, objlim=CR_OBJLIM, gain=1.0, readnoise=readnoise,
+                                       satlevel=np.inf)

@@ -27,8 +27,8 @@ from galviewer.core.measure.sersic import FLAG_BITS
 from galviewer.core.restore.result import Restoration
 from galviewer.errors import OutputExistsError, ParameterError
 
-__all__ = ["BatchResult", "describe_columns", "duplicates", "export_batch", "fits_unit", "restore_mosaic_sources",
-           "restore_sources"]
+__all__ = ["BETWEEN_CHIPS", "BatchResult", "by_chip", "describe_columns", "duplicates", "export_batch", "fits_unit",
+           "restore_mosaic_sources", "restore_sources"]
 
 Progress = Callable[[int, int], None]
 
@@ -148,14 +148,22 @@ def duplicates(ids: Sequence[int], centres: Sequence[tuple[float, float]]) -> di
     The first of each group (the list's order: brightest first for a detection) keeps its row as it is; the
     others say whose duplicate they are (batch rows, survey catalogues).
     """
+    from scipy.spatial import cKDTree
+
     xy = np.asarray(centres, dtype=float).reshape(-1, 2)
+    finite = np.flatnonzero(np.isfinite(xy).all(axis=1))
+    near: dict[int, list[int]] = {}
+    if len(finite) > 1:  # a tree, not all pairs: a survey's chip holds tens of thousands of sources
+        for a, b in cKDTree(xy[finite]).query_pairs(DUPLICATE_PIX, output_type="ndarray"):
+            i, j = sorted((int(finite[a]), int(finite[b])))
+            if np.hypot(*(xy[j] - xy[i])) < DUPLICATE_PIX:  # query_pairs includes the radius; the rule does not
+                near.setdefault(i, []).append(j)
     out: dict[int, int] = {}
-    for i in range(len(xy)):
-        if i in out or not np.isfinite(xy[i]).all():
+    for i in sorted(near):
+        if i in out:
             continue
-        close = np.flatnonzero(np.hypot(*(xy[i + 1:] - xy[i]).T) < DUPLICATE_PIX) + i + 1
-        for j in close:
-            out.setdefault(int(j), int(ids[i]))
+        for j in near[i]:
+            out.setdefault(j, int(ids[i]))
     return out
 
 
@@ -287,6 +295,23 @@ def describe_columns(table: Any, bunit: str | None) -> None:
             f" ({name[-2:]})" if name.endswith(("_LQ", "_RS")) else "")
 
 
+BETWEEN_CHIPS = "between the chips: no data to restore"
+
+
+def by_chip(mosaic: Any, sources: Sequence[Any]) -> tuple[dict[int, list[tuple[int, Any]]], list[int]]:
+    """The sources of a mosaic's canvas grouped by the chip that holds them, each moved to that chip's pixels:
+    ``({chip: [(index in sources, source on the chip), …]}, [indices of the sources between the chips])``."""
+    groups: dict[int, list[tuple[int, Any]]] = {}
+    between = []
+    for i, s in enumerate(sources):
+        hit = mosaic.locate(s.x, s.y)
+        if hit is None:
+            between.append(i)
+        else:
+            groups.setdefault(hit[0], []).append((i, dataclasses.replace(s, x=hit[2], y=hit[3])))
+    return groups, between
+
+
 def restore_mosaic_sources(pipeline: Any, mosaic: Any, sources: Sequence[Any], **kwargs: Any) -> list[Any]:
     """:func:`restore_sources` for sources listed on the canvas of a :class:`~galviewer.core.io.mosaic.Mosaic`:
     each is cut from its own chip (its WCS, ERR and DQ); the results keep the canvas sources, in the order given.
@@ -294,17 +319,13 @@ def restore_mosaic_sources(pipeline: Any, mosaic: Any, sources: Sequence[Any], *
     A source in a gap between chips is kept as a failure that says so.
     """
     progress = kwargs.pop("progress", None)
-    by_chip: dict[int, list[tuple[int, Any]]] = {}
+    groups, between = by_chip(mosaic, sources)
     out: list[Any] = [None] * len(sources)
-    for i, s in enumerate(sources):
-        hit = mosaic.locate(s.x, s.y)
-        if hit is None:
-            out[i] = BatchResult(s, error="between the chips: no data to restore")
-            continue
-        by_chip.setdefault(hit[0], []).append((i, dataclasses.replace(s, x=hit[2], y=hit[3])))
+    for i in between:
+        out[i] = BatchResult(sources[i], error=BETWEEN_CHIPS)
     done_before = 0
     total = len(sources)
-    for k, items in sorted(by_chip.items()):
+    for k, items in sorted(groups.items()):
         def tick(done: int, n: int, base: int = done_before) -> None:
             if progress is not None:
                 progress(base * 2 + done, total * 2)
